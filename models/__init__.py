@@ -1,0 +1,1 @@
+"""Harmonium's models: pure PyTorch, usable headless. Never imports Qt or `studio`."""

@@ -1,0 +1,215 @@
+"""Training RBMs by contrastive divergence: CD-k (Hinton 2002) and persistent CD-k
+(PCD, Tieleman 2008), with momentum, weight decay, a learning-rate schedule and optional
+centering (Melchior, Fischer & Wiskott 2016, "How to center deep Boltzmann machines").
+
+Gradient of the log-likelihood for a binary RBM, with data statistics ⟨·⟩_d and model
+statistics ⟨·⟩_m estimated from the negative-phase chains:
+
+    ∂W = ⟨(v - μ)(h - λ)ᵀ⟩_d - ⟨(v - μ)(h - λ)ᵀ⟩_m
+    ∂b = ⟨v⟩_d - ⟨v⟩_m - ∂W λ
+    ∂c = ⟨h⟩_d - ⟨h⟩_m - ∂Wᵀ μ
+
+with offsets μ = 0, λ = 0 for the plain RBM, and with centering μ = the data mean and λ a
+running mean of the hidden activations on data. The parameters stay in the ordinary
+(uncentered) form, so sampling and checkpoints need not know about the offsets.
+
+The Gaussian-Bernoulli RBM takes the same estimator through autograd of the free energy
+difference F(v_data) - F(v_model), with gradient clipping and a floor on σ² (Liao et al. 2022).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .rbm import BernoulliRBM, GaussianBernoulliRBM, RBMBase
+from .sampling import GibbsSampler
+from .training import TrainConfig, Trainer, streamed_mean_std
+
+
+@dataclass
+class RBMTrainConfig(TrainConfig):
+    """Hyperparameters of CD/PCD training, named as in the papers."""
+
+    learning_rate: float = 0.05
+    k: int = 1  # Gibbs steps per update (CD-k / PCD-k)
+    persistent: bool = True  # PCD (True) or CD (False)
+    n_chains: int = 64  # persistent chains (PCD only)
+    momentum: float = 0.5  # for the first `momentum_epochs` epochs ...
+    final_momentum: float = 0.9  # ... then this (Hinton 2010, §9)
+    momentum_epochs: int = 5
+    weight_decay: float = 1e-4  # L2 on the weights only
+    centering: bool = False
+    center_rate: float = 0.01  # sliding factor of the hidden offset λ
+    frame_every: int = 10
+
+
+class RBMTrainer(Trainer):
+    """CD-k / PCD-k for `BernoulliRBM` and `GaussianBernoulliRBM`.
+
+    `data`: images uint8 [N, C, H, W] (or float in [0, 1]). `trainer.sampler` holds the
+    persistent chains: the dreams a viewer shows while the model trains.
+    """
+
+    config: RBMTrainConfig
+
+    def __init__(self, model: RBMBase, data: Tensor, config: RBMTrainConfig | None = None, device=None):
+        config = config or RBMTrainConfig()
+        if isinstance(model, GaussianBernoulliRBM) and config.grad_clip is None:
+            config.grad_clip = 1.0
+        super().__init__(model, data, config, device)
+        self.model: RBMBase
+        n_chains = config.n_chains if config.persistent else self.batch_size
+        self.sampler = GibbsSampler(model, n_chains=n_chains, k=config.k, seed=self.seed)
+        V, H = model.n_visible, model.n_hidden
+        self.visible_offset = torch.zeros(V, device=self.device)  # μ
+        self.hidden_offset = torch.full((H,), 0.5, device=self.device) if config.centering else torch.zeros(H, device=self.device)  # λ
+        self._last_negative: Tensor | None = None
+        self._last_recon = float("nan")
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        m = self.model
+        groups = [
+            {"params": [m.weight], "weight_decay": self.config.weight_decay},
+            {"params": [p for n, p in m.named_parameters() if n != "weight"], "weight_decay": 0.0},
+        ]
+        return torch.optim.SGD(groups, lr=self.config.learning_rate, momentum=self.config.momentum)
+
+    # -------------------------------------------------------------------------- preparing
+    def prepare(self) -> None:
+        model = self.model
+        if isinstance(model, GaussianBernoulliRBM):
+            mean, std = streamed_mean_std(self.data, lambda x: RBMBase.images_to_visible(model, x))
+            model.set_standardisation(mean, std)
+            with torch.no_grad():
+                model.visible_bias.zero_()  # standardised data have mean 0
+        else:
+            mean, _ = streamed_mean_std(self.data, model.images_to_visible)
+            model.init_visible_bias_from_data(mean)
+            if self.config.centering:
+                self.visible_offset = mean.to(self.device)
+        self.sampler.reset()
+
+    # --------------------------------------------------------------------------- a step
+    def _momentum(self) -> float:
+        c = self.config
+        return c.momentum if self.epoch < c.momentum_epochs else c.final_momentum
+
+    def _negative_phase(self, v0: Tensor) -> Tensor:
+        """Visible states of the model's side: the persistent chains (PCD) or k Gibbs steps
+        started at the data (CD-k; the last visible half-step as probabilities, Hinton 2010)."""
+        if self.config.persistent:
+            self.sampler.step(self.config.k)
+            return self.sampler.visible
+        m, g = self.model, self.sampler.generator
+        v = v0
+        for _ in range(self.config.k):
+            _, h = m.sample_hidden(v, generator=g)
+            mean, v = m.sample_visible(h, generator=g)
+        return mean if m.binary_visible else v
+
+    def train_step(self, batch: Tensor) -> dict[str, float]:
+        for group in self.optimizer.param_groups:
+            group["momentum"] = self._momentum()
+        v0 = self.model.images_to_visible(batch)  # [B, V]
+        if isinstance(self.model, BernoulliRBM):
+            metrics = self._bernoulli_step(v0)
+        else:
+            metrics = self._gaussian_step(v0)
+        metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+        return metrics
+
+    @torch.no_grad()
+    def _bernoulli_step(self, v0: Tensor) -> dict[str, float]:
+        m = self.model
+        B = v0.shape[0]
+        h0 = m.hidden_probs(v0)  # [B, H]
+        if self.config.persistent:
+            vk = self._negative_phase(v0)  # [M, V]
+            recon = None
+        else:
+            # CD-1 done inline so the reconstruction doubles as the step's metric.
+            vk = self._negative_phase(v0)
+            recon = F.mse_loss(vk, v0).item() if self.config.k == 1 else None
+        hk = m.hidden_probs(vk)  # [M, H]
+        M = vk.shape[0]
+        mu, lam = self.visible_offset, self.hidden_offset
+        # One matmul for both phases: [V, B+M] @ [B+M, H].
+        vs = torch.cat([v0, vk]) - mu
+        hs = torch.cat([(h0 - lam) / B, (hk - lam) / -M])
+        dW = vs.t() @ hs  # ascent direction [V, H]
+        db = v0.mean(0) - vk.mean(0)
+        dc = h0.mean(0) - hk.mean(0)
+        if self.config.centering:
+            db -= dW @ lam
+            dc -= mu @ dW
+            self.hidden_offset.lerp_(h0.mean(0), self.config.center_rate)
+        m.weight.grad, m.visible_bias.grad, m.hidden_bias.grad = -dW, -db, -dc
+        self.optimizer.step()
+        self._last_negative = vk
+        if recon is None:
+            recon = self._recon_every(v0, h0)
+            if not torch.isfinite(hk.sum()):  # the metric is stale between refreshes; the chains are not
+                recon = float("nan")
+        return {"recon_error": recon}
+
+    def _recon_every(self, v0: Tensor, h0: Tensor, every: int = 10) -> float:
+        """PCD does not reconstruct the data for its gradient; measure it every few steps."""
+        if self.step % every == 0 or not math.isfinite(self._last_recon):
+            self._last_recon = F.mse_loss(self.model.visible_mean(h0), v0).item()
+        return self._last_recon
+
+    def _gaussian_step(self, v0: Tensor) -> dict[str, float]:
+        m: GaussianBernoulliRBM = self.model  # type: ignore[assignment]
+        with torch.no_grad():
+            vk = self._negative_phase(v0)
+        loss = m.free_energy(v0).mean() - m.free_energy(vk.detach()).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(m.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        with torch.no_grad():
+            m.log_variance.clamp_(min=math.log(m.config.var_floor))
+            recon = F.mse_loss(m.reconstruct(v0), v0).item()
+        self._last_negative = vk
+        return {"recon_error": recon, "free_energy_gap": loss.item()}
+
+    # ---------------------------------------------------------------------- per epoch
+    @torch.no_grad()
+    def epoch_metrics(self, max_samples: int = 1000) -> dict[str, float]:
+        m = self.model
+        g = torch.Generator().manual_seed(0)
+        idx = torch.randperm(self.n_samples, generator=g)[:max_samples]
+        v = m.images_to_visible(self.data[idx.to(self.data.device)])
+        out = {"recon_error": m.reconstruction_error(v).item(), "free_energy": m.free_energy(v).mean().item()}
+        if isinstance(m, BernoulliRBM):
+            out["pseudo_likelihood"] = m.pseudo_likelihood(v, generator=self.sampler.generator).mean().item()
+        return out
+
+    def frame(self) -> Tensor | None:
+        """The dreams: the persistent chains (PCD) or the last negative states (CD)."""
+        if self.config.persistent:
+            return self.sampler.images("probs")
+        if self._last_negative is None:
+            return None
+        return self.model.visible_to_images(self._last_negative).detach().cpu()
+
+    # ------------------------------------------------------------------------- state
+    def extra_state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        t = {f"sampler.{k}": v for k, v in self.sampler.state_tensors().items()}
+        t["visible_offset"] = self.visible_offset
+        t["hidden_offset"] = self.hidden_offset
+        return t, {}
+
+    def load_extra_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        s = {k[len("sampler.") :]: v for k, v in tensors.items() if k.startswith("sampler.")}
+        if s:
+            self.sampler.load_state_tensors(s)
+        if "visible_offset" in tensors:
+            self.visible_offset = tensors["visible_offset"].to(self.device)
+            self.hidden_offset = tensors["hidden_offset"].to(self.device)

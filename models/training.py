@@ -1,0 +1,308 @@
+"""Training as a generator of events, shared by every model kind.
+
+A `Trainer` owns a model, its data, an optimiser and whatever state the method needs (e.g. the
+persistent chains of PCD). `trainer.run()` is a generator: each optimisation step yields a
+`TrainEvent` (step, epoch, metrics, elapsed time, optionally a frame of the model's dreams),
+each finished epoch yields an "epoch" event with that epoch's metrics, and the end yields
+"done". The CLI iterates it under a progress bar, the GUI iterates it in a worker thread, the
+tests iterate it directly. Pausing is not pulling; stopping is closing the generator; calling
+`run()` again resumes where it stopped (optimiser and chain state kept, also through a
+checkpoint).
+
+Divergence: when a step's metrics or the parameters stop being finite, the trainer restores the
+last good snapshot of the model and raises `TrainingDiverged` with an explanation.
+"""
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Iterator
+
+import torch
+from torch import Tensor, nn
+
+
+class TrainingDiverged(RuntimeError):
+    """Training stopped because it diverged; the model holds the last good weights."""
+
+    def __init__(self, message: str, step: int, good_step: int):
+        super().__init__(message)
+        self.step = step
+        self.good_step = good_step
+
+
+@dataclass
+class TrainEvent:
+    """One thing that happened during training."""
+
+    kind: str  # "step" | "epoch" | "done"
+    step: int  # optimiser steps done so far, over the whole life of the trainer
+    epoch: int  # epochs completed so far
+    total_steps: int
+    total_epochs: int
+    metrics: dict[str, float]
+    elapsed: float  # seconds spent training (time while paused, i.e. not pulled, excluded)
+    frame: Tensor | None = None  # [n, C, H, W] in [0, 1] on the CPU: the model's current dreams
+
+    @property
+    def progress(self) -> float:
+        return self.step / max(1, self.total_steps)
+
+    @property
+    def eta(self) -> float:
+        """Estimated seconds left, from the pace so far."""
+        if self.step == 0:
+            return float("nan")
+        return self.elapsed / self.step * (self.total_steps - self.step)
+
+
+@dataclass
+class TrainConfig:
+    """What every trainer takes. Subclasses add the method's own knobs."""
+
+    epochs: int = 50
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    lr_schedule: str = "constant"  # "constant" | "linear" | "cosine" (decay to lr_final_fraction)
+    lr_final_fraction: float = 0.1
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    grad_clip: float | None = None  # max gradient norm, None = no clipping
+    seed: int | None = None
+    frame_every: int = 0  # a frame every this many steps (0: no frames)
+    snapshot_every: int = 100  # keep a last-good copy of the weights this often (steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def lr_factor(config: TrainConfig, step: int, total_steps: int) -> float:
+    """Multiplier of the base learning rate at `step` (linear warm-up, then the schedule)."""
+    if config.warmup_steps and step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    t = min(1.0, step / max(1, total_steps))
+    end = config.lr_final_fraction
+    if config.lr_schedule == "constant":
+        return 1.0
+    if config.lr_schedule == "linear":
+        return 1.0 + (end - 1.0) * t
+    if config.lr_schedule == "cosine":
+        return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * t))
+    raise ValueError(f"unknown learning-rate schedule {config.lr_schedule!r} (constant, linear, cosine)")
+
+
+def streamed_mean_std(data: Tensor, to_float, chunk: int = 1024) -> tuple[Tensor, Tensor]:
+    """Per-feature mean and std of `data` converted chunk by chunk by `to_float` (no float copy
+    of the whole set is ever made)."""
+    s = s2 = None
+    n = data.shape[0]
+    for i in range(0, n, chunk):
+        x = to_float(data[i : i + chunk]).double()
+        s = x.sum(0) if s is None else s + x.sum(0)
+        s2 = (x * x).sum(0) if s2 is None else s2 + (x * x).sum(0)
+    mean = s / n
+    var = (s2 / n - mean * mean).clamp_min(0.0)
+    return mean.float(), var.sqrt().float()
+
+
+class Trainer:
+    """Base class: the loop, the events, the snapshots, the divergence check, the state.
+
+    Subclasses implement `prepare()` (once, before the first step of a fresh model),
+    `train_step(batch) -> metrics`, optionally `epoch_metrics()` and `frame()`, and list
+    their extra state in `extra_state()` / `load_extra_state()`.
+    """
+
+    config: TrainConfig
+
+    def __init__(self, model: nn.Module, data: Tensor, config: TrainConfig, device: torch.device | str | None = None):
+        if data.shape[0] < 1:
+            raise ValueError("there are no training images")
+        self.model = model
+        self.config = config
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.model.to(self.device)
+        # Small sets live on the device; a large one stays where it is and moves batch by batch.
+        nbytes = data.numel() * data.element_size()
+        self.data = data.to(self.device) if nbytes < 512 * 2**20 else data
+        self.seed = config.seed if config.seed is not None else int(torch.randint(0, 2**31 - 1, (1,)).item())
+        self.step = 0
+        self.elapsed = 0.0
+        self.history: list[dict[str, float]] = []
+        self.optimizer = self.make_optimizer()
+        self._good: dict[str, Tensor] | None = None
+        self._good_step = 0
+        self._prepared = False
+
+    # ----------------------------------------------------------------------- to override
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.model.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay)
+
+    def prepare(self) -> None:
+        """Set data-dependent initial values (biases from base rates, standardisation...)."""
+
+    def train_step(self, batch: Tensor) -> dict[str, float]:
+        raise NotImplementedError
+
+    def epoch_metrics(self) -> dict[str, float]:
+        return {}
+
+    def frame(self) -> Tensor | None:
+        return None
+
+    def extra_state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        return {}, {}
+
+    def load_extra_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        pass
+
+    # ------------------------------------------------------------------------------ sizes
+    @property
+    def n_samples(self) -> int:
+        return self.data.shape[0]
+
+    @property
+    def batch_size(self) -> int:
+        return max(1, min(self.config.batch_size, self.n_samples))
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return max(1, self.n_samples // self.batch_size)
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.epochs * self.batches_per_epoch
+
+    @property
+    def epoch(self) -> int:
+        return self.step // self.batches_per_epoch
+
+    def current_lr(self) -> float:
+        return self.config.learning_rate * lr_factor(self.config, self.step, self.total_steps)
+
+    # ------------------------------------------------------------------------------ loop
+    def _permutation(self, epoch: int) -> Tensor:
+        g = torch.Generator().manual_seed(zlib.crc32(f"{self.seed}:{epoch}".encode()))
+        return torch.randperm(self.n_samples, generator=g)
+
+    def batch_indices(self, step: int) -> Tensor:
+        e, i = divmod(step, self.batches_per_epoch)
+        return self._permutation(e)[i * self.batch_size : (i + 1) * self.batch_size]
+
+    def _event(self, kind: str, metrics: dict[str, float], frame: Tensor | None = None) -> TrainEvent:
+        return TrainEvent(kind, self.step, self.epoch, self.total_steps, self.config.epochs, metrics, self.elapsed, frame)
+
+    def run(self) -> Iterator[TrainEvent]:
+        """Train until `config.epochs` are done, yielding events. Close it to stop; call again to resume."""
+        if not self._prepared and self.step == 0:
+            self.prepare()
+        self._prepared = True
+        self.model.train()
+        if self._good is None:
+            self._snapshot()
+        every = self.config.frame_every
+        while self.step < self.total_steps:
+            idx = self.batch_indices(self.step)
+            t0 = time.perf_counter()
+            batch = self.data[idx.to(self.data.device)]
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.current_lr() * group.get("lr_scale", 1.0)
+            metrics = self.train_step(batch)
+            self.step += 1
+            self.elapsed += time.perf_counter() - t0
+            self._check(metrics)
+            if self.step % self.config.snapshot_every == 0:
+                self._snapshot()
+            frame = self.frame() if every and self.step % every == 0 else None
+            yield self._event("step", metrics, frame)
+            if self.step % self.batches_per_epoch == 0:
+                t0 = time.perf_counter()
+                em = self.epoch_metrics()
+                self._check(em, params=True)
+                self._snapshot()
+                self.elapsed += time.perf_counter() - t0
+                self.history.append({"epoch": self.epoch, "step": self.step, **em})
+                yield self._event("epoch", em)
+        self.model.eval()
+        yield self._event("done", self.history[-1] if self.history else {})
+
+    def fit(self) -> "Trainer":
+        """Run to the end (scikit-learn's name)."""
+        for _ in self.run():
+            pass
+        return self
+
+    # ------------------------------------------------------------------------ divergence
+    def _snapshot(self) -> None:
+        self._good = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self._good_step = self.step
+
+    def _check(self, metrics: dict[str, float], params: bool = False) -> None:
+        bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+        if params:
+            bad += [k for k, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        if not bad:
+            return
+        assert self._good is not None
+        self.model.load_state_dict(self._good)
+        self.optimizer = self.make_optimizer()  # momentum built on the bad steps is dropped
+        what = ", ".join(bad)
+        raise TrainingDiverged(
+            f"Training diverged at step {self.step} (epoch {self.epoch + 1}): {what} became "
+            f"{'NaN or infinite'}. The model was rolled back to step {self._good_step}, the last "
+            f"good state. Try a lower learning rate (it was {self.current_lr():.3g}) or stronger "
+            f"gradient clipping.",
+            step=self.step,
+            good_step=self._good_step,
+        )
+
+    # ----------------------------------------------------------------------------- state
+    def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """Everything needed to resume, as (tensors, JSON-able metadata)."""
+        tensors: dict[str, Tensor] = {}
+        opt = self.optimizer.state_dict()
+        for pid, st in opt["state"].items():
+            for k, v in st.items():
+                if isinstance(v, Tensor):
+                    tensors[f"optimizer.{pid}.{k}"] = v
+        scalars = {str(pid): {k: v for k, v in st.items() if not isinstance(v, Tensor)} for pid, st in opt["state"].items()}
+        extra_t, extra_m = self.extra_state()
+        tensors.update({f"extra.{k}": v for k, v in extra_t.items()})
+        meta = {
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "seed": self.seed,
+            "history": self.history,
+            "train_config": self.config.to_dict(),
+            "optimizer_groups": opt["param_groups"],
+            "optimizer_scalars": scalars,
+            "extra": extra_m,
+        }
+        return tensors, meta
+
+    def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        self.step = int(meta["step"])
+        self.elapsed = float(meta.get("elapsed", 0.0))
+        self.seed = int(meta.get("seed", self.seed))
+        self.history = list(meta.get("history", []))
+        state: dict[int, dict[str, Any]] = {}
+        for name, t in tensors.items():
+            if name.startswith("optimizer."):
+                _, pid, key = name.split(".", 2)
+                state.setdefault(int(pid), {})[key] = t.to(self.device)
+        for pid, sc in meta.get("optimizer_scalars", {}).items():
+            state.setdefault(int(pid), {}).update(sc)
+        groups = meta.get("optimizer_groups")
+        if groups:
+            self.optimizer.load_state_dict({"state": state, "param_groups": groups})
+        extra = {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}
+        self.load_extra_state(extra, meta.get("extra", {}))
+        self._prepared = True
+        self._good = None

@@ -1,0 +1,1 @@
+"""Harmonium studio: the application (plain logic modules here, Qt widgets under studio/ui)."""

@@ -1,0 +1,1 @@
+"""Qt widgets: they show and drive the plain logic in `studio`, nothing more."""

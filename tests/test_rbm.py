@@ -1,0 +1,250 @@
+"""The RBM engine: energies against brute force, log Z exact and by AIS, learning a known
+distribution, Gaussian-Bernoulli stability, sampling with clamps, divergence handling."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from models.likelihood import _all_binary_states, ais_log_partition, exact_log_partition, log_likelihood
+from models.rbm import BernoulliRBM, GaussianBernoulliRBM, RBMConfig
+from models.rbm_trainer import RBMTrainConfig, RBMTrainer
+from models.sampling import GibbsSampler
+from models.training import TrainingDiverged
+
+
+def tiny_rbm(V=5, H=4, seed=0, scale=1.0) -> BernoulliRBM:
+    torch.manual_seed(seed)
+    m = BernoulliRBM(RBMConfig(V, H))
+    with torch.no_grad():
+        m.weight.normal_(0, scale)
+        m.visible_bias.normal_(0, 0.5)
+        m.hidden_bias.normal_(0, 0.5)
+    return m
+
+
+def brute_free_energy(m: BernoulliRBM, v: torch.Tensor) -> torch.Tensor:
+    hs = _all_binary_states(m.n_hidden, 0, 2**m.n_hidden, "cpu")  # [S, H]
+    # E(v, h) for every v (rows) and h (columns): [B, S]
+    e = -(v @ m.visible_bias)[:, None] - (hs @ m.hidden_bias)[None, :] - (v @ m.weight) @ hs.t()
+    return -torch.logsumexp(-e, dim=1)
+
+
+def test_free_energy_and_gradient_match_brute_force():
+    m = tiny_rbm()
+    v = (torch.rand(7, 5) > 0.5).float()
+    fe = m.free_energy(v)
+    fb = brute_free_energy(m, v)
+    assert torch.allclose(fe, fb, atol=1e-5)
+    # The gradient of F w.r.t. every parameter, through the closed form and the brute sum.
+    g1 = torch.autograd.grad(fe.sum(), [m.weight, m.visible_bias, m.hidden_bias])
+    g2 = torch.autograd.grad(fb.sum(), [m.weight, m.visible_bias, m.hidden_bias])
+    for a, b in zip(g1, g2):
+        assert torch.allclose(a, b, atol=1e-5)
+    # The closed form of the weight gradient: ∂F/∂W = -v p(h|v)ᵀ.
+    assert torch.allclose(g1[0], -(v.t() @ m.hidden_probs(v)), atol=1e-5)
+
+
+def test_energy_matches_definition():
+    m = tiny_rbm()
+    v = (torch.rand(3, 5) > 0.5).float()
+    h = (torch.rand(3, 4) > 0.5).float()
+    want = torch.stack([-(v[i] @ m.visible_bias) - h[i] @ m.hidden_bias - v[i] @ m.weight @ h[i] for i in range(3)])
+    assert torch.allclose(m.energy(v, h), want, atol=1e-6)
+
+
+@pytest.mark.parametrize("V,H", [(6, 4), (4, 7)])  # enumerate hidden, then visible
+def test_exact_log_partition_matches_joint_enumeration(V, H):
+    m = tiny_rbm(V, H, seed=3)
+    vs = _all_binary_states(V, 0, 2**V, "cpu")
+    hs = _all_binary_states(H, 0, 2**H, "cpu")
+    e = -(vs @ m.visible_bias)[:, None] - (hs @ m.hidden_bias)[None, :] - (vs @ m.weight) @ hs.t()
+    assert exact_log_partition(m) == pytest.approx(torch.logsumexp(-e.flatten().double(), 0).item(), abs=1e-5)
+
+
+def test_ais_within_a_tenth_of_a_nat_of_exact():
+    m = tiny_rbm(20, 12, seed=5, scale=0.6)
+    exact = exact_log_partition(m)
+    est = ais_log_partition(m, n_runs=200, betas=4000, seed=1)
+    assert abs(est.log_z - exact) < 0.1
+    assert est.log_z_low <= est.log_z <= est.log_z_high
+    # The log-likelihoods it implies sum to one over the whole space when log Z is exact.
+    vs = _all_binary_states(12, 0, 2**12, "cpu")
+    small = tiny_rbm(12, 5, seed=2)
+    ll = log_likelihood(small, vs, exact_log_partition(small))
+    assert torch.logsumexp(ll, 0).item() == pytest.approx(0.0, abs=1e-6)
+
+
+# ----------------------------------------------------------------- learning a known target
+def toy_truth(V=8, seed=0):
+    """A mixture of three binary prototypes with 10% independent bit flips, over 2^V states."""
+    g = torch.Generator().manual_seed(seed)
+    protos = (torch.rand(3, V, generator=g) > 0.5).float()
+    states = _all_binary_states(V, 0, 2**V, "cpu")
+    d = (states[:, None, :] != protos[None]).float().sum(2)
+    p = (0.1**d * 0.9 ** (V - d)).mean(1).double()
+    return states, p / p.sum()
+
+
+def kl_to_truth(m, states, p) -> float:
+    with torch.no_grad():
+        q = torch.exp(-m.free_energy(states).double() - exact_log_partition(m))
+    return (p * (p.log() - q.log())).sum().item()
+
+
+@pytest.fixture(scope="module")
+def toy_data():
+    states, p = toy_truth()
+    g = torch.Generator().manual_seed(1)
+    idx = torch.multinomial(p.float(), 3000, replacement=True, generator=g)
+    return states, p, states[idx].reshape(-1, 1, 1, 8)
+
+
+@pytest.mark.parametrize(
+    "persistent,centering,k,bound",
+    [(True, False, 1, 0.05), (True, True, 1, 0.05), (False, False, 5, 0.15), (False, True, 1, 0.3)],
+    ids=["PCD-1", "PCD-1-centered", "CD-5", "CD-1-centered"],
+)
+def test_cd_and_pcd_learn_a_known_distribution(toy_data, persistent, centering, k, bound):
+    states, p, data = toy_data
+    torch.manual_seed(0)
+    m = BernoulliRBM(RBMConfig(8, 8, (1, 1, 8)))
+    kl0 = kl_to_truth(m, states, p)
+    cfg = RBMTrainConfig(
+        epochs=60, batch_size=50, learning_rate=0.1, lr_schedule="linear", lr_final_fraction=0.05,
+        persistent=persistent, centering=centering, k=k, n_chains=50, seed=0,
+    )
+    RBMTrainer(m, data, cfg).fit()
+    kl = kl_to_truth(m, states, p)
+    assert kl0 > 1.0
+    assert kl < bound, f"KL to the truth {kl:.4f} (started at {kl0:.3f})"
+
+
+def test_visible_biases_start_at_the_data_base_rates():
+    data = torch.zeros(100, 1, 1, 4, dtype=torch.uint8)
+    data[:30, ..., 0] = 255  # unit 0 on in 30% of images
+    data[:, ..., 1] = 255  # unit 1 always on
+    m = BernoulliRBM(RBMConfig(4, 3))
+    tr = RBMTrainer(m, data, RBMTrainConfig(epochs=1, seed=0))
+    tr.prepare()
+    p = torch.sigmoid(m.visible_bias.detach())
+    assert p[0].item() == pytest.approx(0.3, abs=1e-4)
+    assert p[1].item() == pytest.approx(0.999, abs=1e-4)  # clipped, not infinite
+    assert p[2].item() == pytest.approx(0.001, abs=1e-4)
+
+
+def test_hand_written_gradient_equals_autograd_of_free_energy():
+    """The fast CD statistics are the gradient of mean F(data) - mean F(model samples)."""
+    m = tiny_rbm(6, 5, seed=4)
+    v0 = torch.rand(10, 6)
+    vk = (torch.rand(12, 6) > 0.5).float()
+    loss = m.free_energy(v0).mean() - m.free_energy(vk).mean()
+    gW, gb, gc = torch.autograd.grad(loss, [m.weight, m.visible_bias, m.hidden_bias])
+    tr = RBMTrainer(m, (v0 * 255).to(torch.uint8).reshape(10, 1, 1, 6), RBMTrainConfig(persistent=True, n_chains=12, momentum=0.0, final_momentum=0.0, weight_decay=0.0, learning_rate=1.0))
+    tr.sampler.step = lambda k=None: tr.sampler  # freeze the chains at vk
+    tr.sampler.visible = vk
+    before = [p.detach().clone() for p in (m.weight, m.visible_bias, m.hidden_bias)]
+    tr._bernoulli_step(v0)
+    for b, p, g in zip(before, (m.weight, m.visible_bias, m.hidden_bias), (gW, gb, gc)):
+        assert torch.allclose(b - p.detach(), g, atol=1e-5)  # SGD with lr 1: p_new = p - grad
+
+
+# ------------------------------------------------------------------------ Gaussian RBM
+def test_gaussian_rbm_trains_on_real_data_without_nan():
+    g = torch.Generator().manual_seed(0)
+    # Real-valued 4x4 "images": two smooth patterns with noise, as bytes.
+    base = torch.stack([torch.linspace(0, 1, 16), torch.linspace(1, 0, 16)])
+    idx = torch.randint(0, 2, (600,), generator=g)
+    x = (base[idx] + 0.08 * torch.randn(600, 16, generator=g)).clamp(0, 1)
+    data = (x * 255).round().to(torch.uint8).reshape(600, 1, 4, 4)
+    torch.manual_seed(0)
+    m = GaussianBernoulliRBM(RBMConfig(16, 8, (1, 4, 4)))
+    tr = RBMTrainer(m, data, RBMTrainConfig(epochs=15, batch_size=50, learning_rate=0.02, seed=0))
+    events = list(tr.run())
+    epochs = [e for e in events if e.kind == "epoch"]
+    assert all(math.isfinite(v) for e in events for v in e.metrics.values())
+    assert all(torch.isfinite(p).all() for p in m.parameters())
+    assert epochs[-1].metrics["recon_error"] < 0.5 * epochs[0].metrics["recon_error"]
+    assert (m.variance >= m.config.var_floor - 1e-7).all()
+    # Dreams look like the data: each chain ends near one of the two patterns.
+    s = GibbsSampler(m, n_chains=64, seed=0).step(200)
+    imgs = s.images("probs").reshape(64, 16)
+    dist = torch.cdist(imgs, base).min(1).values
+    assert dist.median() < 0.5
+
+
+# --------------------------------------------------------------------------- sampling
+def test_clamped_units_never_change_and_free_units_do():
+    m = tiny_rbm(16, 8, seed=1, scale=0.5)
+    s = GibbsSampler(m, n_chains=10, seed=0)
+    start = (torch.rand(10, 16) > 0.5).float()
+    s.reset(start=start)
+    mask = torch.zeros(16, dtype=torch.bool)
+    mask[:8] = True
+    s.clamp(mask)
+    changed = torch.zeros(10, 16, dtype=torch.bool)
+    for _ in range(50):
+        s.step()
+        assert torch.equal(s.visible[:, :8], start[:, :8])
+        assert torch.equal(s.states("probs")[:, :8], start[:, :8])
+        changed |= s.visible != start
+    assert changed[:, 8:].any()
+
+
+def test_reset_from_data_starts_at_those_images_and_temperature_flattens():
+    m = tiny_rbm(16, 8, seed=1, scale=2.0)
+    s = GibbsSampler(m, n_chains=4, seed=0)
+    start = torch.rand(4, 16)
+    s.reset(start=start)
+    assert torch.equal(s.states("samples"), start)
+    # High temperature drives the visible conditionals towards 1/2.
+    h = (torch.rand(100, 8) > 0.5).float()
+    cold = m.visible_mean(h, temperature=0.5)
+    hot = m.visible_mean(h, temperature=20.0)
+    assert (hot - 0.5).abs().mean() < 0.2 * (cold - 0.5).abs().mean()
+
+
+def test_seeded_sampling_is_reproducible():
+    m = tiny_rbm(16, 8)
+    a = GibbsSampler(m, n_chains=5, seed=7).step(20).states("samples")
+    b = GibbsSampler(m, n_chains=5, seed=7).step(20).states("samples")
+    c = GibbsSampler(m, n_chains=5, seed=8).step(20).states("samples")
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_pseudo_likelihood_exact_matches_brute_force():
+    m = tiny_rbm(6, 4, seed=2)
+    v = (torch.rand(5, 6) > 0.5).float()
+    pl = m.pseudo_likelihood(v, exact=True)
+    want = torch.zeros(5)
+    for i in range(6):
+        flip = v.clone()
+        flip[:, i] = 1 - flip[:, i]
+        want += torch.nn.functional.logsigmoid(m.free_energy(flip) - m.free_energy(v))
+    assert torch.allclose(pl, want, atol=1e-5)
+    # The stochastic estimate is unbiased: its average approaches the exact value.
+    est = torch.stack([m.pseudo_likelihood(v) for _ in range(3000)]).mean(0)
+    assert torch.allclose(est, pl, atol=0.25)
+
+
+# ------------------------------------------------------------------------- divergence
+def test_forced_divergence_stops_with_last_good_weights():
+    data = (torch.rand(200, 1, 4, 4) * 255).to(torch.uint8)
+    torch.manual_seed(0)
+    m = BernoulliRBM(RBMConfig(16, 8, (1, 4, 4)))
+    tr = RBMTrainer(m, data, RBMTrainConfig(epochs=10, batch_size=20, seed=0, snapshot_every=5))
+    gen = tr.run()
+    for ev in gen:
+        if ev.step == 12:
+            break
+    good = {k: v.clone() for k, v in tr._good.items()}
+    assert tr._good_step == 10
+    tr.config.learning_rate = float("inf")  # the next step blows the weights up
+    with pytest.raises(TrainingDiverged) as info:
+        next(gen)
+    assert "diverged" in str(info.value) and "rolled back to step 10" in str(info.value)
+    assert info.value.good_step == 10
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, good[k])
+        assert torch.isfinite(v).all()
