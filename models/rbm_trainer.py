@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .rbm import BernoulliRBM, GaussianBernoulliRBM, RBMBase
+from .rbm import BernoulliRBM, GaussianBernoulliRBM, RBMBase, bernoulli
 from .sampling import GibbsSampler
 from .training import TrainConfig, Trainer, streamed_mean_std
 
@@ -99,18 +99,22 @@ class RBMTrainer(Trainer):
         c = self.config
         return c.momentum if self.epoch < c.momentum_epochs else c.final_momentum
 
-    def _negative_phase(self, v0: Tensor) -> Tensor:
+    def _negative_phase(self, v0: Tensor, h0: Tensor | None = None) -> Tensor:
         """Visible states of the model's side: the persistent chains (PCD) or k Gibbs steps
-        started at the data (CD-k; the last visible half-step as probabilities, Hinton 2010)."""
+        started at the data (CD-k; the last visible half-step as probabilities for binary
+        units, Hinton 2010). `h0` = p(h | v0) when already computed."""
         if self.config.persistent:
             self.sampler.step(self.config.k)
             return self.sampler.visible
         m, g = self.model, self.sampler.generator
-        v = v0
-        for _ in range(self.config.k):
-            _, h = m.sample_hidden(v, generator=g)
+        h = bernoulli(h0, g) if h0 is not None else m.sample_hidden(v0, generator=g)[1]
+        for i in range(self.config.k):
+            if i:
+                h = m.sample_hidden(v, generator=g)[1]
+            if i == self.config.k - 1 and m.binary_visible:
+                return m.visible_mean(h)
             mean, v = m.sample_visible(h, generator=g)
-        return mean if m.binary_visible else v
+        return v
 
     def train_step(self, batch: Tensor) -> dict[str, float]:
         for group in self.optimizer.param_groups:
@@ -123,33 +127,50 @@ class RBMTrainer(Trainer):
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         return metrics
 
+    def _buffer(self, p: Tensor) -> Tensor:
+        st = self.optimizer.state[p]
+        if "momentum_buffer" not in st or st["momentum_buffer"] is None:
+            st["momentum_buffer"] = torch.zeros_like(p)
+        return st["momentum_buffer"]
+
     @torch.no_grad()
     def _bernoulli_step(self, v0: Tensor) -> dict[str, float]:
+        """One CD/PCD update, written out so each V×H array is touched as few times as possible.
+        The update is torch.optim.SGD's (momentum buffer b ← μb + g + λW, W ← W - ηb, with the
+        gradient g = -∂ of the log-likelihood) and keeps its state in the optimiser."""
         m = self.model
         B = v0.shape[0]
         h0 = m.hidden_probs(v0)  # [B, H]
-        if self.config.persistent:
-            vk = self._negative_phase(v0)  # [M, V]
-            recon = None
-        else:
-            # CD-1 done inline so the reconstruction doubles as the step's metric.
-            vk = self._negative_phase(v0)
-            recon = F.mse_loss(vk, v0).item() if self.config.k == 1 else None
+        vk = self._negative_phase(v0, h0)  # [M, V]
+        recon = F.mse_loss(vk, v0).item() if not self.config.persistent and self.config.k == 1 else None
         hk = m.hidden_probs(vk)  # [M, H]
         M = vk.shape[0]
         mu, lam = self.visible_offset, self.hidden_offset
-        # One matmul for both phases: [V, B+M] @ [B+M, H].
-        vs = torch.cat([v0, vk]) - mu
-        hs = torch.cat([(h0 - lam) / B, (hk - lam) / -M])
-        dW = vs.t() @ hs  # ascent direction [V, H]
+        # Both phases in one matmul: ∂W = [v0; vk]ᵀ [h0 / B; -hk / M] (centred by μ, λ).
+        vs = torch.cat([v0, vk])
+        hs = torch.cat([h0 / B, hk / -M])
+        if self.config.centering:
+            vs -= mu
+            hs -= torch.cat([lam.expand(B, -1) / B, lam.expand(M, -1) / -M])
         db = v0.mean(0) - vk.mean(0)
         dc = h0.mean(0) - hk.mean(0)
+        group_w, group_b = self.optimizer.param_groups
+        lr, mom = group_w["lr"], group_w["momentum"]
+        buf = self._buffer(m.weight).mul_(mom)
+        if group_w["weight_decay"]:
+            buf.add_(m.weight, alpha=group_w["weight_decay"])
         if self.config.centering:
+            dW = vs.t() @ hs
             db -= dW @ lam
             dc -= mu @ dW
+            buf.sub_(dW)
             self.hidden_offset.lerp_(h0.mean(0), self.config.center_rate)
-        m.weight.grad, m.visible_bias.grad, m.hidden_bias.grad = -dW, -db, -dc
-        self.optimizer.step()
+        else:
+            buf.addmm_(vs.t(), hs, alpha=-1.0)
+        m.weight.sub_(buf, alpha=lr)
+        for p, d in ((m.visible_bias, db), (m.hidden_bias, dc)):
+            b = self._buffer(p).mul_(group_b["momentum"]).sub_(d)
+            p.sub_(b, alpha=group_b["lr"])
         self._last_negative = vk
         if recon is None:
             recon = self._recon_every(v0, h0)

@@ -140,6 +140,8 @@ class Trainer:
         self._good: dict[str, Tensor] | None = None
         self._good_step = 0
         self._prepared = False
+        self._perm_epoch = -1
+        self._perm = torch.empty(0, dtype=torch.long)
 
     # ----------------------------------------------------------------------- to override
     def make_optimizer(self) -> torch.optim.Optimizer:
@@ -189,8 +191,13 @@ class Trainer:
 
     # ------------------------------------------------------------------------------ loop
     def _permutation(self, epoch: int) -> Tensor:
-        g = torch.Generator().manual_seed(zlib.crc32(f"{self.seed}:{epoch}".encode()))
-        return torch.randperm(self.n_samples, generator=g)
+        """The order of the samples in `epoch`: fixed by (seed, epoch), so a resumed run visits
+        the same batches as an uninterrupted one."""
+        if self._perm_epoch != epoch:
+            g = torch.Generator().manual_seed(zlib.crc32(f"{self.seed}:{epoch}".encode()))
+            self._perm = torch.randperm(self.n_samples, generator=g)
+            self._perm_epoch = epoch
+        return self._perm
 
     def batch_indices(self, step: int) -> Tensor:
         e, i = divmod(step, self.batches_per_epoch)

@@ -1,0 +1,109 @@
+"""Sample quality of a binary RBM in nats: AIS test log-likelihood after ≤ 30 s of training.
+
+Data: scikit-learn's `load_digits` upsampled to 28×28 (bilinear) and binarised at 0.5; 1,500
+images to train, the other 297 to test; 100 hidden units. Harmonium's RBMTrainer (PCD) and
+scikit-learn's BernoulliRBM each train for the time budget; both are scored by the same AIS
+estimate of log Z (base-rate model from the training set) and the exact free energy.
+
+    python3 dev.py bench rbm_quality      # or: .venv/bin/python bench/rbm_quality.py
+Target: ≥ −125 nats for Harmonium (scikit-learn gets about −235 after 40 s on this machine).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models.likelihood import ais_log_partition, base_rate_bias, log_likelihood  # noqa: E402
+from models.rbm import BernoulliRBM, RBMConfig  # noqa: E402
+from models.rbm_trainer import RBMTrainConfig, RBMTrainer  # noqa: E402
+
+
+def digits_28(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train uint8 [1500, 1, 28, 28], test uint8 [297, 1, 28, 28]), binary 0/255."""
+    from sklearn.datasets import load_digits
+
+    x = torch.from_numpy(load_digits().images).float()[:, None] / 16.0  # [1797, 1, 8, 8]
+    x = F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False)
+    x = ((x > 0.5).to(torch.uint8) * 255)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    return x[perm[:1500]], x[perm[1500:]]
+
+
+def score(model: BernoulliRBM, train: torch.Tensor, test: torch.Tensor, runs: int, betas: int) -> tuple[float, float, float]:
+    vt = model.images_to_visible(train)
+    base = base_rate_bias(vt)
+    ais = ais_log_partition(model, n_runs=runs, betas=betas, base_visible_bias=base, seed=0)
+    ll = log_likelihood(model, model.images_to_visible(test), ais.log_z).mean().item()
+    # The ±3σ band of log Z moves the log-likelihood the other way.
+    return ll, ll - (ais.log_z_high - ais.log_z), ll + (ais.log_z - ais.log_z_low)
+
+
+def train_ours(train: torch.Tensor, budget: float, seed: int, epochs: int) -> tuple[BernoulliRBM, float, int]:
+    torch.manual_seed(seed)
+    model = BernoulliRBM(RBMConfig(784, 100, (1, 28, 28)))
+    cfg = RBMTrainConfig(
+        epochs=epochs, batch_size=20, learning_rate=0.05, lr_schedule="linear", lr_final_fraction=0.02,
+        persistent=True, n_chains=100, k=1, momentum=0.5, final_momentum=0.9, momentum_epochs=5,
+        weight_decay=1e-4, centering=True, frame_every=0, seed=seed,
+    )
+    trainer = RBMTrainer(model, train, cfg)
+    t0 = time.perf_counter()
+    run = trainer.run()
+    for ev in run:
+        if time.perf_counter() - t0 > budget:
+            run.close()  # stopping is closing the generator
+            break
+    return model, time.perf_counter() - t0, trainer.epoch
+
+
+def train_sklearn(train: torch.Tensor, budget: float, seed: int) -> tuple[BernoulliRBM, float, int]:
+    from sklearn.neural_network import BernoulliRBM as SkRBM
+
+    x = (train.reshape(len(train), -1) > 127).numpy().astype(np.float64)
+    sk = SkRBM(n_components=100, learning_rate=0.05, batch_size=20, n_iter=1, random_state=seed)
+    t0 = time.perf_counter()
+    sk.fit(x)  # the first epoch initialises; further epochs continue with partial_fit
+    n = 1
+    while time.perf_counter() - t0 < budget:
+        for i in range(0, len(x), 20):
+            sk.partial_fit(x[i : i + 20])
+        n += 1
+    model = BernoulliRBM(RBMConfig(784, 100, (1, 28, 28)))
+    with torch.no_grad():
+        model.weight.copy_(torch.from_numpy(sk.components_.T))
+        model.visible_bias.copy_(torch.from_numpy(sk.intercept_visible_))
+        model.hidden_bias.copy_(torch.from_numpy(sk.intercept_hidden_))
+    return model, time.perf_counter() - t0, n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--budget", type=float, default=30.0, help="seconds of training for each model")
+    ap.add_argument("--epochs", type=int, default=400, help="epochs the schedule is planned for")
+    ap.add_argument("--runs", type=int, default=100, help="AIS runs")
+    ap.add_argument("--betas", type=int, default=14_500, help="AIS intermediate distributions")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip-sklearn", action="store_true")
+    args = ap.parse_args()
+    train, test = digits_28(args.seed)
+    print(f"digits 28×28 binarised: {len(train)} train / {len(test)} test, 100 hidden, budget {args.budget:.0f} s each")
+    model, t, ep = train_ours(train, args.budget, args.seed, args.epochs)
+    ll, lo, hi = score(model, train, test, args.runs, args.betas)
+    print(f"  Harmonium PCD-1 (centred) : {ll:8.2f} nats  (AIS ±3σ: {lo:.2f} … {hi:.2f})  after {t:.1f} s, {ep} epochs")
+    if not args.skip_sklearn:
+        model, t, ep = train_sklearn(train, args.budget, args.seed)
+        ll2, lo2, hi2 = score(model, train, test, args.runs, args.betas)
+        print(f"  scikit-learn BernoulliRBM : {ll2:8.2f} nats  (AIS ±3σ: {lo2:.2f} … {hi2:.2f})  after {t:.1f} s, {ep} epochs")
+    print(f"  target: ≥ −125 nats for Harmonium")
+
+
+if __name__ == "__main__":
+    main()
