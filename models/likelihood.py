@@ -126,7 +126,7 @@ def ais_log_partition(
     mean, std = w.mean(), w.std() / math.sqrt(n_runs)
     scale = log_w.max().item() + log_za
     high = scale + math.log((mean + 3 * std).item())
-    low = scale + math.log(max((mean - 3 * std).item(), 1e-300))
+    low = scale + math.log(lo) if (lo := (mean - 3 * std).item()) > 0 else float("-inf")
     return AISResult(log_z=log_za + r.item(), log_z_low=low, log_z_high=high, log_weights=log_w.cpu())
 
 

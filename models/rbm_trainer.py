@@ -232,5 +232,5 @@ class RBMTrainer(Trainer):
         if s:
             self.sampler.load_state_tensors(s)
         if "visible_offset" in tensors:
-            self.visible_offset = tensors["visible_offset"].to(self.device)
-            self.hidden_offset = tensors["hidden_offset"].to(self.device)
+            self.visible_offset = tensors["visible_offset"].to(self.device, copy=True)
+            self.hidden_offset = tensors["hidden_offset"].to(self.device, copy=True)

@@ -132,13 +132,14 @@ class GibbsSampler:
 
     def load_state_tensors(self, state: dict[str, Tensor]) -> None:
         dev = self.model.device
-        self.visible = state["visible"].to(dev, torch.float32)
-        self.mean = state["mean"].to(dev, torch.float32)
-        self.hidden = state["hidden"].to(dev, torch.float32)
+        # Fresh, aligned copies: BLAS may round differently on memory read straight from a file.
+        self.visible = state["visible"].to(dev, torch.float32, copy=True)
+        self.mean = state["mean"].to(dev, torch.float32, copy=True)
+        self.hidden = state["hidden"].to(dev, torch.float32, copy=True)
         if "rng" in state:
             self.generator.set_state(state["rng"].to(torch.uint8).cpu())
         if "clamp_mask" in state:
             self.clamp_mask = state["clamp_mask"].to(dev, torch.bool)
-            self.clamp_values = state["clamp_values"].to(dev, torch.float32)
+            self.clamp_values = state["clamp_values"].to(dev, torch.float32, copy=True)
         else:
             self.unclamp()

@@ -303,7 +303,7 @@ class Trainer:
         for name, t in tensors.items():
             if name.startswith("optimizer."):
                 _, pid, key = name.split(".", 2)
-                state.setdefault(int(pid), {})[key] = t.to(self.device)
+                state.setdefault(int(pid), {})[key] = t.to(self.device, copy=True)
         for pid, sc in meta.get("optimizer_scalars", {}).items():
             state.setdefault(int(pid), {}).update(sc)
         groups = meta.get("optimizer_groups")

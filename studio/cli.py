@@ -1,0 +1,312 @@
+"""The `harmonium` command line: train, sample, eval, scan (and, with no command, the studio).
+
+    harmonium train [FOLDER] --model rbm|grbm|ae|vae|hybrid --size 28 --hidden 100 --epochs 50 \
+                    [--color] [--seed N] --out model.safetensors
+    harmonium sample CKPT --n 64 --steps 1000 [--temperature T] --out DIR
+    harmonium eval CKPT [FOLDER]
+    harmonium scan FOLDER [--json]
+
+Training iterates the same event generator as the studio, under a progress bar. Ctrl+C stops
+it and saves a resumable checkpoint; a diverging run saves the last good model and explains.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 1
+
+
+def _err(msg: str) -> None:
+    print(f"harmonium: {msg}", file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------ loading
+def _load(folder: str | None, preprocess, quiet: bool = False):
+    """Load `folder` (the demo set when None) with a progress bar; report rejected files."""
+    from tqdm import tqdm
+
+    from studio import dataset
+
+    sources = [folder] if folder else [dataset.demo_folder()]
+    bar = tqdm(total=0, unit="img", desc="loading", disable=quiet, leave=False)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        result = dataset.load_images(sources, preprocess, progress=progress)
+    finally:
+        bar.close()
+    where = folder or f"the demo set ({sources[0]})"
+    print(f"{len(result)} images from {where}; {len(result.rejected)} rejected", file=sys.stderr)
+    for r in result.rejected[:10]:
+        print(f"  skipped {r.path}: {r.reason}", file=sys.stderr)
+    if len(result.rejected) > 10:
+        print(f"  ... and {len(result.rejected) - 10} more (see `harmonium scan`)", file=sys.stderr)
+    return result
+
+
+def _checkpoint_or_exit(path: str, device=None):
+    from models.checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        return load_checkpoint(path, device=device or "cpu")
+    except CheckpointError as e:
+        _err(str(e))
+        sys.exit(EXIT_FAILED)
+
+
+# -------------------------------------------------------------------------------- train
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from models.checkpoint import save_checkpoint
+    from models.device import default_device, describe_device, seed_everything
+    from models.factory import Options, build
+    from models.training import TrainingDiverged
+    from studio.dataset import Preprocess
+
+    device = default_device(args.device)
+    seed_everything(args.seed)
+    if args.resume:
+        ckpt = _checkpoint_or_exit(args.resume, device)
+        pre = Preprocess.from_dict(ckpt.preprocess or {})
+        images = _load(args.folder, pre, args.quiet)
+        overrides = {"epochs": args.epochs} if args.epochs else {}
+        trainer = ckpt.make_trainer(torch.from_numpy(images.images), device, **overrides)
+        kind = ckpt.kind
+    else:
+        pre = Preprocess(size=args.size, color=args.color, crop=args.crop, binarize=args.binarize)
+        images = _load(args.folder, pre, args.quiet)
+        if len(images) == 0:
+            _err("no usable images: nothing to train on")
+            return EXIT_FAILED
+        opts = Options(
+            kind=args.model,
+            image_shape=images.images.shape[1:],
+            hidden=args.hidden,
+            latent=args.latent,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.lr,
+            seed=args.seed,
+            frame_every=0,
+        )
+        try:
+            trainer = build(opts, torch.from_numpy(images.images), device)
+        except ValueError as e:
+            _err(str(e))
+            return EXIT_USAGE
+        kind = args.model
+    out = Path(args.out)
+    if not args.quiet:
+        print(f"training {kind} on {describe_device(device)}: {trainer.total_steps} steps, {trainer.config.epochs} epochs", file=sys.stderr)
+
+    def save(note: str) -> None:
+        save_checkpoint(out, trainer.model, trainer=trainer, preprocess=pre.to_dict(), extra={"source": args.folder or "demo", "note": note})
+
+    run = trainer.run()
+    bar = tqdm(total=trainer.total_steps, initial=trainer.step, unit="step", disable=args.quiet)
+    try:
+        for ev in run:
+            bar.update(ev.step - bar.n)
+            if ev.kind == "epoch":
+                bar.set_postfix({k: f"{v:.4g}" for k, v in ev.metrics.items() if k != "lr"})
+    except KeyboardInterrupt:
+        run.close()
+        bar.close()
+        save("interrupted")
+        print(f"\nstopped at step {trainer.step}; saved to {out} (resume with --resume {out})", file=sys.stderr)
+        return 130
+    except TrainingDiverged as e:
+        bar.close()
+        save("diverged; last good weights")
+        _err(f"{e}\nThe last good model was saved to {out}.")
+        return EXIT_FAILED
+    bar.close()
+    save("finished")
+    last = trainer.history[-1] if trainer.history else {}
+    summary = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in {"epoch", "step", "lr"})
+    print(f"saved {out} ({summary})")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------- sample
+def to_uint8(images) -> np.ndarray:
+    """Float images [N, C, H, W] in [0, 1] -> uint8 [N, H, W, C]."""
+    arr = images.detach().cpu().clamp(0, 1).mul(255).round().to(dtype=__import__("torch").uint8).numpy()
+    return arr.transpose(0, 2, 3, 1)
+
+
+def make_grid(images: np.ndarray, pad: int = 2, cols: int | None = None, fill: int = 32) -> np.ndarray:
+    """uint8 [N, H, W, C] -> one uint8 [rows·(H+pad)+pad, cols·(W+pad)+pad, C] mosaic."""
+    n, h, w, c = images.shape
+    cols = cols or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), fill, np.uint8)
+    for i in range(n):
+        r, q = divmod(i, cols)
+        y, x = pad + r * (h + pad), pad + q * (w + pad)
+        grid[y : y + h, x : x + w] = images[i]
+    return grid
+
+
+def _save_png(path: Path, arr: np.ndarray, info: dict[str, str]) -> None:
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    meta = PngInfo()
+    for k, v in info.items():
+        meta.add_text(f"harmonium:{k}", str(v))
+    img = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
+    img.save(path, pnginfo=meta)
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from models.device import default_device, seed_everything
+    from models.factory import make_sampler
+
+    device = default_device(args.device)
+    seed_everything(args.seed)
+    ckpt = _checkpoint_or_exit(args.checkpoint, device)
+    try:
+        sampler = make_sampler(ckpt.model, n_chains=args.n, seed=args.seed, temperature=args.temperature)
+    except ValueError as e:
+        _err(f"{e}: sample from an RBM, Gaussian RBM, VAE or hybrid checkpoint")
+        return EXIT_USAGE
+    chunk = max(1, min(50, args.steps))
+    with tqdm(total=args.steps, unit="step", disable=args.quiet, desc="Gibbs") as bar:
+        done = 0
+        while done < args.steps:
+            k = min(chunk, args.steps - done)
+            sampler.step(k)
+            done += k
+            bar.update(k)
+    imgs = to_uint8(sampler.images("samples" if args.binary else "probs"))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    info = {"model": ckpt.kind, "checkpoint_sha256": ckpt.sha256, "seed": args.seed, "steps": args.steps, "temperature": args.temperature}
+    for i, im in enumerate(imgs):
+        _save_png(out / f"sample_{i:04d}.png", im, {**info, "chain": i})
+    _save_png(out / "grid.png", make_grid(imgs), info)
+    print(f"wrote {len(imgs)} samples and grid.png to {out}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------- eval
+def cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from models.device import default_device
+    from models.factory import evaluate
+    from studio.dataset import Preprocess
+
+    device = default_device(args.device)
+    ckpt = _checkpoint_or_exit(args.checkpoint, device)
+    pre = Preprocess.from_dict(ckpt.preprocess or {})
+    images = _load(args.folder, pre, args.quiet)
+    if len(images) == 0:
+        _err("no usable images to evaluate on")
+        return EXIT_FAILED
+    metrics = evaluate(ckpt.model, torch.from_numpy(images.images), ais_runs=args.ais_runs, ais_betas=args.ais_betas)
+    print(f"{ckpt.kind} model {Path(args.checkpoint).name} on {len(images)} images:")
+    print(f"  reconstruction error (MSE per unit): {metrics['recon_error']:.5f}")
+    if "log_likelihood" in metrics:
+        print(f"  AIS log Z: {metrics['log_z']:.3f}  (±3σ band {metrics['log_z_low']:.3f} … {metrics['log_z_high']:.3f})")
+        print(f"  test log-likelihood: {metrics['log_likelihood']:.2f} nats per image")
+    for k, v in metrics.items():
+        if k not in {"recon_error", "log_z", "log_z_low", "log_z_high", "log_likelihood"}:
+            print(f"  {k}: {v:.4f}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------- scan
+def cmd_scan(args: argparse.Namespace) -> int:
+    from studio.dataset import Preprocess, scan_report
+
+    print(scan_report([args.folder], Preprocess(size=args.size, color=args.color), as_json=args.json))
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------- parser
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--device", choices=["cpu", "cuda", "mps"], default=None, help="default: CUDA or MPS when present, else CPU")
+    common.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    p = argparse.ArgumentParser(prog="harmonium", description="Harmonium: train small generative models on your images and sample their dreams.")
+    sub = p.add_subparsers(dest="command", required=True)
+    _add = sub.add_parser
+    sub.add_parser = lambda *a, **k: _add(*a, parents=[common], **k)  # every command takes --device, -q
+
+    t = sub.add_parser("train", help="train a model on a folder of images (the demo set if none)")
+    t.add_argument("folder", nargs="?", help="folder of images (default: the built-in demo set)")
+    t.add_argument("--model", choices=["rbm", "grbm", "ae", "vae", "hybrid"], default="rbm")
+    t.add_argument("--size", type=int, default=28, help="image side in pixels (16-128)")
+    t.add_argument("--color", action="store_true", help="RGB instead of grayscale")
+    t.add_argument("--crop", choices=["center", "fit", "stretch"], default="center")
+    t.add_argument("--binarize", choices=["threshold", "dither"], default=None)
+    t.add_argument("--hidden", type=int, default=None, help="hidden units of the RBM (default 100)")
+    t.add_argument("--latent", type=int, default=None, help="code size of the AE / VAE / hybrid")
+    t.add_argument("--epochs", type=int, default=None, help="total epochs (default: about 5,000 updates, 20-500 epochs)")
+    t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--lr", type=float, default=None, help="learning rate (default: the model's)")
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--resume", metavar="CKPT", help="continue training from a checkpoint")
+    t.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sample", help="run Gibbs chains (or the prior) of a trained model and save PNGs")
+    s.add_argument("checkpoint")
+    s.add_argument("--n", type=int, default=64)
+    s.add_argument("--steps", type=int, default=1000)
+    s.add_argument("--temperature", type=float, default=1.0)
+    s.add_argument("--seed", type=int, default=None)
+    s.add_argument("--binary", action="store_true", help="save sampled states instead of probabilities")
+    s.add_argument("--out", required=True, help="folder for sample_NNNN.png and grid.png")
+    s.set_defaults(func=cmd_sample)
+
+    e = sub.add_parser("eval", help="reconstruction error and, for binary RBMs, AIS log-likelihood")
+    e.add_argument("checkpoint")
+    e.add_argument("folder", nargs="?", help="images to score (default: the demo set)")
+    e.add_argument("--ais-runs", type=int, default=100)
+    e.add_argument("--ais-betas", type=int, default=14_500)
+    e.set_defaults(func=cmd_eval)
+
+    c = sub.add_parser("scan", help="list what a folder holds: accepted images and every rejected file with its reason")
+    c.add_argument("folder")
+    c.add_argument("--json", action="store_true")
+    c.add_argument("--size", type=int, default=28)
+    c.add_argument("--color", action="store_true")
+    c.set_defaults(func=cmd_scan)
+    return p
+
+
+COMMANDS = {"train", "sample", "eval", "scan"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not COMMANDS.intersection(argv) and not {"-h", "--help"}.intersection(argv):
+        from studio.app import run_studio  # no command: open the studio (FOLDER, --train MODEL)
+
+        return run_studio(argv)
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as e:  # bad option values (size out of range, ...) reach the user plainly
+        _err(str(e))
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
