@@ -73,6 +73,7 @@ class TrainConfig:
     seed: int | None = None
     frame_every: int = 0  # a frame every this many steps (0: no frames)
     snapshot_every: int = 100  # keep a last-good copy of the weights this often (steps)
+    threads: int | None = None  # CPU threads for this run's tensor ops (None: the trainer decides)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -159,6 +160,10 @@ class Trainer:
     def frame(self) -> Tensor | None:
         return None
 
+    def auto_threads(self) -> int | None:
+        """CPU threads to use when the config says None; None keeps torch's setting."""
+        return None
+
     def extra_state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         return {}, {}
 
@@ -207,7 +212,21 @@ class Trainer:
         return TrainEvent(kind, self.step, self.epoch, self.total_steps, self.config.epochs, metrics, self.elapsed, frame)
 
     def run(self) -> Iterator[TrainEvent]:
-        """Train until `config.epochs` are done, yielding events. Close it to stop; call again to resume."""
+        """Train until `config.epochs` are done, yielding events. Close it to stop; call again to resume.
+
+        On the CPU the thread count is set for the thread that iterates (torch's OpenMP setting
+        is per thread) and restored when the generator finishes or is closed."""
+        threads = self.config.threads or (self.auto_threads() if self.device.type == "cpu" else None)
+        before = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(threads)
+        try:
+            yield from self._run()
+        finally:
+            if threads:
+                torch.set_num_threads(before)
+
+    def _run(self) -> Iterator[TrainEvent]:
         if not self._prepared and self.step == 0:
             self.prepare()
         self._prepared = True

@@ -248,3 +248,18 @@ def test_forced_divergence_stops_with_last_good_weights():
     for k, v in m.state_dict().items():
         assert torch.equal(v, good[k])
         assert torch.isfinite(v).all()
+
+
+def test_small_rbm_trains_single_threaded_and_restores_the_thread_count():
+    before = torch.get_num_threads()
+    data = (torch.rand(40, 1, 4, 4) * 255).to(torch.uint8)
+    m = BernoulliRBM(RBMConfig(16, 8, (1, 4, 4)))
+    tr = RBMTrainer(m, data, RBMTrainConfig(epochs=2, batch_size=10, seed=0))
+    during = {torch.get_num_threads() for _ in tr.run()}
+    assert during == {1}
+    assert torch.get_num_threads() == before
+    gen = RBMTrainer(m, data, RBMTrainConfig(epochs=2, batch_size=10, seed=0, threads=2)).run()
+    next(gen)
+    assert torch.get_num_threads() == 2
+    gen.close()  # stopping restores it too
+    assert torch.get_num_threads() == before
