@@ -1,0 +1,875 @@
+"""Training jobs and the studio's state, without Qt.
+
+This module is the source of truth of the studio; Qt views only listen to it and send user
+intent back (napari's model/view split). Tests, scripts and the CLI can drive it directly.
+
+:class:`TrainingJob`
+    Owns one trainer and its training generator (``trainer.run()``), with a small state machine::
+
+        idle ──start──► running ◄──resume── paused
+                          │  └────pause────►  │
+                          ▼                   ▼
+                 done / failed / stopped ◄──stop──  (stopped can be resumed: run() again)
+
+    *Pausing is not pulling*: the thread that iterates the job (:meth:`TrainingJob.step_once`)
+    waits on a condition variable while the job is paused, it never spins. *Stopping is closing
+    the generator*: the pulling thread closes it between two steps, or :meth:`stop` closes it
+    at once when nobody is pulling. The trainer is built lazily by the pulling thread (building
+    copies data and imports torch: never the UI thread's job).
+
+    Errors inside a step never escape: divergence (the trainer has already restored the last good
+    weights), out of memory and any other exception put the job in ``failed`` with a message for
+    people in :attr:`TrainingJob.error`; for errors other than divergence the job restores the
+    trainer's last good snapshot itself, so the model that stays is always the last good one.
+
+    Thread safety: user intent (:meth:`start`, :meth:`pause`, :meth:`resume`, :meth:`stop`) may
+    come from any thread; one thread pulls. :attr:`TrainingJob.step_lock` is held while a step
+    runs: hold it to read or save the model consistently (:meth:`Session.save_model` does).
+
+:class:`Session`
+    The studio's document: the current :class:`~studio.dataset.ImageSet`, its sources and
+    :class:`~studio.dataset.Preprocess`, and the training jobs. Changes are announced through
+    :attr:`Session.events` (plain callbacks, called on the thread that made the change).
+
+:func:`hyperparameters`
+    What a person can set for each model kind, with defaults read from the factory and the
+    trainers' config dataclasses; kinds added to ``models.factory.KIND_TITLES`` get at least
+    the common ones.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .dataset import (
+    ImageSet,
+    LoadCancelled,
+    Preprocess,
+    ProgressFn,
+    load_demo,
+    load_images,
+)
+
+if TYPE_CHECKING:  # torch stays unimported until a job needs it
+    from models.training import Trainer, TrainEvent
+
+__all__ = [
+    "Emitter",
+    "HyperParam",
+    "JobState",
+    "JobUpdate",
+    "LoadCancelled",
+    "Session",
+    "TrainingJob",
+    "describe_error",
+    "format_duration",
+    "hyperparameters",
+    "kind_titles",
+    "tile",
+    "to_uint8",
+]
+
+
+# ----------------------------------------------------------------------------- small helpers
+
+
+class Emitter:
+    """A minimal observer: ``connect(callback)``, ``emit(*args)`` calls every callback."""
+
+    def __init__(self) -> None:
+        self._callbacks: list[Callable[..., Any]] = []
+
+    def connect(self, callback: Callable[..., Any]) -> Callable[..., Any]:
+        self._callbacks.append(callback)
+        return callback
+
+    def disconnect(self, callback: Callable[..., Any]) -> None:
+        try:
+            self._callbacks.remove(callback)
+        except ValueError:
+            pass
+
+    def emit(self, *args: Any) -> None:
+        for cb in list(self._callbacks):
+            cb(*args)
+
+
+def format_duration(seconds: float) -> str:
+    """``75`` → ``1:15``; ``3725`` → ``1 h 02 min``; NaN → ``…``."""
+    if seconds is None or not math.isfinite(seconds):
+        return "…"
+    s = int(round(max(0.0, seconds)))
+    if s >= 3600:
+        return f"{s // 3600} h {(s % 3600) // 60:02d} min"
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def tile(images: np.ndarray, cols: int | None = None, pad: int = 1, fill: float = 0.12) -> np.ndarray:
+    """Images ``[n, C, H, W]`` (floats in [0, 1]) → one mosaic ``[rows·(H+pad)+pad,
+    cols·(W+pad)+pad]`` (C = 1) or ``[..., ..., 3]`` (C = 3), float32, for an image view."""
+    images = np.asarray(images, dtype=np.float32)
+    n, c, h, w = images.shape
+    cols = cols or max(1, math.ceil(math.sqrt(n)))
+    rows = max(1, math.ceil(n / cols))
+    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), fill, np.float32)
+    for i in range(n):
+        r, q = divmod(i, cols)
+        y, x = pad + r * (h + pad), pad + q * (w + pad)
+        out[y : y + h, x : x + w] = images[i].transpose(1, 2, 0)
+    return out[..., 0] if c == 1 else out
+
+
+def to_uint8(mosaic: np.ndarray) -> np.ndarray:
+    """A float mosaic in [0, 1] → uint8 (what an image view draws without rescaling)."""
+    return (np.clip(mosaic, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A message for people about an exception that ended a training job."""
+    name = type(exc).__name__
+    text = str(exc).strip()
+    low = text.lower()
+    if isinstance(exc, MemoryError) or name == "OutOfMemoryError" or "out of memory" in low:
+        return ("Out of memory while training. Try a smaller batch size, fewer hidden units or "
+                f"latent dimensions, or smaller images. ({text or name})")
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
+        return f"A file could not be read: {text or name}"
+    if isinstance(exc, ValueError):
+        return f"The model could not be trained with these settings: {text}"
+    return f"Training stopped because of an error: {text or name} ({name})"
+
+
+def kind_titles() -> dict[str, str]:
+    """``models.factory.KIND_TITLES`` (imports torch): every model kind, by key."""
+    from models.factory import KIND_TITLES
+
+    return dict(KIND_TITLES)
+
+
+# ----------------------------------------------------------------------------- hyperparameters
+
+
+@dataclass(frozen=True)
+class HyperParam:
+    """One setting of a model kind, as a form shows it.
+
+    ``target`` says where the value goes: ``"options"`` → the attribute ``key`` of
+    ``models.factory.Options``; ``"extra"`` → ``Options.extra[key]`` (kind-specific config).
+    ``special`` is the text shown for the ``minimum`` value, which then means "automatic"
+    (the value passed on is ``None``).
+    """
+
+    key: str
+    label: str
+    type: str  # "int" | "float" | "bool" | "choice"
+    default: Any
+    minimum: float = 0
+    maximum: float = 1_000_000
+    step: float = 1
+    decimals: int = 0
+    choices: tuple[str, ...] = ()
+    special: str | None = None
+    tooltip: str = ""
+    target: str = "options"
+
+    def coerce(self, value: Any) -> Any:
+        """A value from a form or a settings file → what :func:`Session.options_for` takes."""
+        if value is None:
+            return None
+        if self.type == "bool":
+            return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+        if self.type == "choice":
+            return value if value in self.choices else self.default
+        v = int(value) if self.type == "int" else float(value)
+        if self.special is not None and v <= self.minimum:
+            return None
+        return min(max(v, self.minimum), self.maximum)
+
+
+def _field_default(cls: type, name: str, fallback: Any) -> Any:
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+                return f.default_factory()  # type: ignore[misc]
+    return fallback
+
+
+def _common_params(lr: float) -> list[HyperParam]:
+    return [
+        HyperParam("epochs", "Epochs", "int", 0, 0, 100_000, special="auto",
+                   tooltip="Passes over the images. Auto: about 5,000 updates (20–500 epochs), "
+                           "so a small set trains as long as a big one."),
+        HyperParam("batch_size", "Batch size", "int", 0, 0, 4096, special="auto",
+                   tooltip="Images per update. Auto: 64, or fewer on a small set (at least ten "
+                           "batches per epoch)."),
+        HyperParam("learning_rate", "Learning rate", "float", lr, 0.0, 10.0, step=lr / 2 or 1e-4,
+                   decimals=5, special="model default",
+                   tooltip="Step size of the optimiser. Lower it if training diverges."),
+        HyperParam("seed", "Seed", "int", -1, -1, 2**31 - 1, special="random",
+                   tooltip="Fix it to repeat a run exactly; 'random' draws a new one."),
+    ]
+
+
+def hyperparameters(kind: str) -> list[HyperParam]:
+    """The settings of ``kind`` with their defaults (imports the model modules, hence torch)."""
+    from models.factory import Options
+
+    n_chains = _field_default(Options, "n_chains", 64)
+    if kind in ("rbm", "grbm"):
+        from models.rbm_trainer import RBMTrainConfig
+
+        # The factory's own choices for RBMs (models/factory.py, _build_rbm).
+        lr = 0.01 if kind == "rbm" else 0.005
+        return [
+            HyperParam("hidden", "Hidden units", "int", 100, 1, 10_000,
+                       tooltip="Feature detectors the RBM learns; each is one weight filter."),
+            *_common_params(lr),
+            HyperParam("k", "Gibbs steps (k)", "int", _field_default(RBMTrainConfig, "k", 1), 1, 100,
+                       target="extra", tooltip="Gibbs steps per update: CD-k / PCD-k."),
+            HyperParam("persistent", "Persistent chains (PCD)", "bool",
+                       _field_default(RBMTrainConfig, "persistent", True), target="extra",
+                       tooltip="On: persistent contrastive divergence (the chains are the dreams). "
+                               "Off: plain CD-k started at the data."),
+            HyperParam("n_chains", "Chains", "int", n_chains, 1, 4096,
+                       tooltip="Persistent chains: how many dreams run alongside training."),
+        ]
+    if kind == "ae":
+        from models.autoencoder import AEConfig, AETrainConfig
+
+        return [
+            HyperParam("latent", "Latent size", "int", _field_default(AEConfig, "latent", 32), 1, 4096,
+                       tooltip="Numbers in the code of each image."),
+            *_common_params(_field_default(AETrainConfig, "learning_rate", 1e-3)),
+            HyperParam("loss", "Loss", "choice", _field_default(AETrainConfig, "loss", "bce"),
+                       choices=("bce", "mse"), target="extra",
+                       tooltip="bce: cross-entropy on intensities (sharper); mse: squared error."),
+        ]
+    if kind == "vae":
+        from models.vae import VAEConfig, VAETrainConfig
+
+        return [
+            HyperParam("latent", "Latent size", "int", _field_default(VAEConfig, "latent", 32), 1, 4096,
+                       tooltip="Dimensions of the latent space the Latent explorer walks."),
+            *_common_params(_field_default(VAETrainConfig, "learning_rate", 1e-3)),
+            HyperParam("beta", "β (KL weight)", "float", _field_default(VAEConfig, "beta", 1.0), 0.0, 100.0,
+                       step=0.1, decimals=2, target="extra",
+                       tooltip="Weight of the KL term: above 1 gives smoother, blurrier latents."),
+            HyperParam("kl_warmup_epochs", "KL warm-up epochs", "int",
+                       _field_default(VAETrainConfig, "kl_warmup_epochs", 0), 0, 10_000, target="extra",
+                       tooltip="Ramp β up from 0 over this many epochs (helps avoid posterior collapse)."),
+        ]
+    if kind == "hybrid":
+        from models.hybrid import HybridConfig, HybridTrainConfig
+
+        return [
+            HyperParam("latent", "Latent size", "int", 16, 1, 4096,
+                       tooltip="Code size of the autoencoder the RBM learns on."),
+            HyperParam("n_hidden", "RBM hidden units", "int", _field_default(HybridConfig, "n_hidden", 64),
+                       1, 10_000, target="extra", tooltip="Hidden units of the RBM on the codes."),
+            *_common_params(_field_default(HybridTrainConfig, "learning_rate", 1e-3)),
+            HyperParam("rbm_epochs", "RBM epochs", "int", _field_default(HybridTrainConfig, "rbm_epochs", 200),
+                       0, 100_000, target="extra",
+                       tooltip="Epochs of phase 2 (the RBM on the codes); 'Epochs' is phase 1."),
+            HyperParam("n_chains", "Chains", "int", n_chains, 1, 4096,
+                       tooltip="Persistent chains of the RBM: the dreams."),
+        ]
+    return [
+        HyperParam("hidden", "Hidden units", "int", 100, 1, 10_000),
+        HyperParam("latent", "Latent size", "int", 32, 1, 4096),
+        *_common_params(1e-3),
+    ]
+
+
+# ----------------------------------------------------------------------------- jobs
+
+
+class JobState(str, Enum):
+    IDLE = "idle"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    DONE = "done"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.STOPPED, JobState.DONE, JobState.FAILED)
+
+    @property
+    def active(self) -> bool:
+        return self in (JobState.RUNNING, JobState.PAUSED)
+
+
+@dataclass
+class JobUpdate:
+    """Plain data about a job at one moment, for views (safe to send between threads)."""
+
+    job_id: int
+    kind: str
+    title: str
+    state: str
+    step: int
+    total_steps: int
+    epoch: int
+    total_epochs: int
+    elapsed: float
+    eta: float
+    steps_per_second: float
+    metrics: dict[str, float]
+    epoch_metrics: dict[str, float]
+    error: str | None = None
+    frame: np.ndarray | None = None  # newest frame as a uint8 mosaic (see `tile`), None: unchanged
+    filters: np.ndarray | None = None  # weight-filter uint8 mosaic (128 = 0), None: none / unchanged
+    frame_serial: int = 0
+
+    @property
+    def progress(self) -> float:
+        return self.step / max(1, self.total_steps)
+
+
+class TrainingJob:
+    """One training run: a trainer, its generator, a state machine and what views need."""
+
+    _ids = itertools.count(1)
+
+    def __init__(
+        self,
+        make_trainer: Callable[[], Trainer] | None = None,
+        *,
+        trainer: Trainer | None = None,
+        model: Any = None,
+        kind: str = "",
+        title: str | None = None,
+        preprocess: dict[str, Any] | None = None,
+        source: str = "",
+        history: Sequence[dict[str, float]] = (),
+    ) -> None:
+        if make_trainer is None and trainer is None and model is None:
+            raise ValueError("a job needs a trainer, a way to make one, or a model")
+        self.id = next(self._ids)
+        self.kind = kind
+        self.title = title or kind
+        self.preprocess = preprocess
+        self.source = source
+        self.path: Path | None = None  # where the model was last saved or opened from
+        self._make_trainer = make_trainer
+        self._trainer = trainer
+        self._model = trainer.model if trainer is not None else model
+        self._step_hint = 0  # the step of an opened checkpoint, until its trainer is built
+        self._gen: Iterator[TrainEvent] | None = None
+        self._state = JobState.IDLE
+        self._cond = threading.Condition()
+        self._stop_requested = False
+        #: Held while a step runs (and while the trainer is built): hold it to read the model.
+        self.step_lock = threading.Lock()
+        self.error: str | None = None
+        self.error_type: str | None = None
+        self.last_event: TrainEvent | None = None
+        self.last_metrics: dict[str, float] = {}
+        self.last_epoch_metrics: dict[str, float] = {}
+        self._series: dict[str, tuple[list[int], list[float]]] = {}
+        self._epoch_series: dict[str, tuple[list[int], list[float]]] = {}
+        self._data_lock = threading.Lock()  # guards the series and the frame
+        self._rate: deque[tuple[float, int]] = deque(maxlen=256)
+        self.last_frame: np.ndarray | None = None  # float32 [n, C, H, W] in [0, 1]
+        self.frame_serial = 0
+        self.generator_closed = False
+        self.events = Emitter()  # emit(job, "state" | "step" | "failed"), on the pulling thread
+        for rec in history:
+            self._record_epoch(int(rec.get("step", 0)), {k: v for k, v in rec.items() if k not in ("epoch", "step")})
+
+    def __repr__(self) -> str:
+        return f"TrainingJob(#{self.id} {self.kind} {self._state.value} step {self.step})"
+
+    # --------------------------------------------------------------------- what it is
+    @property
+    def state(self) -> JobState:
+        return self._state
+
+    @property
+    def finished(self) -> bool:
+        return self._state.finished
+
+    @property
+    def trainer(self) -> Trainer | None:
+        return self._trainer
+
+    @property
+    def model(self):
+        """The model (the last good one after a failure); None before the trainer is built."""
+        return self._trainer.model if self._trainer is not None else self._model
+
+    @property
+    def step(self) -> int:
+        t = self._trainer
+        if t is not None:
+            return int(t.step)
+        return self.last_event.step if self.last_event is not None else self._step_hint
+
+    @property
+    def can_resume(self) -> bool:
+        if self._state is JobState.PAUSED:
+            return True
+        if self._state is JobState.STOPPED:
+            return self._trainer is not None or self._make_trainer is not None
+        return False
+
+    @property
+    def steps_per_second(self) -> float:
+        if self._state is not JobState.RUNNING or len(self._rate) < 2:
+            return 0.0
+        (t0, s0), (t1, s1) = self._rate[0], self._rate[-1]
+        if time.monotonic() - t1 > 2.0:
+            return 0.0
+        return (s1 - s0) / (t1 - t0) if t1 > t0 else 0.0
+
+    # --------------------------------------------------------------------- user intent
+    def _set_state(self, state: JobState) -> None:
+        with self._cond:
+            self._state = state
+            self._cond.notify_all()
+        self.events.emit(self, "state")
+
+    def start(self) -> None:
+        """idle → running; a paused or stopped job resumes."""
+        if self._state is JobState.IDLE:
+            self._set_state(JobState.RUNNING)
+        elif self.can_resume:
+            self.resume()
+
+    def pause(self) -> None:
+        if self._state is JobState.RUNNING:
+            self._set_state(JobState.PAUSED)
+
+    def resume(self) -> None:
+        """paused → running; stopped → running again (``trainer.run()`` resumes where it stopped)."""
+        with self._cond:
+            if self._state is JobState.PAUSED:
+                pass
+            elif self._state is JobState.STOPPED and self.can_resume:
+                self._stop_requested = False
+                self._gen = None
+                self.generator_closed = False
+            else:
+                return
+        self._set_state(JobState.RUNNING)
+
+    def toggle(self) -> None:
+        """Start, pause or resume: what Space does."""
+        if self._state is JobState.RUNNING:
+            self.pause()
+        else:
+            self.start()
+
+    def stop(self) -> None:
+        """Stop for good (or until :meth:`resume`): the generator is closed between two steps."""
+        with self._cond:
+            if self._state.finished and self._state is not JobState.STOPPED:
+                return
+            self._stop_requested = True
+            self._state = JobState.STOPPED
+            self._cond.notify_all()
+        # Nobody pulling right now? Close the generator here; otherwise the puller does.
+        if self.step_lock.acquire(blocking=False):
+            try:
+                self._close_generator()
+            finally:
+                self.step_lock.release()
+        self.events.emit(self, "state")
+
+    def wait_state(self, predicate: Callable[[JobState], bool], timeout: float | None = None) -> bool:
+        """Block until ``predicate(state)`` holds (for scripts and tests)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: predicate(self._state), timeout)
+
+    # --------------------------------------------------------------------- the pulling side
+    def _close_generator(self) -> None:
+        if self._gen is not None:
+            try:
+                self._gen.close()
+            finally:
+                self._gen = None
+                self.generator_closed = True
+
+    def step_once(self, block: bool = True, timeout: float | None = None) -> TrainEvent | None:
+        """Pull one event from the training generator (the worker's call).
+
+        Blocks while the job is idle or paused (without spinning) unless ``block`` is False or
+        ``timeout`` passes; returns None then, and when the job ends (stopped, done, failed).
+        """
+        with self._cond:
+            if block:
+                self._cond.wait_for(lambda: self._state not in (JobState.IDLE, JobState.PAUSED), timeout)
+            if self._state is not JobState.RUNNING:
+                stop_now = self._stop_requested
+            else:
+                stop_now = None
+        if stop_now is not None:
+            if stop_now:
+                with self.step_lock:
+                    self._close_generator()
+            return None
+        with self.step_lock:
+            if self._stop_requested:
+                self._close_generator()
+                return None
+            try:
+                if self._trainer is None:
+                    assert self._make_trainer is not None
+                    self._trainer = self._make_trainer()
+                    self._model = self._trainer.model
+                if self._gen is None:
+                    self._gen = self._trainer.run()
+                    self.generator_closed = False
+                event = next(self._gen)
+            except StopIteration:
+                self._gen = None
+                self.generator_closed = True
+                self._set_state(JobState.DONE)
+                return None
+            except Exception as exc:  # noqa: BLE001 — every failure reaches the user as a message
+                self._fail(exc)
+                return None
+            self._record(event)
+            if event.kind == "done":
+                self._close_generator()
+                with self._cond:
+                    if self._state is JobState.RUNNING:
+                        self._state = JobState.DONE
+                    self._cond.notify_all()
+                self.events.emit(self, "state")
+            elif self._stop_requested:
+                self._close_generator()
+        self.events.emit(self, "step")
+        return event
+
+    def iterate(self, block: bool = True) -> Iterator[TrainEvent]:
+        """Events until the job ends (or, with ``block=False``, until it is paused)."""
+        while not self.finished:
+            event = self.step_once(block=block)
+            if event is None:
+                if not block and self._state in (JobState.PAUSED, JobState.IDLE):
+                    return
+                continue
+            yield event
+
+    def _fail(self, exc: BaseException) -> None:
+        from models.training import TrainingDiverged
+
+        self._gen = None
+        self.generator_closed = True
+        self.error_type = type(exc).__name__
+        if isinstance(exc, TrainingDiverged):
+            self.error = str(exc)  # the trainer rolled back and explains
+        else:
+            message = describe_error(exc)
+            trainer = self._trainer
+            good = getattr(trainer, "_good", None) if trainer is not None else None
+            if good is not None:
+                try:
+                    trainer.model.load_state_dict(good)  # type: ignore[union-attr]
+                    message += (f" The model was rolled back to step {getattr(trainer, '_good_step', '?')}, "
+                                "the last good state.")
+                except Exception:  # noqa: BLE001 - the message stays honest below
+                    message += " The model may be incomplete."
+            self.error = message
+        self._set_state(JobState.FAILED)
+        self.events.emit(self, "failed")
+
+    # --------------------------------------------------------------------- history
+    def _record(self, ev: TrainEvent) -> None:
+        self.last_event = ev
+        if ev.kind == "step":
+            self.last_metrics = dict(ev.metrics)
+            self._rate.append((time.monotonic(), ev.step))
+            with self._data_lock:
+                for k, v in ev.metrics.items():
+                    xs, ys = self._series.setdefault(k, ([], []))
+                    xs.append(ev.step)
+                    ys.append(float(v))
+            if ev.frame is not None:
+                frame = ev.frame.detach().to("cpu").float().clamp(0, 1).numpy().copy()
+                with self._data_lock:
+                    self.last_frame = frame
+                    self.frame_serial += 1
+        elif ev.kind == "epoch":
+            self._record_epoch(ev.step, ev.metrics)
+
+    def _record_epoch(self, step: int, metrics: dict[str, float]) -> None:
+        self.last_epoch_metrics = dict(metrics)
+        with self._data_lock:
+            for k, v in metrics.items():
+                xs, ys = self._epoch_series.setdefault(k, ([], []))
+                xs.append(step)
+                ys.append(float(v))
+
+    def series(self, per: str = "step") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Metric curves, ``{name: (steps, values)}`` copies; ``per`` = "step" or "epoch"."""
+        src = self._series if per == "step" else self._epoch_series
+        with self._data_lock:
+            return {k: (np.asarray(xs, np.float64), np.asarray(ys, np.float64)) for k, (xs, ys) in src.items()}
+
+    # --------------------------------------------------------------------- views' data
+    def weight_filters(self, max_filters: int = 100) -> np.ndarray | None:
+        """The RBM's weight filters as a mosaic in [0, 1] (0.5 = zero weight, each filter scaled
+        by its largest magnitude), or None for models without image-shaped weights.
+        Call it from the pulling thread or while holding :attr:`step_lock`."""
+        model = self.model
+        weight = getattr(model, "weight", None)
+        shape = getattr(getattr(model, "config", None), "image_shape", None)
+        if weight is None or shape is None or getattr(weight, "ndim", 0) != 2:
+            return None
+        shape = tuple(int(s) for s in shape)
+        if math.prod(shape) != weight.shape[0]:
+            return None
+        k = min(max_filters, int(weight.shape[1]))
+        w = weight[:, :k].detach().to("cpu").float().numpy()
+        filters = w.T.reshape(k, *shape)
+        scale = np.abs(filters).reshape(k, -1).max(axis=1)
+        scale[scale == 0] = 1.0
+        filters = 0.5 + 0.5 * filters / scale[:, None, None, None]
+        return tile(filters, fill=0.0)
+
+    def update(self, frame: bool = True, filters: bool = False, since_frame: int = -1) -> JobUpdate:
+        """A plain-data snapshot for views. ``frame``: include the newest frame if its serial is
+        past ``since_frame``; ``filters``: include the weight-filter mosaic (skipped while a step
+        runs on another thread)."""
+        ev = self.last_event
+        trainer = self._trainer
+        total_steps = ev.total_steps if ev is not None else (trainer.total_steps if trainer is not None else 0)
+        total_epochs = ev.total_epochs if ev is not None else 0
+        step = self.step
+        elapsed = trainer.elapsed if trainer is not None else (ev.elapsed if ev is not None else 0.0)
+        eta = elapsed / step * (total_steps - step) if step and total_steps else float("nan")
+        mosaic = None
+        serial = self.frame_serial
+        if frame and serial > since_frame:
+            with self._data_lock:
+                f = self.last_frame
+            if f is not None:
+                mosaic = to_uint8(tile(f[:64]))
+        fil = None
+        if filters and self.model is not None and self.step_lock.acquire(blocking=False):
+            try:
+                fil = self.weight_filters()
+            finally:
+                self.step_lock.release()
+            if fil is not None:
+                fil = to_uint8(fil)
+        return JobUpdate(
+            job_id=self.id, kind=self.kind, title=self.title, state=self._state.value, step=step,
+            total_steps=total_steps, epoch=ev.epoch if ev is not None else 0, total_epochs=total_epochs,
+            elapsed=elapsed, eta=eta, steps_per_second=self.steps_per_second,
+            metrics=dict(self.last_metrics), epoch_metrics=dict(self.last_epoch_metrics),
+            error=self.error, frame=mosaic, filters=fil, frame_serial=serial,
+        )
+
+
+# ----------------------------------------------------------------------------- the session
+
+
+class Session:
+    """The studio's state: images, preprocessing, jobs. No Qt; views listen to :attr:`events`.
+
+    ``events.emit(name, payload)`` with name ``"images"`` (payload: the ImageSet),
+    ``"preprocess"`` (the Preprocess), ``"job_added"`` / ``"job_removed"`` (the job).
+    """
+
+    def __init__(self, preprocess: Preprocess | None = None, device: str | None = None) -> None:
+        self.preprocess = preprocess or Preprocess()
+        self.images: ImageSet | None = None
+        self.sources: list[str] = []  # empty: the demo set
+        self.jobs: list[TrainingJob] = []
+        self.events = Emitter()
+        self._device_name = device
+        self._device = None
+        #: ``build(options, data, device) -> Trainer``; tests swap it to inject failures.
+        self.trainer_factory: Callable[..., Trainer] | None = None
+
+    # --------------------------------------------------------------------- device
+    @property
+    def device(self):
+        if self._device is None:
+            from models.device import default_device
+
+            self._device = default_device(self._device_name)
+        return self._device
+
+    def describe_device(self) -> str:
+        from models.device import describe_device
+
+        return describe_device(self.device)
+
+    # --------------------------------------------------------------------- images
+    def set_preprocess(self, preprocess: Preprocess) -> None:
+        self.preprocess = preprocess
+        self.events.emit("preprocess", preprocess)
+
+    def load(self, sources: Sequence[str] | None, preprocess: Preprocess | None = None, *,
+             progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> ImageSet:
+        """Load ``sources`` (the demo set when empty) without changing the session; safe to call
+        from a worker thread. Raises :class:`LoadCancelled` when cancelled."""
+        pp = preprocess or self.preprocess
+        if not sources:
+            return load_demo(pp, progress=progress, cancel=cancel)
+        return load_images(list(sources), pp, progress=progress, cancel=cancel)
+
+    def set_images(self, images: ImageSet, sources: Sequence[str] | None) -> None:
+        self.images = images
+        self.sources = [str(s) for s in sources or []]
+        self.preprocess = images.preprocess
+        self.events.emit("images", images)
+
+    def open_images(self, sources: Sequence[str] | None, preprocess: Preprocess | None = None) -> ImageSet:
+        """Load and make current (synchronously: for scripts and tests)."""
+        images = self.load(sources, preprocess)
+        self.set_images(images, sources)
+        return images
+
+    @property
+    def source_label(self) -> str:
+        if not self.sources:
+            return "demo set"
+        if len(self.sources) == 1:
+            return Path(self.sources[0]).name or self.sources[0]
+        return f"{len(self.sources)} sources"
+
+    # --------------------------------------------------------------------- jobs
+    def options_for(self, kind: str, params: dict[str, Any] | None = None):
+        """``models.factory.Options`` for ``kind`` from form values (keys of :func:`hyperparameters`)."""
+        from models.factory import Options
+
+        if self.images is None:
+            raise ValueError("no images are loaded")
+        specs = {p.key: p for p in hyperparameters(kind)}
+        opt_fields = {f.name for f in dataclasses.fields(Options)}
+        values: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for key, raw in (params or {}).items():
+            spec = specs.get(key)
+            value = spec.coerce(raw) if spec is not None else raw
+            if spec is not None and spec.target == "extra":
+                if value is not None:
+                    extra[key] = value
+            elif key in opt_fields and key not in ("kind", "image_shape", "extra"):
+                if key == "seed" and value is not None and value < 0:
+                    value = None
+                values[key] = value
+            elif value is not None:
+                extra[key] = value
+        values.setdefault("frame_every", 10)
+        return Options(kind=kind, image_shape=tuple(self.images.shape), extra=extra, **values)
+
+    def new_job(self, kind: str, params: dict[str, Any] | None = None) -> TrainingJob:
+        """A job training a fresh ``kind`` model on the current images (built when it first runs)."""
+        images = self.images
+        if images is None or len(images) == 0:
+            raise ValueError("there are no images to train on: open a folder first")
+        options = self.options_for(kind, params)
+        factory = self.trainer_factory
+        device = self.device
+
+        def make():
+            import torch
+
+            from models.factory import build
+
+            return (factory or build)(options, torch.from_numpy(images.images), device)
+
+        titles = kind_titles()
+        job = TrainingJob(make, kind=kind, title=titles.get(kind, kind),
+                          preprocess=images.preprocess.to_dict(), source=self.source_label)
+        job.options = options  # type: ignore[attr-defined]
+        self.add_job(job)
+        return job
+
+    def add_job(self, job: TrainingJob) -> None:
+        self.jobs.append(job)
+        self.events.emit("job_added", job)
+
+    def remove_job(self, job: TrainingJob) -> None:
+        if job in self.jobs:
+            job.stop()
+            self.jobs.remove(job)
+            self.events.emit("job_removed", job)
+
+    def active_jobs(self) -> list[TrainingJob]:
+        return [j for j in self.jobs if j.state.active]
+
+    def stop_all(self) -> None:
+        """Stop every job that is running, paused or waiting to start."""
+        for job in self.jobs:
+            if job.state.active or job.state is JobState.IDLE:
+                job.stop()
+
+    # --------------------------------------------------------------------- files
+    def save_model(self, job: TrainingJob, path: str | Path) -> Path:
+        """Write ``job``'s model (and its resumable training state) as a safetensors checkpoint.
+        Waits for the current step to end; safe from any thread."""
+        from models.checkpoint import save_checkpoint
+
+        if job.model is None:
+            raise ValueError("this job has no model yet: start training first")
+        opened = getattr(job, "checkpoint", None)
+        if job.trainer is None and opened is not None and Path(opened.path).is_file():
+            # Opened and not trained since: copy the file, keeping its training state.
+            import shutil
+
+            from models.checkpoint import atomic_write
+
+            if Path(path).resolve() != Path(opened.path).resolve():
+                atomic_write(path, lambda tmp: shutil.copyfile(opened.path, tmp))
+            job.path = Path(path)
+            return Path(path)
+        with job.step_lock:
+            out = save_checkpoint(path, job.model, trainer=job.trainer, preprocess=job.preprocess,
+                                  extra={"source": job.source, "state": job.state.value})
+        job.path = Path(out)
+        return Path(out)
+
+    def open_model(self, path: str | Path) -> TrainingJob:
+        """Open a checkpoint as a job (not added to the session: call :meth:`add_job` on the
+        thread that owns the views). Raises ``CheckpointError`` with a clear message."""
+        from models.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(path, device=self.device)
+        resumable = bool(ckpt.meta.get("trainer"))
+        pp = ckpt.preprocess
+
+        def make():
+            import torch
+
+            images = self.images
+            if images is None or len(images) == 0:
+                raise ValueError("open the images this model was trained on before resuming it")
+            if pp:
+                want = Preprocess.from_dict(pp)
+                need = (want.channels, want.size, want.size)
+                if tuple(images.shape) != need:
+                    raise ValueError(
+                        f"this model was trained on {want.describe()} images but the current set is "
+                        f"{images.preprocess.describe()}; set the preprocessing to match to resume it")
+            return ckpt.make_trainer(torch.from_numpy(images.images), self.device)
+
+        job = TrainingJob(make if resumable else None, model=ckpt.model, kind=ckpt.kind,
+                          title=kind_titles().get(ckpt.kind, ckpt.kind), preprocess=pp,
+                          source=(ckpt.meta.get("extra") or {}).get("source", ""), history=ckpt.history)
+        job.path = Path(path)
+        job.checkpoint = ckpt  # type: ignore[attr-defined]
+        tmeta = ckpt.meta.get("trainer") or {}
+        job._state = JobState.STOPPED if resumable else JobState.DONE
+        job._step_hint = int(tmeta.get("step", 0))
+        return job

@@ -1,0 +1,731 @@
+"""The studio's main window: dataset dock, training dock, central tabs, menus, status bar.
+
+The window is a view and a dispatcher of intent: the :class:`~studio.jobs.Session` holds the
+state, :class:`~studio.ui.workers.JobsController` runs the jobs, loaders and file tasks run in
+workers. The UI thread never waits on training, loading, saving or opening.
+
+Start-up is staged so the window shows fast: the window (without torch or pyqtgraph) is built
+and shown first, then :meth:`MainWindow.start` imports the model engine in the background
+(torch, the model kinds, pyqtgraph) while the images load in another thread; the training panel
+appears when the engine is ready (``engine_ready`` signal, :attr:`MainWindow.is_ready`).
+
+For the next issues: ``main_window.tabs`` is the central ``QTabWidget`` with the tabs
+"Dreams", "Canvas" and "Latent"; :meth:`MainWindow.replace_tab` puts a real widget in place of a
+placeholder, :meth:`MainWindow.add_tab` adds one. :meth:`MainWindow.current_job` is the job of the
+visible training page (its ``model``, ``trainer.sampler``...; read the model under
+``job.step_lock`` while it trains).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QStyle,
+    QTabWidget,
+    QToolBar,
+    QWidget,
+)
+
+from studio.dataset import Preprocess
+from studio.jobs import JobState, Session, TrainingJob
+from studio.ui.dataset_panel import DatasetPanel, local_paths
+from studio.ui.widgets import Placeholder, app_icon
+from studio.ui.workers import JobsController, LoadWorker, run_in_background, wait_background
+
+MAX_RECENT = 8
+MODEL_FILTER = "Harmonium models (*.safetensors);;All files (*)"
+
+
+def load_engine() -> dict[str, Any]:
+    """Import torch and the model kinds, warm them up; runs in a worker thread at start-up.
+
+    Torch gets one thread fewer than the cores (at least one): the UI thread needs a core, and
+    OpenMP threads that outnumber free cores spin against each other (on a busy 2-core machine
+    training ran ~100× slower with 2 threads than with 1). ``HARMONIUM_TORCH_THREADS`` overrides.
+    """
+    import gc
+
+    # Importing torch makes ~350,000 long-lived objects; each full collection meanwhile walks
+    # them all (up to 0.3 s, holding the GIL, so the window freezes). Pause the collector for
+    # the import, then freeze what exists: later full collections skip it (~2 ms instead).
+    gc.disable()
+    try:
+        info = _load_engine()
+    finally:
+        gc.freeze()
+        gc.enable()
+    return info
+
+
+def _load_engine() -> dict[str, Any]:
+    import torch
+
+    threads = int(os.environ.get("HARMONIUM_TORCH_THREADS", "0") or 0)
+    if threads <= 0:
+        threads = max(1, (os.cpu_count() or 2) - 1)
+    torch.set_num_threads(threads)
+    import pyqtgraph  # noqa: F401 - imported here so the UI thread never pays for it
+
+    import models.checkpoint  # noqa: F401
+    from models.device import default_device, describe_device
+    from models.factory import KIND_TITLES
+
+    # The first optimiser imports torch._dynamo (seconds): pay it now, not at the first Start.
+    p = torch.zeros(1, requires_grad=True)
+    torch.optim.SGD([p], lr=0.1)
+    torch.optim.Adam([p], lr=0.1)
+    return {"kinds": dict(KIND_TITLES), "device": describe_device(default_device()), "threads": threads}
+
+
+class MainWindow(QMainWindow):
+    engine_ready = Signal()
+    images_loaded = Signal(object)  # ImageSet
+
+    def __init__(self, session: Session | None = None, settings: QSettings | None = None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session or Session()
+        self.settings = settings if settings is not None else QSettings()
+        self.controller = JobsController(self.session, self)
+        self.training_panel = None  # built when the engine is ready
+        self.dreams = None
+        self.is_ready = False
+        self.images_ready = False
+        self.last_error: tuple[str, str] | None = None
+        self._loader: LoadWorker | None = None
+        self._loaders: set[LoadWorker] = set()
+        self._pending_train: str | None = None
+        self._pending_jobs: list[TrainingJob] = []
+        self._closing = False
+        self._close_ok = False
+        self._boxes: list[QMessageBox] = []
+        self.setWindowTitle("Harmonium Studio")
+        self.setWindowIcon(app_icon())
+        self.setObjectName("HarmoniumMainWindow")
+        self.setDockOptions(QMainWindow.DockOption.AnimatedDocks | QMainWindow.DockOption.AllowTabbedDocks)
+        self.setAcceptDrops(True)
+
+        # central tabs ------------------------------------------------------------
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.tabs.setObjectName("CentralTabs")
+        self.tabs.addTab(Placeholder("Dreams", "Starting the model engine…"), "Dreams")
+        self.tabs.addTab(Placeholder("Canvas", "Paint with the models' dreams: the Canvas arrives in a coming version."),
+                         "Canvas")
+        self.tabs.addTab(Placeholder("Latent", "Walk a VAE's latent space: the Latent explorer arrives in a coming version."),
+                         "Latent")
+        self.setCentralWidget(self.tabs)
+
+        # docks -------------------------------------------------------------------
+        self.dataset_panel = DatasetPanel()
+        self.dataset_dock = QDockWidget("Dataset", self)
+        self.dataset_dock.setObjectName("DatasetDock")
+        self.dataset_dock.setWidget(self.dataset_panel)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.dataset_dock)
+        self.training_dock = QDockWidget("Training", self)
+        self.training_dock.setObjectName("TrainingDock")
+        self.training_dock.setWidget(Placeholder("Training", "Starting the model engine…"))
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.training_dock)
+        self.resizeDocks([self.dataset_dock, self.training_dock], [330, 460], Qt.Orientation.Horizontal)
+
+        # status bar ----------------------------------------------------------------
+        self.device_label = QLabel("Device: …")
+        self.device_label.setToolTip("Where the models train")
+        self.rate_label = QLabel("idle")
+        self.rate_label.setToolTip("Training speed, all running jobs together")
+        self.rate_label.setMinimumWidth(150)
+        self.jobs_label = QLabel("")
+        sb = self.statusBar()
+        sb.addPermanentWidget(self.jobs_label)
+        sb.addPermanentWidget(self.rate_label)
+        sb.addPermanentWidget(self.device_label)
+        self._status_timer = QTimer(self)
+        self._status_timer.setInterval(500)
+        self._status_timer.timeout.connect(self._refresh_status)
+        self._status_timer.start()
+
+        self._make_actions()
+        self._connect()
+        self._restore_settings()
+
+    # ===================================================================== set-up
+    def _action(self, text: str, slot, shortcut=None, tip: str = "", icon=None) -> QAction:
+        a = QAction(text, self)
+        if icon is not None:
+            a.setIcon(self.style().standardIcon(icon))
+        if shortcut is not None:
+            seqs = shortcut if isinstance(shortcut, list) else [shortcut]
+            a.setShortcuts([QKeySequence(s) for s in seqs])
+            a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        if tip:
+            shown = a.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+            a.setToolTip(f"{tip} ({shown})" if shown else tip)
+            a.setStatusTip(tip)
+        a.triggered.connect(slot)
+        self.addAction(a)
+        return a
+
+    def _make_actions(self) -> None:
+        SP = QStyle.StandardPixmap
+        self.action_open_folder = self._action("&Open Folder…", self.open_folder_dialog, QKeySequence.StandardKey.Open,
+                                               "Open a folder of images", SP.SP_DirOpenIcon)
+        self.action_demo = self._action("Open the &Demo Set", lambda: self.open_sources([]), None,
+                                        "Load the built-in demo images")
+        self.action_open_model = self._action("Open &Model…", self.open_model_dialog, "Ctrl+Shift+O",
+                                              "Open a trained model (.safetensors)", SP.SP_DialogOpenButton)
+        self.action_save = self._action("&Save Model", self.save_model, QKeySequence.StandardKey.Save,
+                                        "Save the current model", SP.SP_DialogSaveButton)
+        self.action_save_as = self._action("Save Model &As…", lambda: self.save_model(ask=True), "Ctrl+Shift+S",
+                                           "Save the current model under a new name")
+        self.action_quit = self._action("&Quit", self.close, "Ctrl+Q", "Quit Harmonium")
+        self.action_quit.setMenuRole(QAction.MenuRole.QuitRole)
+        self.action_toggle = self._action("Start / &Pause", self.toggle_training, "Space",
+                                          "Start, pause or resume the current model", SP.SP_MediaPlay)
+        self.action_stop = self._action("S&top", self.stop_training, "Ctrl+.",
+                                        "Stop the current model (it is kept)", SP.SP_MediaStop)
+        self.action_stop_all = self._action("Stop &All", self.stop_all_training, "Ctrl+Shift+.",
+                                            "Stop every training job")
+        self.action_next_kind = self._action("&Next Model Kind", lambda: self._step_kind(1), "Ctrl+PgDown",
+                                             "Show the next model kind")
+        self.action_prev_kind = self._action("P&revious Model Kind", lambda: self._step_kind(-1), "Ctrl+PgUp",
+                                             "Show the previous model kind")
+        self.action_cancel_load = self._action("Cancel Loading", self.cancel_loading, "Esc", "Stop loading images")
+        self.action_fullscreen = self._action("&Full Screen", self._toggle_fullscreen,
+                                              QKeySequence.StandardKey.FullScreen, "Full screen on / off")
+        self.action_shortcuts = self._action("&Keyboard Shortcuts", self._show_shortcuts, "F1",
+                                             "List the keyboard shortcuts")
+        self.action_about = self._action("&About Harmonium", self._about)
+        self.tab_actions = []
+        for i in range(self.tabs.count()):
+            act = self._action(f"Show {self.tabs.tabText(i)}", lambda _=False, i=i: self.tabs.setCurrentIndex(i),
+                               f"Ctrl+{i + 1}", f"Show the {self.tabs.tabText(i)} tab")
+            self.tab_actions.append(act)
+
+        mb = self.menuBar()
+        m = mb.addMenu("&File")
+        m.addAction(self.action_open_folder)
+        self.recent_menu = m.addMenu("Open &Recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        m.addAction(self.action_demo)
+        m.addSeparator()
+        m.addAction(self.action_open_model)
+        m.addAction(self.action_save)
+        m.addAction(self.action_save_as)
+        m.addSeparator()
+        m.addAction(self.action_quit)
+        m = mb.addMenu("&Training")
+        for a in (self.action_toggle, self.action_stop, self.action_stop_all, None,
+                  self.action_next_kind, self.action_prev_kind):
+            m.addSeparator() if a is None else m.addAction(a)
+        m = mb.addMenu("&View")
+        m.addAction(self.dataset_dock.toggleViewAction())
+        m.addAction(self.training_dock.toggleViewAction())
+        m.addSeparator()
+        for a in self.tab_actions:
+            m.addAction(a)
+        m.addSeparator()
+        m.addAction(self.action_fullscreen)
+        m = mb.addMenu("&Help")
+        m.addAction(self.action_shortcuts)
+        m.addAction(self.action_about)
+
+        tb = QToolBar("Main", self)
+        tb.setObjectName("MainToolBar")
+        tb.setMovable(False)
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        for a in (self.action_open_folder, self.action_open_model, self.action_save, None,
+                  self.action_toggle, self.action_stop):
+            tb.addSeparator() if a is None else tb.addAction(a)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, tb)
+        self.toolbar = tb
+
+    def _connect(self) -> None:
+        dp = self.dataset_panel
+        dp.load_requested.connect(self.open_sources)
+        dp.open_folder_requested.connect(self.open_folder_dialog)
+        dp.preprocess_changed.connect(self._preprocess_edited)
+        dp.cancel_requested.connect(self.cancel_loading)
+        self.session.events.connect(self._session_event)
+        self.controller.failed.connect(self._job_failed)
+        self.controller.state_changed.connect(lambda *_: self._refresh_actions())
+
+    # ===================================================================== start-up
+    def start(self, folder: str | list[str] | None = None, train: str | None = None) -> None:
+        """Begin the background work: import the engine, load ``folder`` (the demo set when
+        None), and with ``train`` start that model kind when both are ready."""
+        self._pending_train = train
+        self.start_engine()
+        sources = [folder] if isinstance(folder, str) else list(folder or [])
+        self.open_sources(sources)
+
+    def start_engine(self) -> None:
+        if self.is_ready:
+            return
+        run_in_background(load_engine, on_result=self._on_engine_ready, on_error=self._engine_failed)
+
+    def _engine_failed(self, exc: BaseException) -> None:
+        self.show_error("The model engine could not start", f"{type(exc).__name__}: {exc}")
+
+    def _on_engine_ready(self, info: dict[str, Any]) -> None:
+        if self._closing:
+            return
+        from studio.ui.training_panel import TrainingPanel
+        from studio.ui.widgets import DreamsPreview
+
+        panel = TrainingPanel(self.session, self.controller, info["kinds"])
+        self.training_panel = panel
+        self.training_dock.setWidget(panel)
+        self.device_label.setText(f"Device: {info['device']}".replace("(1 threads)", "(1 thread)"))
+        self.device_label.setToolTip(f"Models train on {info['device']}; torch uses {info['threads']} "
+                                     "thread(s), leaving a core for the window")
+        self.dreams = DreamsPreview()
+        self.replace_tab("Dreams", self.dreams)
+        for page in panel.pages.values():
+            page.job_changed.connect(lambda job, p=page: self._page_job_changed(p, job))
+            page.frame_ready.connect(self._frame_ready)
+        panel.current_changed.connect(lambda _kind: self._page_job_changed(panel.current_page, panel.current_page.job))
+        panel.current_changed.connect(lambda _kind: self._refresh_actions())
+        self._restore_training_settings()
+        self.is_ready = True
+        for job in self._pending_jobs:
+            self._show_opened_job(job)
+        self._pending_jobs.clear()
+        self._refresh_actions()
+        self.engine_ready.emit()
+        self._maybe_autostart()
+
+    def _maybe_autostart(self) -> None:
+        kind = self._pending_train
+        if not kind or not self.is_ready or not self.images_ready:
+            return
+        self._pending_train = None
+        assert self.training_panel is not None
+        if not self.training_panel.set_current_kind(kind):
+            known = ", ".join(self.training_panel.pages)
+            self.show_error("Unknown model kind", f"There is no model kind '{kind}'. Known kinds: {known}.")
+            return
+        self.training_panel.current_page.start()
+
+    # ===================================================================== tabs
+    def add_tab(self, title: str, widget: QWidget, index: int | None = None) -> int:
+        i = self.tabs.insertTab(index if index is not None else self.tabs.count(), widget, title)
+        return i
+
+    def replace_tab(self, title: str, widget: QWidget) -> int:
+        """Put ``widget`` in the tab called ``title`` (added when there is none)."""
+        for i in range(self.tabs.count()):
+            if self.tabs.tabText(i) == title:
+                current = self.tabs.currentIndex()
+                old = self.tabs.widget(i)
+                self.tabs.removeTab(i)
+                self.tabs.insertTab(i, widget, title)
+                self.tabs.setCurrentIndex(current)
+                if old is not None:
+                    old.deleteLater()
+                return i
+        return self.add_tab(title, widget)
+
+    def tab(self, title: str) -> QWidget | None:
+        for i in range(self.tabs.count()):
+            if self.tabs.tabText(i) == title:
+                return self.tabs.widget(i)
+        return None
+
+    # ===================================================================== images
+    def open_folder_dialog(self) -> None:
+        start = self.settings.value("dataset/last_dir", "") or str(Path.home())
+        folder = QFileDialog.getExistingDirectory(self, "Open a folder of images", str(start))
+        if folder:
+            self.open_sources([folder])
+
+    def open_sources(self, sources: list[str], preprocess: Preprocess | None = None) -> None:
+        """Load ``sources`` (files and folders; the demo set when empty) in a worker."""
+        if self._closing:
+            return
+        if self._loader is not None:
+            self._loader.cancel()  # superseded: its result will be ignored
+        pp = preprocess or self.dataset_panel.preprocess_form.preprocess(self.session.preprocess)
+        loader = LoadWorker(self.session, sources, pp, self)
+        loader.progress.connect(lambda d, t, ld=loader: ld is self._loader and self.dataset_panel.show_loading(d, t))
+        loader.loaded.connect(lambda images, srcs, ld=loader: self._on_loaded(ld, images, srcs))
+        loader.failed.connect(lambda msg, ld=loader: self._on_load_failed(ld, msg))
+        loader.cancelled.connect(lambda ld=loader: ld is self._loader and self.dataset_panel.hide_loading())
+        loader.finished.connect(lambda ld=loader: self._loader_finished(ld))
+        self._loader = loader
+        self._loaders.add(loader)
+        if sources:
+            label = ", ".join(Path(s).name or s for s in sources[:2]) + ("…" if len(sources) > 2 else "")
+        else:
+            label = "the demo set"
+        self.dataset_panel.show_loading_started(label)
+        self.statusBar().showMessage(f"Loading {label}…")
+        loader.start()
+
+    def cancel_loading(self) -> None:
+        if self._loader is not None:
+            self._loader.cancel()
+            self.statusBar().showMessage("Loading cancelled", 3000)
+
+    def _loader_finished(self, loader: LoadWorker) -> None:
+        self._loaders.discard(loader)
+        if loader is self._loader:
+            self._loader = None
+        loader.deleteLater()
+
+    def _on_loaded(self, loader: LoadWorker, images, sources: list[str]) -> None:
+        if loader is not self._loader or self._closing:
+            return
+        self.session.set_images(images, sources)
+        if sources:
+            self._remember_sources(sources)
+        self.statusBar().showMessage(
+            f"{len(images)} images loaded, {len(images.rejected)} rejected", 5000)
+
+    def _on_load_failed(self, loader: LoadWorker, message: str) -> None:
+        if loader is not self._loader:
+            return
+        self.dataset_panel.show_error(f"Could not load the images: {message}")
+        self.show_error("Could not load the images", message)
+
+    def _preprocess_edited(self, pp: Preprocess) -> None:
+        self.session.set_preprocess(pp)
+        self.settings.setValue("dataset/preprocess", json.dumps(pp.to_dict()))
+        if self.images_ready or self.session.images is not None:
+            self.open_sources(self.session.sources, pp)
+
+    def _session_event(self, name: str, payload: Any) -> None:
+        if name == "images":
+            self.dataset_panel.show_images(payload, self.session.source_label)
+            self.setWindowTitle(f"Harmonium Studio — {self.session.source_label} ({len(payload)} images)")
+            self.images_ready = True
+            self.images_loaded.emit(payload)
+            self._maybe_autostart()
+
+    def _remember_sources(self, sources: list[str]) -> None:
+        folders = []
+        for s in sources:
+            p = Path(s)
+            folders.append(str(p if p.is_dir() else p.parent))
+        recent = [f for f in self.recent_folders() if f not in folders]
+        recent = (folders + recent)[:MAX_RECENT]
+        self.settings.setValue("dataset/recent", json.dumps(recent))
+        self.settings.setValue("dataset/last_dir", folders[0])
+
+    def recent_folders(self) -> list[str]:
+        try:
+            value = json.loads(self.settings.value("dataset/recent", "[]") or "[]")
+            return [str(v) for v in value if isinstance(v, str)]
+        except (TypeError, ValueError):
+            return []
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        recent = self.recent_folders()
+        if not recent:
+            a = self.recent_menu.addAction("No recent folders")
+            a.setEnabled(False)
+            return
+        for i, folder in enumerate(recent):
+            a = self.recent_menu.addAction(f"&{i + 1}  {folder}")
+            a.triggered.connect(lambda _=False, f=folder: self.open_sources([f]))
+        self.recent_menu.addSeparator()
+        clear = self.recent_menu.addAction("Clear the List")
+        clear.triggered.connect(lambda: self.settings.setValue("dataset/recent", "[]"))
+
+    # drops anywhere on the window
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        self.dataset_panel.drop_zone.dragEnterEvent(event)
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802
+        self.dataset_panel.drop_zone.dragMoveEvent(event)
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        paths = local_paths(event.mimeData())
+        if paths:
+            event.acceptProposedAction()
+            self.open_sources(paths)
+
+    # ===================================================================== training
+    def current_page(self):
+        return self.training_panel.current_page if self.training_panel is not None else None
+
+    def current_job(self) -> TrainingJob | None:
+        page = self.current_page()
+        return page.job if page is not None else None
+
+    def toggle_training(self) -> None:
+        page = self.current_page()
+        if page is not None:
+            page.toggle()
+        self._refresh_actions()
+
+    def stop_training(self) -> None:
+        page = self.current_page()
+        if page is not None:
+            page.stop()
+
+    def stop_all_training(self) -> None:
+        for job in self.controller.active_jobs():
+            self.controller.stop(job)
+
+    def _step_kind(self, delta: int) -> None:
+        if self.training_panel is not None:
+            self.training_panel.step_kind(delta)
+
+    def _page_job_changed(self, page, job) -> None:
+        if self.training_panel is not None and page is self.training_panel.current_page and self.dreams is not None:
+            self.dreams.show_job(job)
+        self._refresh_actions()
+
+    def _frame_ready(self, update) -> None:
+        if self.dreams is not None:
+            self.dreams.show_update(update)
+
+    def _job_failed(self, job_id: int, message: str) -> None:
+        job = next((j for j in self.session.jobs if j.id == job_id), None)
+        title = f"{job.title} training stopped" if job is not None else "Training stopped"
+        self.show_error(title, message + "\n\nThe last good model is kept: you can save it (Ctrl+S).")
+
+    def _refresh_actions(self) -> None:
+        job = self.current_job()
+        state = job.state if job is not None else None
+        SP = QStyle.StandardPixmap
+        look = {JobState.RUNNING: ("&Pause", SP.SP_MediaPause), JobState.PAUSED: ("&Resume", SP.SP_MediaPlay)}
+        text, icon = look.get(state, ("&Start", SP.SP_MediaPlay))  # type: ignore[arg-type]
+        if self.action_toggle.text() != text:  # only touch what changed: no relayout every tick
+            self.action_toggle.setText(text)
+            self.action_toggle.setIcon(self.style().standardIcon(icon))
+        has_model = job is not None and job.model is not None
+        for action, on in ((self.action_toggle, self.is_ready),
+                           (self.action_stop, state is not None and (state.active or state is JobState.IDLE)),
+                           (self.action_save, has_model), (self.action_save_as, has_model)):
+            if action.isEnabled() != on:
+                action.setEnabled(on)
+
+    def _refresh_status(self) -> None:
+        running = [j for j in self.session.jobs if j.state is JobState.RUNNING]
+        paused = [j for j in self.session.jobs if j.state is JobState.PAUSED]
+        rate = self.controller.steps_per_second()
+        bits = []
+        if running:
+            bits.append(f"{len(running)} training")
+        if paused:
+            bits.append(f"{len(paused)} paused")
+        for label, text in ((self.rate_label, f"{rate:,.0f} steps/s" if running else "idle"),
+                            (self.jobs_label, " · ".join(bits))):
+            if label.text() != text:
+                label.setText(text)
+        self._refresh_actions()
+
+    # ===================================================================== models on disk
+    def save_model(self, ask: bool = False) -> None:
+        job = self.current_job()
+        if job is None or job.model is None:
+            self.statusBar().showMessage("Nothing to save yet: train a model first (Space).", 5000)
+            return
+        path = job.path if (job.path is not None and not ask) else None
+        if path is None:
+            start = Path(self.settings.value("models/last_dir", "") or Path.home())
+            name = f"{job.kind}-{time.strftime('%Y%m%d-%H%M')}.safetensors"
+            chosen, _ = QFileDialog.getSaveFileName(self, f"Save the {job.title}", str(start / name), MODEL_FILTER)
+            if not chosen:
+                return
+            path = Path(chosen)
+            if path.suffix.lower() != ".safetensors":
+                path = path.with_name(path.name + ".safetensors")
+        self.settings.setValue("models/last_dir", str(Path(path).parent))
+        self.statusBar().showMessage(f"Saving {Path(path).name}…")
+        run_in_background(self.session.save_model, job, path,
+                          on_result=lambda out, j=job: self._model_saved(j, out),
+                          on_error=lambda exc: self.show_error("The model could not be saved", str(exc)))
+
+    def _model_saved(self, job: TrainingJob, path: Path) -> None:
+        self.statusBar().showMessage(f"Saved the {job.title.lower()} to {path}", 8000)
+        self.model_saved_path = path
+
+    def open_model_dialog(self) -> None:
+        start = self.settings.value("models/last_dir", "") or str(Path.home())
+        chosen, _ = QFileDialog.getOpenFileName(self, "Open a model", str(start), MODEL_FILTER)
+        if chosen:
+            self.open_model(chosen)
+
+    def open_model(self, path: str | Path) -> None:
+        self.settings.setValue("models/last_dir", str(Path(path).parent))
+        self.statusBar().showMessage(f"Opening {Path(path).name}…")
+        run_in_background(self.session.open_model, path, on_result=self._model_opened,
+                          on_error=lambda exc: self.show_error("The model could not be opened", str(exc)))
+
+    def _model_opened(self, job: TrainingJob) -> None:
+        self.session.add_job(job)
+        self.statusBar().showMessage(f"Opened {job.path.name if job.path else 'the model'}", 5000)
+        if self.training_panel is None:
+            self._pending_jobs.append(job)
+        else:
+            self._show_opened_job(job)
+
+    def _show_opened_job(self, job: TrainingJob) -> None:
+        panel = self.training_panel
+        if panel is None:
+            return
+        if job.kind not in panel.pages:
+            self.show_error("Unknown model kind", f"This studio has no page for '{job.kind}' models.")
+            return
+        panel.set_current_kind(job.kind)
+        panel.page(job.kind).add_job(job)
+
+    # ===================================================================== messages
+    def show_error(self, title: str, message: str) -> None:
+        """A clear, non-blocking message (training goes on behind it)."""
+        self.last_error = (title, message)
+        self.statusBar().showMessage(title, 10000)
+        box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self)
+        box.setWindowModality(Qt.WindowModality.NonModal)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.finished.connect(lambda _=0, b=box: self._boxes.remove(b) if b in self._boxes else None)
+        self._boxes.append(box)
+        box.show()
+
+    def _show_shortcuts(self) -> None:
+        rows = []
+        for a in self.actions():
+            seq = a.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+            if seq:
+                rows.append(f"<tr><td><b>{seq}</b></td><td>&nbsp;&nbsp;{a.text().replace('&', '')}</td></tr>")
+        QMessageBox.information(self, "Keyboard shortcuts", "<table>" + "".join(rows) + "</table>")
+
+    def _about(self) -> None:
+        QMessageBox.about(self, "About Harmonium",
+                          "<h3>Harmonium Studio</h3><p>Train small generative models (RBMs, autoencoders, "
+                          "VAEs) on your own images and paint with their dreams.</p>")
+
+    def _toggle_fullscreen(self) -> None:
+        self.showNormal() if self.isFullScreen() else self.showFullScreen()
+
+    # ===================================================================== settings
+    def _restore_settings(self) -> None:
+        s = self.settings
+        geo = s.value("window/geometry")
+        if isinstance(geo, QByteArray) and not geo.isEmpty():
+            self.restoreGeometry(geo)
+        else:
+            self._default_geometry()
+        state = s.value("window/state")
+        if isinstance(state, QByteArray) and not state.isEmpty():
+            self.restoreState(state)
+        try:
+            tab = int(s.value("window/tab", 0) or 0)
+        except (TypeError, ValueError):
+            tab = 0
+        if 0 <= tab < self.tabs.count():
+            self.tabs.setCurrentIndex(tab)
+        raw = s.value("dataset/preprocess", "")
+        if raw:
+            try:
+                pp = Preprocess.from_dict(json.loads(raw))
+                self.session.preprocess = pp
+            except (TypeError, ValueError):
+                pass
+        self.dataset_panel.set_preprocess(self.session.preprocess)
+
+    def _default_geometry(self) -> None:
+        """First run: 1440×900, or 92% of a smaller screen, centred."""
+        screen = QApplication.primaryScreen()
+        if screen is None:
+            self.resize(1440, 900)
+            return
+        avail = screen.availableGeometry()
+        w, h = min(1440, int(avail.width() * 0.92)), min(900, int(avail.height() * 0.92))
+        self.setGeometry(avail.x() + (avail.width() - w) // 2, avail.y() + (avail.height() - h) // 2, w, h)
+
+    def _restore_training_settings(self) -> None:
+        panel = self.training_panel
+        if panel is None:
+            return
+        for kind, page in panel.pages.items():
+            raw = self.settings.value(f"training/params/{kind}", "")
+            if raw:
+                try:
+                    page.set_values(json.loads(raw))
+                except (TypeError, ValueError):
+                    pass
+        kind = self.settings.value("training/kind", "")
+        if kind:
+            panel.set_current_kind(str(kind))
+
+    def save_settings(self) -> None:
+        s = self.settings
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/state", self.saveState())
+        s.setValue("window/tab", self.tabs.currentIndex())
+        s.setValue("dataset/preprocess", json.dumps(self.session.preprocess.to_dict()))
+        if self.training_panel is not None:
+            s.setValue("training/kind", self.training_panel.current_kind)
+            for kind, page in self.training_panel.pages.items():
+                s.setValue(f"training/params/{kind}", json.dumps(page.values()))
+        s.sync()
+
+    # ===================================================================== closing
+    def _confirm_quit(self, n: int) -> bool:
+        answer = QMessageBox.question(
+            self, "Quit Harmonium?",
+            f"{n} model{'s are' if n != 1 else ' is'} training. Stop {'them' if n != 1 else 'it'} and quit?\n\n"
+            "Models you have not saved (Ctrl+S) will be lost.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def busy_threads(self) -> list:
+        """Threads of ours still running (training workers, loaders)."""
+        return self.controller.running_threads() + [w for w in self._loaders if w.isRunning()]
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        if self._close_ok:
+            event.accept()
+            return
+        if not self._closing:
+            active = self.controller.active_jobs()
+            if active and not self._confirm_quit(len(active)):
+                event.ignore()
+                return
+            self._closing = True
+            self.save_settings()
+            self._status_timer.stop()
+            for loader in list(self._loaders):
+                loader.cancel()
+            for box in list(self._boxes):
+                box.close()
+        deadline = time.monotonic() + 1.0
+        self.controller.shutdown(timeout=1.0)
+        for loader in list(self._loaders):
+            loader.wait(max(0, int((deadline - time.monotonic()) * 1000)))
+        pool_idle = wait_background(max(0.0, deadline - time.monotonic()))
+        if not self.busy_threads() and pool_idle:
+            self._close_ok = True
+            event.accept()
+            return
+        # A step, a save or the engine import is still finishing: hide now, quit when done.
+        event.ignore()
+        self.hide()
+        QTimer.singleShot(50, self._finish_close)
+
+    def _finish_close(self) -> None:
+        if self.busy_threads() or not wait_background(0.0):
+            QTimer.singleShot(50, self._finish_close)
+            return
+        self._close_ok = True
+        self.close()
+        app = QApplication.instance()
+        if app is not None and not any(w.isVisible() for w in app.topLevelWidgets()):
+            app.quit()
