@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from .device import make_generator
+from .rbm import BernoulliRBM
 
 
 class GibbsSampler:
@@ -98,13 +99,53 @@ class GibbsSampler:
     @torch.no_grad()
     def step(self, k: int | None = None) -> "GibbsSampler":
         """Advance every chain k Gibbs steps (v -> h -> v), keeping clamped units fixed."""
-        model, t, g = self.model, self.temperature, self.generator
-        for _ in range(self.k if k is None else int(k)):
-            _, self.hidden = model.sample_hidden(self.visible, t, g)
-            self.mean, self.visible = model.sample_visible(self.hidden, t, g)
-            self._apply_clamp()
-        self.steps_taken += self.k if k is None else int(k)
+        k = self.k if k is None else int(k)
+        if type(self.model) is BernoulliRBM:
+            self._bernoulli_steps(k)
+        else:
+            model, t, g = self.model, self.temperature, self.generator
+            for _ in range(k):
+                _, self.hidden = model.sample_hidden(self.visible, t, g)
+                self.mean, self.visible = model.sample_visible(self.hidden, t, g)
+                self._apply_clamp()
+        self.steps_taken += k
         return self
+
+    def _scratch(self, n: int, V: int, H: int, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+        """Reused work buffers: hidden probabilities [n, H] and uniforms [n, H], [n, V]."""
+        bufs = getattr(self, "_bufs", None)
+        if bufs is None or bufs[0].shape != (n, H) or bufs[2].shape != (n, V) or bufs[0].dtype != dtype or bufs[0].device != self.visible.device:
+            dev = self.visible.device
+            bufs = (torch.empty(n, H, device=dev, dtype=dtype), torch.empty(n, H, device=dev, dtype=dtype),
+                    torch.empty(n, V, device=dev, dtype=dtype))
+            self._bufs = bufs
+        return bufs
+
+    def _bernoulli_steps(self, k: int) -> None:
+        """`k` steps for a binary RBM with fewer allocations and passes over memory than the
+        generic model calls; draws the same random numbers in the same order, so the chains
+        are bit-for-bit those of `model.sample_hidden` / `model.sample_visible`."""
+        m, t, g = self.model, self.temperature, self.generator
+        W, b, c = m.weight.detach(), m.visible_bias.detach(), m.hidden_bias.detach()
+        v = self.visible
+        ph, uh, uv = self._scratch(v.shape[0], m.n_visible, m.n_hidden, W.dtype)
+        for _ in range(k):
+            torch.addmm(c, v, W, out=ph)  # hidden logits
+            if t != 1.0:
+                ph.div_(t)
+            ph.sigmoid_()  # p(h | v)
+            torch.rand(uh.shape, generator=g, out=uh)
+            h = torch.lt(uh, ph, out=torch.empty_like(ph))  # a binary sample of h, as floats
+            mean = torch.addmm(b, h, W.t())  # visible logits
+            if t != 1.0:
+                mean.div_(t)
+            mean.sigmoid_()  # E[v | h]
+            torch.rand(uv.shape, generator=g, out=uv)
+            v = torch.lt(uv, mean, out=torch.empty_like(mean))
+            self.hidden, self.mean, self.visible = h, mean, v
+            if self.clamp_mask is not None:
+                self._apply_clamp()
+                v = self.visible
 
     __call__ = step
 

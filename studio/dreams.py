@@ -1,0 +1,854 @@
+"""Dreams: the model behind the live Gibbs-chain viewer (plain Python, no Qt).
+
+A :class:`DreamSession` is what the Dreams tab shows: a grid of persistent chains, either
+
+* **free-running** — it owns a sampler (`models.factory.make_sampler`: a `GibbsSampler` over a
+  binary or Gaussian RBM, the hybrid's `LatentGibbsSampler`, the VAE's latent walk) and moves it
+  with :meth:`DreamSession.step`, or
+* **training** — a running training job hands it the persistent chains of PCD with
+  :meth:`DreamSession.push_frame` (the chains are computed for the gradient anyway).
+
+Frames
+    Every frame is kept as a read-only ``uint8`` array ``[n, H, W, C]`` (C = 1 or 3): what is
+    shown, what the scrubber scrubs and what the exports write, so an export is pixel for pixel
+    the history. The last ``history`` frames stay in a ring buffer (fewer when the frames are so
+    big that they would pass ``max_history_bytes``); a change of frame shape (another number of
+    chains, another model) starts a fresh history.
+
+Threads
+    One worker thread moves the chains (:class:`DreamRunner`, or the caller in tests) and any
+    other thread (the UI) changes settings. Settings, resets and the brush are *intents*: the
+    calls only note them (under a lock held for microseconds) and the worker applies them at its
+    next :meth:`~DreamSession.apply_pending` / :meth:`~DreamSession.step`, so the UI never waits
+    for a Gibbs step. Reading frames takes the same short lock.
+
+The dream brush (pixel RBMs only)
+    Each chain has a pixel mask ``[H, W]``: True where the artist painted. Painted pixels keep
+    resampling; every other visible unit of that chain stays clamped at the value it had when
+    the brush touched the chain (the value shown: probabilities or samples). So the clamp mask
+    handed to the sampler is the *inverse* of the painted area, for the chains that have paint;
+    chains without paint run freely. The hybrid's and the VAE's chains live in a code space, not
+    on pixels, so the brush refuses them with :class:`BrushUnavailable`.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "BrushUnavailable",
+    "DreamFrame",
+    "DreamRunner",
+    "DreamSession",
+    "DreamSettings",
+    "GridLayout",
+    "MAX_CHAINS",
+    "images_to_uint8",
+    "mosaic",
+    "to_rgba",
+]
+
+Show = Literal["probs", "samples"]
+MAX_CHAINS = 256
+GAP_FILL = 32  # grey of the gaps between tiles
+
+
+class BrushUnavailable(ValueError):
+    """The dream brush cannot be used here; the message says why, for a person."""
+
+
+# ---------------------------------------------------------------------------------- pixels
+def images_to_uint8(images: Tensor | np.ndarray) -> np.ndarray:
+    """Images ``[n, C, H, W]`` (float in [0, 1], or uint8) -> read-only uint8 ``[n, H, W, C]``."""
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(np.ascontiguousarray(images))
+    x = images.detach().to("cpu")
+    if x.dim() != 4:
+        raise ValueError(f"expected images [n, C, H, W], got shape {tuple(x.shape)}")
+    if x.dtype != torch.uint8:
+        x = x.float().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
+    out = x.permute(0, 2, 3, 1).contiguous().numpy()
+    out.setflags(write=False)
+    return out
+
+
+def to_rgba(pixels: np.ndarray) -> np.ndarray:
+    """uint8 ``[..., C]`` with C = 1 (grey), 3 (RGB) or 4 -> opaque uint8 ``[..., 4]``."""
+    c = pixels.shape[-1]
+    if c == 4:
+        return np.array(pixels, dtype=np.uint8)
+    out = np.empty((*pixels.shape[:-1], 4), np.uint8)
+    out[..., :3] = pixels if c == 3 else pixels[..., :1]
+    out[..., 3] = 255
+    return out
+
+
+@dataclass(frozen=True)
+class GridLayout:
+    """Where each chain's tile lies in the mosaic: ``cols`` tiles per row, ``pad`` pixels of
+    gap around and between the tiles (as :func:`studio.cli.make_grid` lays them out)."""
+
+    n: int
+    height: int
+    width: int
+    pad: int = 1
+    cols: int = 0  # 0: ceil(sqrt(n))
+
+    def __post_init__(self) -> None:
+        if self.cols <= 0:
+            object.__setattr__(self, "cols", max(1, math.ceil(math.sqrt(self.n))))
+
+    @property
+    def rows(self) -> int:
+        return max(1, math.ceil(self.n / self.cols))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) of the mosaic in pixels."""
+        return (self.rows * (self.height + self.pad) + self.pad, self.cols * (self.width + self.pad) + self.pad)
+
+    def origin(self, chain: int) -> tuple[int, int]:
+        """(y, x) of the tile's top-left pixel."""
+        r, q = divmod(int(chain), self.cols)
+        return self.pad + r * (self.height + self.pad), self.pad + q * (self.width + self.pad)
+
+    def chain_at(self, y: float, x: float) -> tuple[int, float, float] | None:
+        """The chain under mosaic point (y, x) and the point in the tile's pixels, or None
+        over a gap or outside."""
+        cy, ry = divmod(y - self.pad, self.height + self.pad)
+        cx, rx = divmod(x - self.pad, self.width + self.pad)
+        if cy < 0 or cx < 0 or cx >= self.cols or ry >= self.height or rx >= self.width:
+            return None
+        chain = int(cy) * self.cols + int(cx)
+        if chain >= self.n:
+            return None
+        return chain, float(ry), float(rx)
+
+
+def mosaic(pixels: np.ndarray, pad: int = 1, fill: int = GAP_FILL, cols: int = 0) -> np.ndarray:
+    """uint8 ``[n, H, W, C]`` -> one uint8 ``[rows·(H+pad)+pad, cols·(W+pad)+pad, C]`` mosaic
+    with ``fill``-grey gaps (no Python loop over the tiles)."""
+    n, h, w, c = pixels.shape
+    lay = GridLayout(n, h, w, pad, cols)
+    tiles = np.full((lay.rows * lay.cols, h + pad, w + pad, c), fill, np.uint8)
+    tiles[:n, :h, :w] = pixels
+    grid = tiles.reshape(lay.rows, lay.cols, h + pad, w + pad, c).transpose(0, 2, 1, 3, 4)
+    out = np.full((*lay.shape, c), fill, np.uint8)
+    out[pad:, pad:] = grid.reshape(lay.rows * (h + pad), lay.cols * (w + pad), c)
+    return out
+
+
+# ---------------------------------------------------------------------------------- frames
+@dataclass(frozen=True)
+class DreamFrame:
+    """One frame of the chains' history."""
+
+    serial: int  # increasing by one per recorded frame, over the session's life
+    pixels: np.ndarray  # read-only uint8 [n, H, W, C]
+    steps: int  # Gibbs steps since the last reset (free-running) or the training step
+    temperature: float
+    show: str  # "probs" | "samples"
+    time: float  # time.monotonic() when recorded
+    info: Mapping[str, Any] = field(default_factory=dict)  # training: step, epoch, job ...
+
+    @property
+    def n_chains(self) -> int:
+        return self.pixels.shape[0]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of one chain's image."""
+        return tuple(self.pixels.shape[1:])  # type: ignore[return-value]
+
+
+@dataclass
+class DreamSettings:
+    """What the artist sets. Ranges: 1-256 chains, 1-10,000 steps per frame, T in (0, 100]."""
+
+    n_chains: int = 64
+    steps_per_frame: int = 1
+    temperature: float = 1.0
+    show: str = "probs"
+
+    def validated(self) -> "DreamSettings":
+        n, k, t = int(self.n_chains), int(self.steps_per_frame), float(self.temperature)
+        if not 1 <= n <= MAX_CHAINS:
+            raise ValueError(f"the number of chains must be 1 to {MAX_CHAINS}, got {n}")
+        if not 1 <= k <= 10_000:
+            raise ValueError(f"Gibbs steps per frame must be 1 to 10,000, got {k}")
+        if not (0.0 < t <= 100.0 and math.isfinite(t)):
+            raise ValueError(f"the temperature must be above 0 (and at most 100), got {t}")
+        if self.show not in ("probs", "samples"):
+            raise ValueError(f"show must be 'probs' or 'samples', got {self.show!r}")
+        return DreamSettings(n, k, t, self.show)
+
+
+# --------------------------------------------------------------------------------- session
+class DreamSession:
+    """The Dreams tab's model: chains, their history, settings, the brush, snapshots, exports.
+
+    Build one with :meth:`from_model` (free-running) or :meth:`for_training`. See the module
+    docstring for the frame format and the threading rules: setters only queue intents, the
+    worker applies them in :meth:`apply_pending` (called by :meth:`step`).
+    """
+
+    STEP_CHUNK = 16  # a long frame is stepped in chunks, so cancel() answers quickly
+
+    def __init__(
+        self,
+        sampler: Any = None,
+        *,
+        model: Any = None,
+        meta: Mapping[str, Any] | None = None,
+        settings: DreamSettings | None = None,
+        seed: int | None = None,
+        history: int = 240,
+        max_history_bytes: int = 256 << 20,
+    ) -> None:
+        self.sampler = sampler
+        self.model = model if model is not None else getattr(sampler, "model", None)
+        self.meta: dict[str, Any] = dict(meta or {})
+        self.seed = seed
+        self.history_limit = max(1, int(history))
+        self.max_history_bytes = int(max_history_bytes)
+        self._lock = threading.Lock()  # intents, mask, history: held only for moments
+        self._sampler_lock = threading.RLock()  # the sampler: held by the worker while it steps
+        self.wakeup = threading.Event()  # set when an intent arrives (wakes a paused runner)
+        self._cancel = threading.Event()
+        self._history: deque[DreamFrame] = deque(maxlen=self.history_limit)
+        self._serial = 0
+        self._steps = 0
+        self.error: str | None = None
+        if sampler is not None:
+            s = DreamSettings(n_chains=sampler.n_chains, steps_per_frame=max(1, int(getattr(sampler, "k", 1))),
+                              temperature=float(sampler.temperature))
+            if settings is not None:
+                s = settings
+            self._wanted = s.validated()
+            self._applied = replace(self._wanted, n_chains=sampler.n_chains, temperature=float(sampler.temperature))
+        else:
+            self._wanted = (settings or DreamSettings()).validated()
+            self._applied = replace(self._wanted)
+        self._reset_request: tuple[str, np.ndarray | None] | None = None
+        self._mask: np.ndarray | None = None  # bool [n, H, W]: True = painted = resamples
+        self._mask_dirty = False
+        self.mask_version = 0  # bumped on every change of the painted mask (views redraw it)
+        self._frame_dirty = sampler is not None  # record the start state as the first frame
+
+    # ------------------------------------------------------------------------ building
+    @classmethod
+    def from_model(
+        cls,
+        model: Any,
+        meta: Mapping[str, Any] | None = None,
+        *,
+        n_chains: int = 64,
+        steps_per_frame: int = 1,
+        temperature: float = 1.0,
+        show: Show = "probs",
+        seed: int | None = None,
+        history: int = 240,
+    ) -> "DreamSession":
+        """A free-running session over a trained `model` (RBM, Gaussian RBM, hybrid, VAE).
+        `meta` may hold ``checkpoint_sha256``, ``path``, ``title``, ``seed``. Raises ValueError
+        (with a message for a person) for a model that cannot dream, e.g. a plain autoencoder."""
+        from models.factory import make_sampler
+
+        meta = dict(meta or {})
+        if seed is None and meta.get("seed") is not None:
+            seed = int(meta["seed"])
+        settings = DreamSettings(n_chains, steps_per_frame, temperature, show).validated()
+        was_training = getattr(model, "training", False)
+        if hasattr(model, "eval"):
+            model.eval()  # dreams never train: dropout / batch norm in inference mode
+        try:
+            sampler = make_sampler(model, n_chains=settings.n_chains, seed=seed, k=1, temperature=settings.temperature)
+        except ValueError as e:
+            if was_training and hasattr(model, "train"):
+                model.train()
+            raise ValueError(f"{e}: the Dreams tab needs an RBM, a Gaussian RBM, a hybrid or a VAE") from None
+        return cls(sampler, model=model, meta=meta, settings=settings, seed=seed, history=history)
+
+    @classmethod
+    def for_training(cls, meta: Mapping[str, Any] | None = None, *, history: int = 240) -> "DreamSession":
+        """A session that shows the frames a training job hands to :meth:`push_frame`."""
+        return cls(None, meta=meta, history=history)
+
+    # -------------------------------------------------------------------------- describing
+    @property
+    def source(self) -> str:
+        """"sampler" (free-running) or "training"."""
+        return "sampler" if self.sampler is not None else "training"
+
+    @property
+    def kind(self) -> str:
+        """The model kind ("rbm", "grbm", "hybrid", "vae", ...), "unknown" if not known."""
+        kind = self.meta.get("kind") or getattr(self.model, "kind", None)
+        return str(kind) if kind else "unknown"
+
+    @property
+    def brush_refusal(self) -> str | None:
+        """Why the brush cannot be used here, or None when it can."""
+        from models.rbm import RBMBase
+        from models.sampling import GibbsSampler
+
+        if self.sampler is None:
+            return ("The dream brush steers free-running chains; these are a training run's "
+                    "chains, which the brush must not disturb. Open the model to paint on its dreams.")
+        if not isinstance(self.sampler, GibbsSampler) or not isinstance(self.model, RBMBase):
+            what = {"hybrid": "the hybrid's", "vae": "the VAE's"}.get(self.kind, "this model's")
+            return (f"The dream brush needs one visible unit per pixel (a binary or Gaussian RBM); "
+                    f"{what} chains live in a code space, where no unit belongs to a pixel.")
+        return None
+
+    @property
+    def can_brush(self) -> bool:
+        return self.brush_refusal is None
+
+    @property
+    def settings(self) -> DreamSettings:
+        """The settings asked for (applied by the worker at its next step)."""
+        with self._lock:
+            return replace(self._wanted)
+
+    @property
+    def steps(self) -> int:
+        """Gibbs steps since the last reset (free-running) or the last training step seen."""
+        return self._steps
+
+    # ----------------------------------------------------------------------------- intents
+    def _intent(self, **changes: Any) -> None:
+        if self.sampler is None:
+            raise ValueError("a training run's chains follow the training settings; they cannot be changed here")
+        with self._lock:
+            self._wanted = replace(self._wanted, **changes).validated()
+        self.wakeup.set()
+
+    def set_n_chains(self, n: int) -> None:
+        """Run `n` chains (1-256). Kept chains keep their state; new ones start from noise."""
+        self._intent(n_chains=int(n))
+
+    def set_steps_per_frame(self, k: int) -> None:
+        self._intent(steps_per_frame=int(k))
+
+    def set_temperature(self, t: float) -> None:
+        self._intent(temperature=float(t))
+
+    def set_show(self, show: Show) -> None:
+        """Record E[v | h] ("probs") or the sampled states ("samples") from the next frame on."""
+        self._intent(show=str(show))
+
+    def reset(self, start: Literal["noise"] | np.ndarray | Tensor = "noise") -> None:
+        """Restart the chains from noise, or from dataset images (uint8 or float in [0, 1],
+        ``[N, C, H, W]``): the first n of them when N ≥ n (shuffle beforehand for a random
+        pick), repeated when fewer. Clears the brush. Applied at the worker's next step."""
+        if self.sampler is None:
+            raise ValueError("a training run's chains cannot be reset from the Dreams tab")
+        if isinstance(start, str):
+            if start != "noise":
+                raise ValueError(f"reset from 'noise' or from images, not {start!r}")
+            request: tuple[str, np.ndarray | None] = ("noise", None)
+        else:
+            images = start.detach().cpu().numpy() if isinstance(start, Tensor) else np.asarray(start)
+            reason = self.check_images(images)
+            if reason:
+                raise ValueError(reason)
+            request = ("images", images)
+        with self._lock:
+            self._reset_request = request
+        self.wakeup.set()
+
+    def check_images(self, images: np.ndarray) -> str | None:
+        """Why `images` cannot start the chains (wrong shape for the model), or None."""
+        if images.ndim != 4 or len(images) == 0:
+            return f"expected a non-empty stack of images [N, C, H, W], got shape {tuple(images.shape)}"
+        want = self.image_chw()
+        if want is not None and tuple(images.shape[1:]) != want:
+            c, h, w = want
+            return (f"the dataset's images are {images.shape[3]}×{images.shape[2]} with {images.shape[1]} channel(s); "
+                    f"this model dreams {w}×{h} with {c}: prepare the dataset at the model's size")
+        return None
+
+    def image_chw(self) -> tuple[int, int, int] | None:
+        """(C, H, W) of the model's images, when known."""
+        m = self.model
+        cfg = getattr(m, "config", None)
+        shape = getattr(cfg, "image_shape", None) or getattr(m, "image_shape", None)
+        if shape is None and cfg is not None and hasattr(cfg, "image_size"):
+            shape = (cfg.channels, cfg.image_size, cfg.image_size)
+        if shape is None:
+            latest = self.latest()
+            if latest is not None:
+                h, w, c = latest.image_shape
+                shape = (c, h, w)
+        return tuple(int(s) for s in shape) if shape is not None else None
+
+    def cancel(self) -> None:
+        """Ask a running :meth:`step` to stop at its next chunk (used when closing)."""
+        self._cancel.set()
+
+    # ------------------------------------------------------------------------ the worker
+    def apply_pending(self) -> bool:
+        """Apply the queued settings, reset and brush to the sampler (worker thread). Records
+        a frame when what is shown changed without a step (reset, chains, probs/samples).
+        Returns True when it recorded one."""
+        if self.sampler is None:
+            return False
+        with self._sampler_lock:
+            with self._lock:
+                wanted, reset, mask_dirty = replace(self._wanted), self._reset_request, self._mask_dirty
+                self._reset_request, self._mask_dirty = None, False
+            s, applied = self.sampler, self._applied
+            changed = self._frame_dirty
+            if wanted.temperature != applied.temperature:
+                s.temperature = wanted.temperature
+            if wanted.n_chains != applied.n_chains and reset is None:
+                self._resize(wanted.n_chains)
+                changed = True
+            if reset is not None:
+                self._do_reset(wanted.n_chains, reset)
+                changed = True
+            if wanted.show != applied.show:
+                changed = True
+            self._applied = wanted
+            if mask_dirty:
+                self._apply_mask()
+            if changed:
+                self._frame_dirty = False
+                self._record()
+            return changed
+
+    def step(self) -> DreamFrame | None:
+        """Apply pending intents, move the chains `steps_per_frame` Gibbs steps and record the
+        frame (worker thread). Returns the frame, or None if cancelled part-way."""
+        if self.sampler is None:
+            raise ValueError("a training session has no sampler to step; frames come from push_frame()")
+        with self._sampler_lock:
+            self.apply_pending()
+            k = self._applied.steps_per_frame
+            done = 0
+            while done < k:
+                if self._cancel.is_set():
+                    return None
+                chunk = min(self.STEP_CHUNK, k - done)
+                self.sampler.step(chunk)
+                done += chunk
+            self._steps += k
+            return self._record()
+
+    def _resize(self, n: int) -> None:
+        """Change the number of chains, keeping the first min(old, n) chains' states."""
+        s = self.sampler
+        inner = getattr(s, "gibbs", s)  # the hybrid's chains live in its inner GibbsSampler
+        keep = min(n, s.n_chains)
+        saved = {name: getattr(inner, name)[:keep].clone() for name in ("visible", "mean", "latent") if isinstance(getattr(inner, name, None), Tensor)}
+        if hasattr(s, "unclamp"):
+            s.unclamp()
+        s.reset(n)
+        for name, value in saved.items():
+            getattr(inner, name)[:keep] = value
+        with self._lock:
+            self._mask = None
+            self.mask_version += 1
+
+    def _do_reset(self, n: int, request: tuple[str, np.ndarray | None]) -> None:
+        s = self.sampler
+        if hasattr(s, "unclamp"):
+            s.unclamp()
+        with self._lock:
+            self._mask = None
+            self.mask_version += 1
+        what, images = request
+        if what == "noise" or images is None:
+            s.reset(n)
+        else:
+            idx = np.arange(n) % len(images)
+            picked = images[idx]
+            if picked.dtype != np.uint8:
+                picked = picked.astype(np.float32)  # intensities in [0, 1]
+            batch = torch.from_numpy(np.ascontiguousarray(picked))
+            from models.rbm import RBMBase
+
+            if isinstance(self.model, RBMBase):
+                s.reset(n, start=self.model.images_to_visible(batch))
+            else:  # the hybrid / VAE encode images themselves
+                s.reset(n, start=batch)
+        self._steps = 0
+
+    def _record(self, pixels: np.ndarray | None = None, info: Mapping[str, Any] | None = None,
+                steps: int | None = None, temperature: float | None = None, show: str | None = None) -> DreamFrame:
+        if pixels is None:
+            pixels = images_to_uint8(self.sampler.images(self._applied.show))
+        with self._lock:
+            frame = DreamFrame(
+                serial=self._serial,
+                pixels=pixels,
+                steps=self._steps if steps is None else int(steps),
+                temperature=self._applied.temperature if temperature is None else float(temperature),
+                show=self._applied.show if show is None else show,
+                time=time.monotonic(),
+                info=dict(info or {}),
+            )
+            self._serial += 1
+            h = self._history
+            if h and h[-1].pixels.shape != pixels.shape:
+                h.clear()
+            limit = max(2, min(self.history_limit, self.max_history_bytes // max(1, pixels.nbytes)))
+            if h.maxlen != limit:
+                h = self._history = deque(h, maxlen=limit)
+            h.append(frame)
+            if self._mask is not None and self._mask.shape != pixels.shape[:3]:
+                self._mask = None
+                self.mask_version += 1
+        return frame
+
+    # ----------------------------------------------------------------------- training feed
+    def push_frame(self, frame: Tensor | np.ndarray, info: Mapping[str, Any] | None = None) -> DreamFrame:
+        """Record a frame from a training job (any thread): float or uint8 ``[n, C, H, W]``
+        (as `TrainEvent.frame`). ``info`` may carry ``step`` (shown as the frame's steps),
+        ``epoch``, ``job_id``, ``temperature``."""
+        info = dict(info or {})
+        pixels = images_to_uint8(frame)
+        step = info.get("step")
+        if step is not None:
+            self._steps = int(step)
+        return self._record(pixels, info, steps=self._steps, temperature=float(info.get("temperature", 1.0)), show="probs")
+
+    # ------------------------------------------------------------------------------ history
+    def latest(self) -> DreamFrame | None:
+        """The newest frame, or None before the first."""
+        with self._lock:
+            return self._history[-1] if self._history else None
+
+    def frames(self) -> list[DreamFrame]:
+        """The history, oldest first (all the same shape)."""
+        with self._lock:
+            return list(self._history)
+
+    def serial_range(self) -> tuple[int, int] | None:
+        """(oldest, newest) serial in the history; serials in between are all there."""
+        with self._lock:
+            if not self._history:
+                return None
+            return self._history[0].serial, self._history[-1].serial
+
+    def frame(self, serial: int | None = None) -> DreamFrame | None:
+        """The frame with this serial (the newest when None); the oldest kept frame when it
+        has already left the history; None when there is no frame."""
+        with self._lock:
+            h = self._history
+            if not h:
+                return None
+            if serial is None:
+                return h[-1]
+            i = int(serial) - h[0].serial
+            return h[min(max(i, 0), len(h) - 1)]
+
+    def clear_history(self) -> None:
+        with self._lock:
+            self._history.clear()
+
+    # -------------------------------------------------------------------------------- brush
+    def _require_brush(self) -> None:
+        reason = self.brush_refusal
+        if reason:
+            raise BrushUnavailable(reason)
+
+    def _mask_for_update(self) -> np.ndarray:
+        """The mask, made to match the newest frame (call with the lock held)."""
+        h = self._history
+        if not h:
+            raise BrushUnavailable("there are no chains to paint on yet")
+        n, hh, ww, _ = h[-1].pixels.shape
+        if self._mask is None or self._mask.shape != (n, hh, ww):
+            self._mask = np.zeros((n, hh, ww), bool)
+        return self._mask
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        """A copy of the painted mask, bool ``[n, H, W]`` (True = resamples), or None."""
+        with self._lock:
+            return None if self._mask is None else self._mask.copy()
+
+    @property
+    def has_mask(self) -> bool:
+        with self._lock:
+            return self._mask is not None and bool(self._mask.any())
+
+    def paint(self, chain: int, y: float, x: float, radius: float = 2.0, erase: bool = False,
+              y0: float | None = None, x0: float | None = None) -> None:
+        """Paint (or erase) a disc of `radius` pixels at (y, x) of `chain`'s image — a stroke
+        from (y0, x0) when given. Painted pixels keep dreaming; the rest of the chain stays."""
+        self._require_brush()
+        with self._lock:
+            mask = self._mask_for_update()
+            n, hh, ww = mask.shape
+            if not 0 <= chain < n:
+                raise IndexError(f"chain {chain} out of range (0-{n - 1})")
+            yy, xx = np.mgrid[0:hh, 0:ww]
+            yy, xx = yy + 0.5, xx + 0.5  # pixel centres
+            if y0 is None or x0 is None:
+                y0, x0 = y, x
+            # Distance from each pixel centre to the segment (y0, x0)-(y, x).
+            dy, dx = y - y0, x - x0
+            length2 = dy * dy + dx * dx
+            t = np.clip(((yy - y0) * dy + (xx - x0) * dx) / length2, 0.0, 1.0) if length2 > 0 else 0.0
+            d2 = (yy - (y0 + t * dy)) ** 2 + (xx - (x0 + t * dx)) ** 2
+            disc = d2 <= max(0.5, float(radius)) ** 2
+            mask[chain] = (mask[chain] & ~disc) if erase else (mask[chain] | disc)
+            self._mask_dirty = True
+            self.mask_version += 1
+        self.wakeup.set()
+
+    def set_mask(self, chain: int, mask: np.ndarray) -> None:
+        """Replace `chain`'s painted mask (bool [H, W])."""
+        self._require_brush()
+        with self._lock:
+            m = self._mask_for_update()
+            m[chain] = np.asarray(mask, bool).reshape(m.shape[1:])
+            self._mask_dirty = True
+            self.mask_version += 1
+        self.wakeup.set()
+
+    def clear_mask(self, chain: int | None = None) -> None:
+        """Erase the paint of one chain, or of all: those chains run freely again."""
+        with self._lock:
+            if self._mask is not None:
+                if chain is None:
+                    self._mask[:] = False
+                else:
+                    self._mask[chain] = False
+                self._mask_dirty = True
+            self.mask_version += 1
+        self.wakeup.set()
+
+    def invert_mask(self, chain: int | None = None) -> None:
+        """Swap painted and unpainted pixels of one chain, or of every chain that has paint
+        (a chain without paint stays free)."""
+        self._require_brush()
+        with self._lock:
+            m = self._mask_for_update()
+            rows = [chain] if chain is not None else [i for i in range(len(m)) if m[i].any()]
+            for i in rows:
+                m[i] = ~m[i]
+            self._mask_dirty = True
+            self.mask_version += 1
+        self.wakeup.set()
+
+    def clamp_mask(self) -> np.ndarray | None:
+        """The clamp mask the brush asks of the sampler, bool ``[n, V]`` (True = fixed), or
+        None when nothing is painted: the inverse of the paint, for chains that have paint."""
+        with self._lock:
+            mask = None if self._mask is None else self._mask.copy()
+        if mask is None or not mask.any():
+            return None
+        c = self.image_chw()[0]
+        n = mask.shape[0]
+        painted = np.broadcast_to(mask[:, None], (n, c, *mask.shape[1:])).reshape(n, -1)
+        return mask.reshape(n, -1).any(1)[:, None] & ~painted
+
+    def _apply_mask(self) -> None:
+        """Hand the brush to the sampler (worker thread, sampler lock held)."""
+        s = self.sampler
+        if not self.can_brush:
+            return
+        clamp = self.clamp_mask()
+        if clamp is None or clamp.shape[0] != s.n_chains:
+            s.unclamp()
+            return
+        new = torch.from_numpy(clamp).to(s.visible.device)
+        shown = s.states(self._applied.show)
+        values = shown if s.clamp_mask is None else torch.where(s.clamp_mask, s.clamp_values, shown)
+        s.clamp(new, values.clone())
+
+    # ---------------------------------------------------------------------------- snapshots
+    def provenance(self, frame: DreamFrame, chain: int | None = None) -> dict[str, Any]:
+        """Where a snapshot comes from: model kind, checkpoint sha256, seed, steps, T, ..."""
+        prov: dict[str, Any] = {
+            "source": "dreams",
+            "model": self.kind,
+            "checkpoint_sha256": self.meta.get("checkpoint_sha256") or self.meta.get("sha256"),
+            "seed": self.seed,
+            "steps": frame.steps,
+            "temperature": frame.temperature,
+            "show": frame.show,
+            "n_chains": frame.n_chains,
+            "frame": frame.serial,
+            "dreams_source": self.source,
+        }
+        if self.meta.get("path"):
+            prov["checkpoint"] = str(self.meta["path"])
+        if self.sampler is not None:
+            prov["steps_per_frame"] = self._applied.steps_per_frame
+            prov["brush"] = self.has_mask
+        if frame.info:
+            prov["training"] = {k: v for k, v in frame.info.items() if isinstance(v, (int, float, str, bool)) or v is None}
+        if chain is not None:
+            prov["chain"] = int(chain)
+        return prov
+
+    def _frame_or_raise(self, serial: int | None) -> DreamFrame:
+        frame = self.frame(serial)
+        if frame is None:
+            raise ValueError("there is no frame yet to snapshot")
+        return frame
+
+    def snapshot_grid(self, serial: int | None = None, pad: int = 1) -> tuple[np.ndarray, dict[str, Any]]:
+        """(uint8 RGBA mosaic [Hm, Wm, 4], provenance) of a frame (the newest by default)."""
+        frame = self._frame_or_raise(serial)
+        lay = GridLayout(frame.n_chains, frame.pixels.shape[1], frame.pixels.shape[2], pad)
+        prov = self.provenance(frame) | {"grid": {"rows": lay.rows, "cols": lay.cols, "pad": pad}}
+        return to_rgba(mosaic(frame.pixels, pad)), prov
+
+    def snapshot_chain(self, chain: int, serial: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """(uint8 RGBA [H, W, 4], provenance) of one chain in a frame (the newest by default)."""
+        frame = self._frame_or_raise(serial)
+        if not 0 <= chain < frame.n_chains:
+            raise IndexError(f"chain {chain} out of range (0-{frame.n_chains - 1})")
+        return to_rgba(frame.pixels[chain]), self.provenance(frame, chain)
+
+    def snapshot_layer(self, chain: int | None = None, serial: int | None = None, name: str | None = None):
+        """A :class:`studio.canvas.Layer` of the grid (chain None) or of one chain."""
+        from studio.canvas import Layer
+
+        rgba, prov = self.snapshot_grid(serial) if chain is None else self.snapshot_chain(chain, serial)
+        if name is None:
+            name = f"Dreams · {self.kind} · " + ("grid" if chain is None else f"chain {chain}") + f" · step {prov['steps']}"
+        return Layer(name=name, source=rgba, provenance=prov, resample="nearest")
+
+    # ------------------------------------------------------------------------------ exports
+    def export_grid_png(self, path: str | Path, serial: int | None = None) -> Path:
+        """Write the grid of a frame (the newest by default) as an RGBA PNG with provenance."""
+        from studio.export import save_png
+
+        rgba, prov = self.snapshot_grid(serial)
+        return save_png(path, rgba, prov)
+
+    def chain_history(self, chain: int) -> tuple[list[np.ndarray], list[DreamFrame]]:
+        """One chain's images over the history, uint8 [H, W, C] each, and their frames."""
+        frames = self.frames()
+        if not frames:
+            raise ValueError("there is no history to animate yet")
+        if not 0 <= chain < frames[-1].n_chains:
+            raise IndexError(f"chain {chain} out of range (0-{frames[-1].n_chains - 1})")
+        return [f.pixels[chain] for f in frames], frames
+
+    def export_chain_animation(self, chain: int, path: str | Path, fps: float = 12.0,
+                               format: Literal["gif", "apng"] | None = None, scale: int = 1) -> Path:
+        """Write `chain`'s evolution over the history as an animated GIF or APNG (default
+        from the suffix), each image scaled up `scale`× with nearest neighbours. Safe to call
+        from any thread: it copies the history first."""
+        from studio.export import save_animation
+
+        images, frames = self.chain_history(chain)
+        scale = max(1, int(scale))
+        if scale > 1:
+            images = [np.repeat(np.repeat(im, scale, 0), scale, 1) for im in images]
+        prov = self.provenance(frames[-1], chain) | {
+            "frames": len(frames), "first_frame": frames[0].serial, "first_steps": frames[0].steps,
+            "fps": fps, "scale": scale,
+        }
+        return save_animation(images, path, fps, format, provenance=prov)
+
+
+# ---------------------------------------------------------------------------------- runner
+class DreamRunner:
+    """Moves a free-running session's chains in a daemon thread, at most `max_fps` frames a
+    second (a frame is `steps_per_frame` Gibbs steps), applying the UI's intents between
+    frames. Paused, it still applies intents (a reset while paused shows the new start).
+
+    The UI pulls :meth:`DreamSession.latest` at its own pace; nothing is queued per frame.
+    """
+
+    def __init__(self, session: DreamSession, max_fps: float = 60.0, name: str = "dreams-sampler",
+                 on_error: Callable[[str], None] | None = None) -> None:
+        if session.sampler is None:
+            raise ValueError("only a free-running session has chains to run")
+        self.session = session
+        self.max_fps = float(max_fps)
+        self.name = name
+        self.on_error = on_error
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._single = 0
+        self._single_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.frames = 0  # frames stepped so far
+        self.error: str | None = None
+
+    # ------------------------------------------------------------------------- control
+    def start(self, paused: bool = False) -> "DreamRunner":
+        if self._thread is not None:
+            raise RuntimeError("a DreamRunner starts once")
+        if not paused:
+            self._running.set()
+        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop the thread and wait for it (at most `timeout` s). True when it has ended."""
+        self._stop.set()
+        self.session.cancel()
+        self.session.wakeup.set()
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout)
+        return not self.alive
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+        self.session.wakeup.set()
+
+    def single_step(self) -> None:
+        """One frame now (pausing first if running)."""
+        self._running.clear()
+        with self._single_lock:
+            self._single += 1
+        self.session.wakeup.set()
+
+    # ---------------------------------------------------------------------------- loop
+    def _loop(self) -> None:
+        s = self.session
+        try:
+            while not self._stop.is_set():
+                t0 = time.perf_counter()
+                s.wakeup.clear()
+                with self._single_lock:
+                    single = self._single > 0
+                    if single:
+                        self._single -= 1
+                if self._running.is_set() or single:
+                    if s.step() is not None:
+                        self.frames += 1
+                    wait = 1.0 / self.max_fps - (time.perf_counter() - t0) if self.max_fps > 0 else 0.0
+                    if wait > 0:
+                        self._stop.wait(wait)
+                else:
+                    s.apply_pending()
+                    s.wakeup.wait(0.25)
+        except Exception as e:  # keep the message; the UI shows it
+            self.error = f"the dreams stopped: {type(e).__name__}: {e}"
+            s.error = self.error
+            if self.on_error is not None:
+                self.on_error(self.error)

@@ -1,0 +1,1016 @@
+"""The "Dreams" tab: a live grid of persistent Gibbs chains, steered by the artist.
+
+Two sources (see :mod:`studio.dreams`):
+
+* :meth:`DreamsView.set_model` — a free-running sampler over a trained model; it runs in a
+  worker thread (:class:`~studio.dreams.DreamRunner`), never on the UI thread;
+* :meth:`DreamsView.show_training_frame` — the chains of a running PCD job, as it trains.
+
+Rendering never queues frames: the worker (or the training job) only replaces the session's
+newest frame; a display-paced ``QTimer`` (~60 Hz) pulls it and, if it is new, sets it on one
+``pyqtgraph.ImageItem`` as a uint8 mosaic with fixed levels (0, 255), nearest-neighbour, no
+per-frame autoscaling. A slow display skips frames; it never falls behind.
+
+Controls: chains, Gibbs steps per frame, temperature, probabilities / samples, reset (noise or
+dataset images), pause / single step, zoom, a scrubber over the recent history, the dream brush
+(drag on a chain to paint the pixels that keep dreaming; the rest of that chain stays clamped),
+snapshots to the canvas and exports (grid PNG, a chain's evolution as GIF / APNG, written in a
+background thread). Keys: Space pause/resume, S single step, R reset, Ctrl+E export the grid,
+B brush, F fit.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import math
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QMetaMethod, QRectF, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QColor, QKeySequence, QPen, QShortcut
+from PySide6.QtWidgets import (
+    QApplication,
+    QButtonGroup,
+    QFileDialog,
+    QFormLayout,
+    QGraphicsRectItem,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QRadioButton,
+    QScrollArea,
+    QSizePolicy,
+    QSlider,
+    QSpinBox,
+    QStackedLayout,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt import QLabeledDoubleSlider, QLabeledSlider
+
+from studio.dreams import (
+    MAX_CHAINS,
+    BrushUnavailable,
+    DreamFrame,
+    DreamRunner,
+    DreamSession,
+    GridLayout,
+    mosaic,
+)
+
+MUTED = "#8a9099"
+BRUSH_RGBA = (255, 64, 200, 110)  # painted pixels: translucent magenta over the chain
+SELECT_COLOUR = "#ffb74d"
+PAD = 1  # gap between tiles, in image pixels
+MESSAGE_SECONDS = 4.0  # a message holds the status line this long
+DISPLAY_INTERVAL_MS = 15  # a hair faster than a 60 Hz display
+
+
+class _MosaicImage(pg.ImageItem):
+    """The mosaic: counts the frames actually painted and hands mouse strokes to the view."""
+
+    def __init__(self, view: "DreamsView") -> None:
+        super().__init__(axisOrder="row-major", autoDownsample=False)
+        self._view = view
+        self.serial = -1  # serial of the frame set on the item
+        self._painted_serial = -1
+        self.frames_painted = 0  # distinct frames painted so far
+
+    def paint(self, painter, *args) -> None:  # noqa: D102
+        super().paint(painter, *args)
+        if self.serial != self._painted_serial and self.image is not None:
+            self._painted_serial = self.serial
+            self.frames_painted += 1
+
+    # pyqtgraph mouse protocol --------------------------------------------------------
+    def hoverEvent(self, ev) -> None:  # noqa: N802
+        if not ev.isExit() and self._view.brush_active:
+            ev.acceptDrags(Qt.MouseButton.LeftButton)
+            ev.acceptDrags(Qt.MouseButton.RightButton)
+            ev.acceptClicks(Qt.MouseButton.LeftButton)
+            ev.acceptClicks(Qt.MouseButton.RightButton)
+
+    def mouseClickEvent(self, ev) -> None:  # noqa: N802
+        if ev.button() not in (Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton):
+            ev.ignore()
+            return
+        ev.accept()
+        p = ev.pos()
+        self._view._mosaic_click(p.y(), p.x(), ev.button() == Qt.MouseButton.RightButton)
+
+    def mouseDragEvent(self, ev) -> None:  # noqa: N802
+        if not self._view.brush_active or ev.button() not in (Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton):
+            ev.ignore()  # the view box pans
+            return
+        ev.accept()
+        p, last = ev.pos(), ev.lastPos()
+        self._view._brush_stroke(p.y(), p.x(), last.y(), last.x(), ev.isStart(),
+                                 ev.button() == Qt.MouseButton.RightButton)
+
+
+def _group(title: str) -> tuple[QGroupBox, QFormLayout]:
+    box = QGroupBox(title)
+    form = QFormLayout(box)
+    form.setContentsMargins(8, 6, 8, 6)
+    form.setSpacing(5)
+    form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+    return box, form
+
+
+class DreamsView(QWidget):
+    """The Dreams tab. Public slots for the main window: :meth:`set_model`,
+    :meth:`set_checkpoint`, :meth:`show_training_frame`, :meth:`set_dataset_images`,
+    :meth:`clear`; signals :attr:`snapshotToCanvas` and :attr:`statusMessage`."""
+
+    #: A snapshot for the canvas: (uint8 RGBA [H, W, 4], provenance dict).
+    snapshotToCanvas = Signal(object, dict)
+    #: A short message for the status bar.
+    statusMessage = Signal(str)
+    _exportDone = Signal(str)  # from the export thread, queued to the UI thread
+
+    def __init__(self, parent: QWidget | None = None, *, history: int = 600, max_fps: float = 75.0) -> None:
+        super().__init__(parent)
+        self.history = int(history)
+        self.max_fps = float(max_fps)
+        self.session: DreamSession | None = None
+        self.runner: DreamRunner | None = None
+        self.dataset_images: np.ndarray | None = None
+        self.selected_chain = 0
+        self._user_paused = False
+        self._display_frozen = False  # training source: pause freezes the picture
+        self._pinned: int | None = None  # serial shown while scrubbing; None = live
+        self._layout: GridLayout | None = None
+        self._mask_version = -1
+        self._stroke_chain: int | None = None
+        self._shown: DreamFrame | None = None
+        self._error_shown: str | None = None
+        self._exporter: concurrent.futures.ThreadPoolExecutor | None = None  # made on the first export
+        self._fps_count = 0
+        self._fps_t0 = time.monotonic()
+        self.shown_fps = 0.0
+        self.display_ticks = 0  # display-timer ticks so far (benchmarks compare with frames_shown)
+        self._build()
+        self._exportDone.connect(self._on_export_done)
+        self._timer = QTimer(self)
+        self._timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self._timer.setInterval(DISPLAY_INTERVAL_MS)
+        self._timer.timeout.connect(self._tick)
+        self._timer.start()
+        self._update_controls()
+        app = QApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.shutdown)  # children get no closeEvent when the window closes
+
+    # ============================================================================= layout
+    def _build(self) -> None:
+        self.caption = QLabel(f"<span style='color:{MUTED}'>No model yet.</span>")
+        self.caption.setTextFormat(Qt.TextFormat.RichText)
+        self.caption.setWordWrap(True)
+
+        # --- the picture -------------------------------------------------------------
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.setAntialiasing(False)
+        self.graphics.setBackground("#1b1d21")
+        self.viewbox = self.graphics.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.viewbox.setDefaultPadding(0.01)
+        self.image = _MosaicImage(self)
+        self.viewbox.addItem(self.image)
+        self.overlay = pg.ImageItem(axisOrder="row-major", autoDownsample=False)
+        self.overlay.setZValue(5)
+        self.overlay.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+        self.viewbox.addItem(self.overlay)
+        self.selection = QGraphicsRectItem()
+        pen = QPen(QColor(SELECT_COLOUR))
+        pen.setCosmetic(True)
+        pen.setWidthF(1.5)
+        self.selection.setPen(pen)
+        self.selection.setZValue(10)
+        self.selection.setVisible(False)
+        self.viewbox.addItem(self.selection)
+        self.viewbox.sigRangeChangedManually.connect(self._on_manual_zoom)
+        self.graphics.setToolTip("Click a chain to select it. Wheel zooms, drag pans. "
+                                 "With the brush on (B): left-drag paints the pixels that keep dreaming, right-drag erases.")
+        self.placeholder = QLabel("Open a trained model to watch it dream, or start training:\n"
+                                  "its chains appear here, live.")
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setWordWrap(True)
+        self.placeholder.setStyleSheet(f"color: {MUTED}; font-size: 13pt;")
+        self._stack = QStackedLayout()
+        self._stack.addWidget(self.placeholder)
+        self._stack.addWidget(self.graphics)
+
+        # --- the scrubber -------------------------------------------------------------
+        self.scrub = QSlider(Qt.Orientation.Horizontal)
+        self.scrub.setRange(0, 0)
+        self.scrub.setToolTip("History: drag back over the last frames of the chains. "
+                              "The right end is live.")
+        self.scrub.valueChanged.connect(self._on_scrub)
+        self.live_button = QToolButton()
+        self.live_button.setText("Live")
+        self.live_button.setToolTip("Jump back to the newest frame")
+        self.live_button.clicked.connect(self.go_live)
+        self.scrub_label = QLabel("live")
+        self.scrub_label.setMinimumWidth(180)
+        self.scrub_label.setStyleSheet(f"color: {MUTED};")
+        scrub_row = QHBoxLayout()
+        scrub_row.addWidget(QLabel("History"))
+        scrub_row.addWidget(self.scrub, 1)
+        scrub_row.addWidget(self.live_button)
+        scrub_row.addWidget(self.scrub_label)
+
+        # One line: the state of the dreams, or for a few seconds the last message.
+        self.status = QLabel("")
+        self.status.setStyleSheet(f"color: {MUTED};")
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self._message_text = ""
+        self._message_time = -1e9
+
+        left = QVBoxLayout()
+        left.setContentsMargins(0, 0, 0, 0)
+        left.addWidget(self.caption)
+        left.addLayout(self._stack, 1)
+        left.addLayout(scrub_row)
+        left.addWidget(self.status)
+
+        # --- controls -----------------------------------------------------------------
+        panel = QWidget()
+        side = QVBoxLayout(panel)
+        side.setContentsMargins(4, 0, 4, 0)
+        side.setSpacing(8)
+
+        box, form = _group("Chains")
+        self.chains_spin = QSpinBox()
+        self.chains_spin.setRange(16, MAX_CHAINS)
+        self.chains_spin.setSingleStep(16)
+        self.chains_spin.setValue(64)
+        self.chains_spin.setKeyboardTracking(False)
+        self.chains_spin.setToolTip("How many chains dream side by side (16-256). "
+                                    "Chains you keep keep their state; new ones start from noise.")
+        self.chains_spin.valueChanged.connect(self._on_chains)
+        form.addRow("Chains", self.chains_spin)
+        self.steps_slider = QLabeledSlider(Qt.Orientation.Horizontal)
+        self.steps_slider.setRange(1, 200)
+        self.steps_slider.setValue(1)
+        self.steps_slider.setToolTip("Gibbs steps between two frames: more steps, faster dreams.")
+        self.steps_slider.valueChanged.connect(self._on_steps)
+        form.addRow("Steps/frame", self.steps_slider)
+        self.temp_slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+        self.temp_slider.setRange(0.2, 4.0)
+        self.temp_slider.setSingleStep(0.05)
+        self.temp_slider.setDecimals(2)
+        self.temp_slider.setValue(1.0)
+        self.temp_slider.setToolTip("Temperature: below 1 the dreams settle on the strongest patterns, "
+                                    "above 1 they grow noisy and wander.")
+        self.temp_slider.valueChanged.connect(self._on_temperature)
+        form.addRow("Temperature", self.temp_slider)
+        show_row = QHBoxLayout()
+        self.probs_radio = QRadioButton("Probabilities")
+        self.probs_radio.setToolTip("Show E[v | h]: the chains' smooth probabilities")
+        self.samples_radio = QRadioButton("Samples")
+        self.samples_radio.setToolTip("Show the sampled visible states (binary for a binary RBM)")
+        self.probs_radio.setChecked(True)
+        self._show_group = QButtonGroup(self)
+        self._show_group.addButton(self.probs_radio)
+        self._show_group.addButton(self.samples_radio)
+        self.probs_radio.toggled.connect(self._on_show)
+        show_row.addWidget(self.probs_radio)
+        show_row.addWidget(self.samples_radio)
+        form.addRow("Show", show_row)
+        reset_row = QHBoxLayout()
+        self.reset_noise_button = QPushButton("Reset: noise")
+        self.reset_noise_button.setToolTip("Restart every chain from noise (R)")
+        self.reset_noise_button.clicked.connect(self.reset_from_noise)
+        self.reset_data_button = QPushButton("Reset: dataset")
+        self.reset_data_button.setToolTip("Restart the chains at random images of the dataset")
+        self.reset_data_button.clicked.connect(self.reset_from_dataset)
+        reset_row.addWidget(self.reset_noise_button)
+        reset_row.addWidget(self.reset_data_button)
+        form.addRow(reset_row)
+        run_row = QHBoxLayout()
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.setCheckable(True)
+        self.pause_button.setToolTip("Pause or resume the dreams (Space)")
+        self.pause_button.toggled.connect(self._on_pause_toggled)
+        self.step_button = QPushButton("Step")
+        self.step_button.setToolTip("One frame: 'steps/frame' Gibbs steps, then pause (S)")
+        self.step_button.clicked.connect(self.single_step)
+        run_row.addWidget(self.pause_button)
+        run_row.addWidget(self.step_button)
+        form.addRow(run_row)
+        side.addWidget(box)
+
+        box, form = _group("View")
+        zoom_row = QHBoxLayout()
+        self.zoom_slider = QLabeledSlider(Qt.Orientation.Horizontal)
+        self.zoom_slider.setRange(1, 16)
+        self.zoom_slider.setValue(4)
+        self.zoom_slider.setToolTip("Zoom: screen pixels per image pixel (the wheel zooms too)")
+        self.zoom_slider.valueChanged.connect(self._on_zoom)
+        self.fit_button = QToolButton()
+        self.fit_button.setText("Fit")
+        self.fit_button.setToolTip("Fit the whole grid in the view (F)")
+        self.fit_button.clicked.connect(self.fit)
+        zoom_row.addWidget(self.zoom_slider, 1)
+        zoom_row.addWidget(self.fit_button)
+        form.addRow("Zoom", zoom_row)
+        side.addWidget(box)
+
+        box, form = _group("Dream brush")
+        self.brush_button = QPushButton("Brush")
+        self.brush_button.setCheckable(True)
+        self.brush_button.setToolTip("Paint on a chain: painted pixels keep dreaming, the rest of that "
+                                     "chain stays as it is (inpainting). Right-drag erases. (B)")
+        self.brush_button.toggled.connect(self._on_brush_toggled)
+        self.brush_size = QLabeledSlider(Qt.Orientation.Horizontal)
+        self.brush_size.setRange(1, 16)
+        self.brush_size.setValue(3)
+        self.brush_size.setToolTip("Brush radius in image pixels")
+        form.addRow(self.brush_button)
+        form.addRow("Size", self.brush_size)
+        mask_row = QHBoxLayout()
+        self.clear_mask_button = QPushButton("Clear")
+        self.clear_mask_button.setToolTip("Erase all paint: every chain dreams freely again")
+        self.clear_mask_button.clicked.connect(self.clear_mask)
+        self.invert_mask_button = QPushButton("Invert")
+        self.invert_mask_button.setToolTip("Swap painted and unpainted pixels of the painted chains")
+        self.invert_mask_button.clicked.connect(self.invert_mask)
+        mask_row.addWidget(self.clear_mask_button)
+        mask_row.addWidget(self.invert_mask_button)
+        form.addRow(mask_row)
+        self.brush_hint = QLabel("")
+        self.brush_hint.setWordWrap(True)
+        self.brush_hint.setStyleSheet(f"color: {MUTED};")
+        form.addRow(self.brush_hint)
+        side.addWidget(box)
+
+        box, form = _group("Snapshot && export")
+        self.chain_label = QLabel("Selected chain: 0")
+        self.chain_label.setToolTip("Click a chain in the grid to select it")
+        form.addRow(self.chain_label)
+        snap_row = QGridLayout()
+        self.snap_grid_button = QPushButton("Grid → canvas")
+        self.snap_grid_button.setToolTip("Snapshot the shown grid as a new canvas layer")
+        self.snap_grid_button.clicked.connect(self.snapshot_grid)
+        self.snap_chain_button = QPushButton("Chain → canvas")
+        self.snap_chain_button.setToolTip("Snapshot the selected chain as a new canvas layer")
+        self.snap_chain_button.clicked.connect(self.snapshot_chain)
+        self.export_grid_button = QPushButton("Grid PNG…")
+        self.export_grid_button.setToolTip("Export the shown grid as a PNG with its provenance (Ctrl+E)")
+        self.export_grid_button.clicked.connect(self.export_grid_dialog)
+        self.export_chain_button = QPushButton("Chain GIF/APNG…")
+        self.export_chain_button.setToolTip("Export the selected chain's evolution over the history "
+                                            "as an animated GIF or APNG")
+        self.export_chain_button.clicked.connect(self.export_chain_dialog)
+        snap_row.addWidget(self.snap_grid_button, 0, 0)
+        snap_row.addWidget(self.snap_chain_button, 0, 1)
+        snap_row.addWidget(self.export_grid_button, 1, 0)
+        snap_row.addWidget(self.export_chain_button, 1, 1)
+        form.addRow(snap_row)
+        self.fps_spin = QSpinBox()
+        self.fps_spin.setRange(1, 60)
+        self.fps_spin.setValue(12)
+        self.fps_spin.setSuffix(" fps")
+        self.fps_spin.setToolTip("Frames per second of exported animations")
+        form.addRow("Animation", self.fps_spin)
+        side.addWidget(box)
+        side.addStretch(1)
+
+        scroll = QScrollArea()
+        scroll.setWidget(panel)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setFixedWidth(300)
+        scroll.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Expanding)
+
+        # Toggles read as toggles on the dark theme.
+        for b in (self.pause_button, self.brush_button):
+            b.setStyleSheet("QPushButton:checked { background: #2f7fb5; color: white; border: 1px solid #4fc3f7; "
+                            "border-radius: 3px; padding: 3px; }")
+
+        root = QHBoxLayout(self)
+        root.setContentsMargins(6, 6, 6, 6)
+        root.addLayout(left, 1)
+        root.addWidget(scroll)
+
+        for keys, slot in (("Space", self.toggle_pause), ("S", self.single_step), ("R", self.reset_from_noise),
+                           ("Ctrl+E", self.export_grid_dialog), ("B", self.brush_button.toggle), ("F", self.fit)):
+            sc = QShortcut(QKeySequence(keys), self)
+            sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            sc.activated.connect(slot)
+
+    # ======================================================================= public slots
+    @Slot(object, dict)
+    def set_model(self, model: Any, meta: Mapping[str, Any] | None = None) -> bool:
+        """Dream freely over a trained model (RBM, Gaussian RBM, hybrid, VAE): a sampler in a
+        worker thread. `meta`: ``checkpoint_sha256``, ``path``, ``title``, ``seed`` (all
+        optional). Use a model no job is training (e.g. a checkpoint's): it is put in eval
+        mode. Returns False (with a message shown) for a model that cannot dream."""
+        self._stop_runner()
+        try:
+            session = DreamSession.from_model(
+                model, meta, n_chains=self.chains_spin.value(), steps_per_frame=self.steps_slider.value(),
+                temperature=self.temp_slider.value(), show=self._show_kind(), history=self.history)
+        except ValueError as e:
+            self._set_session(None)
+            self.placeholder.setText(str(e))
+            self._message(str(e))
+            return False
+        self._set_session(session)
+        self.runner = DreamRunner(session, max_fps=self.max_fps)
+        self.runner.start(paused=not self._should_run())
+        title = session.meta.get("title") or _kind_title(session.kind)
+        sha = session.meta.get("checkpoint_sha256") or session.meta.get("sha256")
+        extra = f" · checkpoint {sha[:10]}…" if sha else ""
+        self.caption.setText(f"<b>{title}</b> <span style='color:{MUTED}'>· free-running dreams{extra}</span>")
+        self._message(f"Dreaming with {title}")
+        return True
+
+    def set_checkpoint(self, ckpt) -> bool:
+        """:meth:`set_model` with a loaded :class:`models.checkpoint.Checkpoint`."""
+        meta = {"checkpoint_sha256": ckpt.sha256, "path": str(ckpt.path), "kind": ckpt.kind,
+                "title": f"{_kind_title(ckpt.kind)} · {Path(ckpt.path).name}"}
+        seed = ((ckpt.meta.get("trainer") or {}).get("train_config") or {}).get("seed")
+        if seed is not None:
+            meta["seed"] = seed
+        return self.set_model(ckpt.model, meta)
+
+    @Slot(object, dict)
+    def show_training_frame(self, frame: Any, info: Mapping[str, Any] | None = None) -> None:
+        """Show (and record) a frame of a running training job: float or uint8 ``[n, C, H, W]``
+        (``TrainEvent.frame``, ``Job.last_frame``). ``info``: ``job_id``, ``title``, ``kind``,
+        ``step``, ``epoch`` (all optional); a new ``job_id`` starts a new history. UI thread;
+        a worker thread can push to :meth:`begin_training`'s session directly instead."""
+        if frame is None:
+            return
+        info = dict(info or {})
+        s = self.session
+        if s is None or s.source != "training" or ("job_id" in info and info["job_id"] != s.meta.get("job_id")):
+            s = self.begin_training(info)
+        s.push_frame(frame, info)
+
+    def begin_training(self, meta: Mapping[str, Any] | None = None) -> DreamSession:
+        """Switch to showing a training job; returns the session, whose thread-safe
+        :meth:`~DreamSession.push_frame` a training thread may call directly."""
+        self._stop_runner()
+        session = DreamSession.for_training(meta, history=self.history)
+        self._set_session(session)
+        title = session.meta.get("title") or _kind_title(session.meta.get("kind", ""))
+        job = f" · run #{session.meta['job_id']}" if session.meta.get("job_id") is not None else ""
+        self.caption.setText(f"<b>{title}</b> <span style='color:{MUTED}'>{job} · the persistent chains "
+                             "of training, live</span>")
+        return session
+
+    @Slot(object)
+    def set_dataset_images(self, images: Any) -> None:
+        """Images for "Reset: dataset", uint8 ``[N, C, H, W]`` (None: none)."""
+        if images is None:
+            self.dataset_images = None
+        else:
+            arr = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
+            self.dataset_images = arr if arr.ndim == 4 and len(arr) else None
+        self._update_controls()
+
+    @Slot()
+    def clear(self) -> None:
+        """Show nothing (stops the sampler)."""
+        self._stop_runner()
+        self._set_session(None)
+        self.caption.setText(f"<span style='color:{MUTED}'>No model yet.</span>")
+
+    @Slot()
+    def shutdown(self) -> None:
+        """Stop the sampler thread and finish pending exports (closing the widget and quitting
+        the application do it; calling it twice is harmless). Showing the widget again restarts
+        the display; dreams need a new :meth:`set_model`."""
+        self._timer.stop()
+        self._stop_runner()
+        if self._exporter is not None:
+            self._exporter.shutdown(wait=True, cancel_futures=False)
+            self._exporter = None
+
+    # ----------------------------------------------------------------------- controls
+    @Slot()
+    def toggle_pause(self) -> None:
+        self.pause_button.toggle()
+
+    @Slot()
+    def single_step(self) -> None:
+        """One frame, then paused (free-running only)."""
+        if self.runner is None:
+            return
+        if not self.pause_button.isChecked():
+            self.pause_button.setChecked(True)
+        self.go_live()
+        self.runner.single_step()
+
+    @Slot()
+    def reset_from_noise(self) -> None:
+        s = self.session
+        if s is None or s.source != "sampler":
+            return
+        s.reset("noise")
+        self.go_live()
+        self._message("Chains restarted from noise")
+
+    @Slot()
+    def reset_from_dataset(self) -> None:
+        s, images = self.session, self.dataset_images
+        if s is None or s.source != "sampler" or images is None:
+            return
+        n = s.settings.n_chains
+        pick = np.random.default_rng().permutation(len(images))[:n]
+        try:
+            s.reset(images[pick])
+        except ValueError as e:
+            self._message(str(e))
+            return
+        self.go_live()
+        self._message(f"Chains restarted at {min(n, len(images))} dataset image(s)")
+
+    @Slot()
+    def go_live(self) -> None:
+        self._pinned = None
+        self._display_frozen = False
+        if self.session is not None and self.session.source == "training" and self.pause_button.isChecked():
+            self.pause_button.blockSignals(True)
+            self.pause_button.setChecked(False)
+            self.pause_button.blockSignals(False)
+
+    @Slot()
+    def fit(self) -> None:
+        if self.image.image is not None:
+            self.viewbox.autoRange(padding=0.01)
+            self._sync_zoom_slider()
+
+    @Slot()
+    def clear_mask(self) -> None:
+        if self.session is not None:
+            self.session.clear_mask()
+
+    @Slot()
+    def invert_mask(self) -> None:
+        if self.session is None:
+            return
+        try:
+            self.session.invert_mask()
+        except BrushUnavailable as e:
+            self._message(str(e))
+
+    @property
+    def brush_active(self) -> bool:
+        return self.brush_button.isChecked() and self.session is not None and self.session.can_brush
+
+    @property
+    def worker_alive(self) -> bool:
+        """True while the sampler's thread runs."""
+        return self.runner is not None and self.runner.alive
+
+    @property
+    def frames_shown(self) -> int:
+        """Distinct frames painted so far (the benchmark counts these)."""
+        return self.image.frames_painted
+
+    @property
+    def shown_frame(self) -> DreamFrame | None:
+        """The frame on screen."""
+        return self._shown
+
+    # ------------------------------------------------------------------- snapshots, export
+    @Slot()
+    def snapshot_grid(self) -> tuple[np.ndarray, dict] | None:
+        """Emit :attr:`snapshotToCanvas` with the grid on screen; returns (rgba, provenance)."""
+        return self._snapshot(None)
+
+    @Slot()
+    def snapshot_chain(self) -> tuple[np.ndarray, dict] | None:
+        """Emit :attr:`snapshotToCanvas` with the selected chain on screen."""
+        return self._snapshot(self.selected_chain)
+
+    def _snapshot(self, chain: int | None) -> tuple[np.ndarray, dict] | None:
+        s, shown = self.session, self._shown
+        if s is None or shown is None:
+            self._message("Nothing to snapshot yet")
+            return None
+        try:
+            rgba, prov = s.snapshot_grid(shown.serial) if chain is None else s.snapshot_chain(chain, shown.serial)
+        except (ValueError, IndexError) as e:
+            self._message(str(e))
+            return None
+        self.snapshotToCanvas.emit(rgba, prov)
+        what = "grid" if chain is None else f"chain {chain}"
+        if self.isSignalConnected(QMetaMethod.fromSignal(self.snapshotToCanvas)):
+            self._message(f"Snapshot of the {what} sent to the canvas")
+        else:
+            self._message(f"Snapshot of the {what} taken (the canvas is not open yet)")
+        return rgba, prov
+
+    def export_grid_png(self, path: str | Path) -> concurrent.futures.Future:
+        """Write the grid on screen as a PNG, in the export thread; returns its Future."""
+        s, shown = self.session, self._shown
+        if s is None or shown is None:
+            raise ValueError("nothing to export yet")
+        serial = shown.serial
+        return self._submit(lambda: s.export_grid_png(path, serial), f"Grid saved to {path}")
+
+    def export_chain_animation(self, path: str | Path, chain: int | None = None, fps: float | None = None,
+                               format: str | None = None, scale: int | None = None) -> concurrent.futures.Future:
+        """Write a chain's evolution over the history (the selected chain by default) as an
+        animated GIF or APNG, in the export thread; returns its Future."""
+        s = self.session
+        if s is None or s.latest() is None:
+            raise ValueError("no history to export yet")
+        chain = self.selected_chain if chain is None else int(chain)
+        fps = float(self.fps_spin.value() if fps is None else fps)
+        if scale is None:
+            h, w, _ = s.latest().image_shape
+            scale = max(1, math.ceil(128 / max(h, w)))
+        return self._submit(lambda: s.export_chain_animation(chain, path, fps, format, scale),
+                            f"Chain {chain}'s evolution saved to {path}")
+
+    def _submit(self, job, done_text: str) -> concurrent.futures.Future:
+        if self._exporter is None:
+            self._exporter = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dreams-export")
+        fut = self._exporter.submit(job)
+
+        def finished(f: concurrent.futures.Future) -> None:
+            e = f.exception()
+            self._exportDone.emit(done_text if e is None else f"Export failed: {e}")
+
+        fut.add_done_callback(finished)
+        self._message("Exporting…")
+        return fut
+
+    @Slot(str)
+    def _on_export_done(self, text: str) -> None:
+        self._message(text)
+
+    @Slot()
+    def export_grid_dialog(self) -> None:
+        s, shown = self.session, self._shown
+        if s is None or shown is None:
+            self._message("Nothing to export yet")
+            return
+        name = f"dreams-{s.kind}-step{shown.steps}.png"
+        path, _ = QFileDialog.getSaveFileName(self, "Export the grid as PNG", str(Path.home() / name), "PNG image (*.png)")
+        if path:
+            if not path.lower().endswith(".png"):
+                path += ".png"
+            self.export_grid_png(path)
+
+    @Slot()
+    def export_chain_dialog(self) -> None:
+        s = self.session
+        if s is None or s.latest() is None:
+            self._message("No history to export yet")
+            return
+        name = f"dreams-{s.kind}-chain{self.selected_chain}.gif"
+        filters = "Animated GIF (*.gif);;Animated PNG (*.png *.apng)"
+        path, chosen = QFileDialog.getSaveFileName(self, "Export the chain's evolution", str(Path.home() / name), filters)
+        if not path:
+            return
+        fmt = "apng" if (chosen.startswith("Animated PNG") or path.lower().endswith((".png", ".apng"))) else "gif"
+        if fmt == "gif" and not path.lower().endswith(".gif"):
+            path += ".gif"
+        if fmt == "apng" and not path.lower().endswith((".png", ".apng")):
+            path += ".png"
+        self.export_chain_animation(path, format=fmt)
+
+    # ====================================================================== internals
+    def _show_kind(self) -> str:
+        return "samples" if self.samples_radio.isChecked() else "probs"
+
+    def _message(self, text: str) -> None:
+        """A transient message (cleared after a few seconds), also sent to the status bar."""
+        self._message_text = text
+        self._message_time = time.monotonic()
+        self.status.setText(text)
+        self.status.setStyleSheet("")  # the palette's text colour: brighter than the state line
+        self.statusMessage.emit(text)
+
+    @property
+    def last_message(self) -> str:
+        """The last message shown (for the main window's status bar, and tests)."""
+        return self._message_text
+
+    def _set_session(self, session: DreamSession | None) -> None:
+        self.session = session
+        self._pinned = None
+        self._display_frozen = False
+        self._shown = None
+        self._layout = None
+        self._mask_version = -1
+        self._error_shown = None
+        self.image.clear()
+        self.image.serial = -1
+        self.overlay.clear()
+        self.selection.setVisible(False)
+        self.selected_chain = 0
+        self.chain_label.setText("Selected chain: 0")
+        self._user_paused = False
+        self.pause_button.blockSignals(True)
+        self.pause_button.setChecked(False)
+        self.pause_button.setText("Pause")
+        self.pause_button.blockSignals(False)
+        self._stack.setCurrentWidget(self.graphics if session is not None else self.placeholder)
+        if session is None:
+            self.placeholder.setText("Open a trained model to watch it dream, or start training:\n"
+                                     "its chains appear here, live.")
+        self._update_controls()
+
+    def _stop_runner(self) -> None:
+        if self.runner is not None:
+            if not self.runner.stop(timeout=5.0):
+                self._message("The dreams' sampler is slow to stop; it will end on its own")
+            self.runner = None
+
+    def _should_run(self) -> bool:
+        return not self._user_paused and self.isVisible()
+
+    def _sync_running(self) -> None:
+        if self.runner is None:
+            return
+        if self._should_run():
+            self.runner.resume()
+        elif not self.runner.paused:
+            self.runner.pause()
+
+    def _update_controls(self) -> None:
+        s = self.session
+        free = s is not None and s.source == "sampler"
+        for w in (self.chains_spin, self.steps_slider, self.temp_slider, self.probs_radio, self.samples_radio,
+                  self.reset_noise_button, self.step_button):
+            w.setEnabled(free)
+        self.pause_button.setEnabled(s is not None)
+        self.pause_button.setToolTip("Pause or resume the dreams (Space)" if free else
+                                     "Freeze the picture (training goes on) (Space)")
+        data_reason = None
+        if not free:
+            data_reason = "Open a model to restart its chains"
+        elif self.dataset_images is None:
+            data_reason = "Load a dataset first"
+        else:
+            data_reason = s.check_images(self.dataset_images)
+        self.reset_data_button.setEnabled(data_reason is None)
+        self.reset_data_button.setToolTip(data_reason or "Restart the chains at random images of the dataset")
+        refusal = s.brush_refusal if s is not None else "Open an RBM to paint on its dreams"
+        for w in (self.brush_button, self.brush_size, self.clear_mask_button, self.invert_mask_button):
+            w.setEnabled(refusal is None)
+        if refusal is not None and self.brush_button.isChecked():
+            self.brush_button.setChecked(False)
+        self.brush_hint.setText(refusal or "Left-drag on a chain: those pixels keep dreaming, the rest of the "
+                                           "chain holds still. Right-drag erases.")
+        for w in (self.snap_grid_button, self.snap_chain_button, self.export_grid_button, self.export_chain_button):
+            w.setEnabled(s is not None)
+        if not free:
+            tip = "A training run's chains follow its own settings" if s is not None else "No model yet"
+            for w in (self.chains_spin, self.steps_slider, self.temp_slider):
+                w.setToolTip(tip)
+
+    # -------------------------------------------------------------------- control slots
+    def _on_chains(self, n: int) -> None:
+        if self.session is not None and self.session.source == "sampler":
+            self.session.set_n_chains(n)
+            self.go_live()
+
+    def _on_steps(self, k: int) -> None:
+        if self.session is not None and self.session.source == "sampler":
+            self.session.set_steps_per_frame(k)
+
+    def _on_temperature(self, t: float) -> None:
+        if self.session is not None and self.session.source == "sampler":
+            self.session.set_temperature(max(0.01, float(t)))
+
+    def _on_show(self, _checked: bool) -> None:
+        if self.session is not None and self.session.source == "sampler":
+            self.session.set_show(self._show_kind())
+
+    def _on_pause_toggled(self, paused: bool) -> None:
+        self.pause_button.setText("Resume" if paused else "Pause")
+        s = self.session
+        if s is not None and s.source == "training":
+            self._display_frozen = paused
+            if paused and self._shown is not None:
+                self._pinned = self._shown.serial
+            elif not paused:
+                self._pinned = None
+            return
+        self._user_paused = paused
+        self._sync_running()
+        self._message("Paused" if paused else "Dreaming")
+
+    def _on_brush_toggled(self, on: bool) -> None:
+        if on and self.session is not None and not self.session.can_brush:
+            self.brush_button.setChecked(False)
+            self._message(self.session.brush_refusal or "")
+            return
+        self.graphics.setCursor(Qt.CursorShape.CrossCursor if on else Qt.CursorShape.ArrowCursor)
+        if on:
+            self._message("Brush: left-drag paints the pixels that keep dreaming, right-drag erases")
+
+    def _on_scrub(self, value: int) -> None:
+        rng = self.session.serial_range() if self.session is not None else None
+        if rng is None:
+            return
+        first, last = rng
+        serial = first + value
+        if serial >= last and not self._display_frozen:
+            self._pinned = None
+        else:
+            self._pinned = min(serial, last)
+
+    def _on_zoom(self, z: int) -> None:
+        if self.image.image is None:
+            return
+        vb = self.viewbox
+        w, h = max(1.0, vb.width()), max(1.0, vb.height())
+        cx, cy = vb.viewRect().center().x(), vb.viewRect().center().y()
+        vb.setRange(xRange=(cx - w / z / 2, cx + w / z / 2), yRange=(cy - h / z / 2, cy + h / z / 2), padding=0)
+
+    def _on_manual_zoom(self, *_: Any) -> None:
+        self._sync_zoom_slider()
+
+    def _sync_zoom_slider(self) -> None:
+        span = self.viewbox.viewRect().width()
+        if span > 0:
+            z = int(round(self.viewbox.width() / span))
+            self.zoom_slider.blockSignals(True)
+            self.zoom_slider.setValue(min(16, max(1, z)))
+            self.zoom_slider.blockSignals(False)
+
+    # ----------------------------------------------------------------------- mouse
+    def _mosaic_click(self, y: float, x: float, right: bool) -> None:
+        if self._layout is None:
+            return
+        hit = self._layout.chain_at(y, x)
+        if hit is None:
+            return
+        chain, ty, tx = hit
+        self._select(chain)
+        if self.brush_active:
+            self._paint(chain, ty, tx, ty, tx, erase=right)
+
+    def _brush_stroke(self, y: float, x: float, ly: float, lx: float, start: bool, erase: bool) -> None:
+        lay = self._layout
+        if lay is None:
+            return
+        if start:
+            hit = lay.chain_at(ly, lx) or lay.chain_at(y, x)
+            self._stroke_chain = hit[0] if hit else None
+            if hit:
+                self._select(hit[0])
+        chain = self._stroke_chain
+        if chain is None:
+            return
+        oy, ox = lay.origin(chain)
+        self._paint(chain, y - oy, x - ox, ly - oy, lx - ox, erase)
+
+    def _paint(self, chain: int, y: float, x: float, y0: float, x0: float, erase: bool) -> None:
+        s = self.session
+        if s is None:
+            return
+        if self._pinned is not None:
+            self.go_live()
+        try:
+            s.paint(chain, y, x, float(self.brush_size.value()), erase=erase, y0=y0, x0=x0)
+        except (BrushUnavailable, IndexError) as e:
+            self._message(str(e))
+            return
+        self._refresh_overlay()
+
+    def _select(self, chain: int) -> None:
+        self.selected_chain = int(chain)
+        self.chain_label.setText(f"Selected chain: {chain}")
+        self._place_selection()
+
+    def _place_selection(self) -> None:
+        lay = self._layout
+        if lay is None or self.selected_chain >= lay.n:
+            self.selection.setVisible(False)
+            return
+        y, x = lay.origin(self.selected_chain)
+        self.selection.setRect(QRectF(x - 0.5, y - 0.5, lay.width + 1.0, lay.height + 1.0))
+        self.selection.setVisible(True)
+
+    def _refresh_overlay(self) -> None:
+        s, lay = self.session, self._layout
+        if s is None or lay is None:
+            return
+        self._mask_version = s.mask_version
+        mask = s.mask
+        if mask is None or not mask.any() or mask.shape != (lay.n, lay.height, lay.width):
+            self.overlay.clear()
+            return
+        m = mosaic(mask[..., None].astype(np.uint8), PAD, fill=0)[..., 0].astype(bool)
+        rgba = np.zeros((*m.shape, 4), np.uint8)
+        rgba[m] = BRUSH_RGBA
+        self.overlay.setImage(rgba, autoLevels=False, levels=(0, 255))
+
+    # ---------------------------------------------------------------------- the display
+    def _tick(self) -> None:
+        self.display_ticks += 1
+        s = self.session
+        if s is None:
+            return
+        frame = s.frame(self._pinned) if self._pinned is not None else s.latest()
+        if frame is not None and self._pinned is not None and frame.serial != self._pinned:
+            self._pinned = frame.serial  # the pinned frame left the history: hold the oldest
+        if frame is not None and (self._shown is None or frame.serial != self._shown.serial):
+            self._show(frame)
+        if s.mask_version != self._mask_version:
+            self._refresh_overlay()
+        self._update_scrubber()
+        self._fps_count_update()
+        err = s.error
+        if err and err != self._error_shown:
+            self._error_shown = err
+            self._message(err)
+
+    def _show(self, frame: DreamFrame) -> None:
+        img = mosaic(frame.pixels, PAD)
+        if img.shape[2] == 1:
+            img = img[..., 0]
+        self.image.setImage(img, autoLevels=False, levels=(0, 255))
+        self.image.serial = frame.serial
+        self._shown = frame
+        n, h, w, _ = frame.pixels.shape
+        if self._layout is None or (self._layout.n, self._layout.height, self._layout.width) != (n, h, w):
+            self._layout = GridLayout(n, h, w, PAD)
+            if self.selected_chain >= n:
+                self._select(0)
+            self._place_selection()
+            self._refresh_overlay()
+            self.fit()
+
+    def _update_scrubber(self) -> None:
+        s = self.session
+        rng = s.serial_range() if s is not None else None
+        if rng is None or self._shown is None:
+            return
+        first, last = rng
+        pos = self._shown.serial - first
+        self.scrub.blockSignals(True)
+        if self.scrub.maximum() != last - first:
+            self.scrub.setMaximum(last - first)
+        if not self.scrub.isSliderDown() and self.scrub.value() != pos:
+            self.scrub.setValue(max(0, pos))
+        self.scrub.blockSignals(False)
+
+    def _fps_count_update(self) -> None:
+        now = time.monotonic()
+        if now - self._fps_t0 >= 0.5:
+            painted = self.image.frames_painted
+            self.shown_fps = (painted - self._fps_count) / (now - self._fps_t0)
+            self._fps_count, self._fps_t0 = painted, now
+            f, s = self._shown, self.session
+            if f is None or s is None:
+                return
+            rng = s.serial_range()
+            back = (rng[1] - f.serial) if rng else 0
+            where = "live" if back == 0 and self._pinned is None else f"{back} frame(s) back"
+            self.scrub_label.setText(f"{where} · step {f.steps:,}")
+            if s.source == "sampler":
+                st = s.settings
+                state = "paused" if self.runner is not None and self.runner.paused else "dreaming"
+                text = (f"{f.n_chains} chains · {st.steps_per_frame} step(s)/frame · T {f.temperature:.2f} · "
+                        f"{f.show} · {state} · {self.shown_fps:.0f} frames/s shown")
+            else:
+                text = f"{f.n_chains} chains · training step {f.steps:,} · {self.shown_fps:.0f} frames/s shown"
+            if s.has_mask:
+                text += " · brush on"
+            if now - self._message_time > MESSAGE_SECONDS and not s.error:
+                self.status.setText(text)
+                self.status.setStyleSheet(f"color: {MUTED};")
+
+    # -------------------------------------------------------------------------- events
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        screen = self.screen()
+        rate = screen.refreshRate() if screen is not None else 60.0
+        # A hair faster than the refresh, so timer jitter never drops a refresh's frame.
+        self._timer.setInterval(max(4, int(1000.0 / rate) - 1) if rate and rate > 1 else DISPLAY_INTERVAL_MS)
+        if not self._timer.isActive():
+            self._timer.start()
+        self._sync_running()
+
+    def hideEvent(self, event) -> None:  # noqa: N802
+        super().hideEvent(event)
+        self._timer.stop()
+        self._sync_running()  # a hidden tab does not burn the CPU dreaming
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.shutdown()
+        super().closeEvent(event)
+
+
+def _kind_title(kind: str) -> str:
+    try:
+        from models.factory import KIND_TITLES
+    except Exception:  # pragma: no cover - models always importable in the app
+        KIND_TITLES = {}
+    return KIND_TITLES.get(kind, kind.upper() if kind else "Model")
