@@ -248,5 +248,22 @@ def _register_builtin() -> None:
     register(ModelKind("rbm", "Binary RBM", lambda c: BernoulliRBM(RBMConfig(**c)), rbm_trainer))
     register(ModelKind("grbm", "Gaussian RBM", lambda c: GaussianBernoulliRBM(RBMConfig(**c)), rbm_trainer))
 
+    from .autoencoder import AEConfig, AETrainConfig, AETrainer, ConvAutoencoder
+    from .hybrid import HybridConfig, HybridModel, HybridTrainConfig, HybridTrainer
+    from .vae import ConvVAE, VAEConfig, VAETrainConfig, VAETrainer
+
+    def ae_trainer(model, data, cfg, device):
+        return AETrainer(model, data, AETrainConfig.from_dict(cfg), device)
+
+    def vae_trainer(model, data, cfg, device):
+        return VAETrainer(model, data, VAETrainConfig.from_dict(cfg), device)
+
+    def hybrid_trainer(model, data, cfg, device):
+        return HybridTrainer(model, data, HybridTrainConfig.from_dict(cfg), device)
+
+    register(ModelKind("ae", "Autoencoder", lambda c: ConvAutoencoder(AEConfig(**c)), ae_trainer))
+    register(ModelKind("vae", "Variational autoencoder", lambda c: ConvVAE(VAEConfig(**c)), vae_trainer))
+    register(ModelKind("hybrid", "Autoencoder + RBM", lambda c: HybridModel(HybridConfig(**c)), hybrid_trainer))
+
 
 _register_builtin()

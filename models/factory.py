@@ -87,8 +87,9 @@ def _build_rbm(options: Options, data: Tensor, device) -> Trainer:
 
 
 def default_width(image_size: int, channels: int) -> int:
-    """Channels of the autoencoders' first stage: 32 up to 32 px; 16 above, so that a VAE on
-    1,000 RGB images of 64×64 trains an epoch in about 2-3 s on a 2-core CPU."""
+    """Channels of the autoencoders' first stage: 32 up to 32 px; 16 above. A VAE on 1,000 RGB
+    images of 64×64 then trains an epoch in 0.8 s on an idle 2-core CPU (width 32: 2.4 s,
+    too close to the 3 s target on a busy machine); see bench/vae_speed.py."""
     return 32 if image_size <= 32 else 16
 
 

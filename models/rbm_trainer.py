@@ -219,6 +219,13 @@ class RBMTrainer(Trainer):
             out["pseudo_likelihood"] = m.pseudo_likelihood(v, generator=self.sampler.generator).mean().item()
         return out
 
+    def on_rollback(self) -> None:
+        """Chains and offsets that ran on the bad weights restart from the restored model."""
+        if not torch.isfinite(self.sampler.visible).all() or not torch.isfinite(self.sampler.hidden).all():
+            self.sampler.reset()
+        if not torch.isfinite(self.hidden_offset).all():
+            self.hidden_offset.fill_(0.5 if self.config.centering else 0.0)
+
     def frame(self) -> Tensor | None:
         """The dreams: the persistent chains (PCD) or the last negative states (CD)."""
         if self.config.persistent:

@@ -105,7 +105,7 @@ def streamed_mean_std(data: Tensor, to_float, chunk: int = 1024) -> tuple[Tensor
     s = s2 = None
     n = data.shape[0]
     for i in range(0, n, chunk):
-        x = to_float(data[i : i + chunk]).double()
+        x = to_float(data[i : i + chunk]).to("cpu", torch.float64)  # float64 on the CPU (MPS has none)
         s = x.sum(0) if s is None else s + x.sum(0)
         s2 = (x * x).sum(0) if s2 is None else s2 + (x * x).sum(0)
     mean = s / n
@@ -267,8 +267,17 @@ class Trainer:
 
     # ------------------------------------------------------------------------ divergence
     def _snapshot(self) -> None:
+        """Keep a last-good copy of the weights, never of weights that are already bad: a step's
+        metrics may be computed before its update, so the weights themselves are checked here
+        (bad ones raise `TrainingDiverged`, rolling back to the previous copy)."""
+        if self._good is not None and not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            self._check({}, params=True)
         self._good = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self._good_step = self.step
+
+    def on_rollback(self) -> None:
+        """Called after the model was restored to the last good snapshot (e.g. to restart
+        persistent chains that ran on the bad weights)."""
 
     def _check(self, metrics: dict[str, float], params: bool = False) -> None:
         bad = [k for k, v in metrics.items() if not math.isfinite(v)]
@@ -279,6 +288,7 @@ class Trainer:
         assert self._good is not None
         self.model.load_state_dict(self._good)
         self.optimizer = self.make_optimizer()  # momentum built on the bad steps is dropped
+        self.on_rollback()
         what = ", ".join(bad)
         raise TrainingDiverged(
             f"Training diverged at step {self.step} (epoch {self.epoch + 1}): {what} became "

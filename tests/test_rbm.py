@@ -263,3 +263,46 @@ def test_small_rbm_trains_single_threaded_and_restores_the_thread_count():
     assert torch.get_num_threads() == 2
     gen.close()  # stopping restores it too
     assert torch.get_num_threads() == before
+
+
+def test_bad_weights_are_never_kept_as_good_and_chains_restart_after_a_rollback():
+    """A step's metrics may come from before its update, so the snapshot checks the weights
+    themselves; after a rollback, chains that ran on bad weights start afresh."""
+    data = (torch.rand(200, 1, 4, 4) * 255).to(torch.uint8)
+    torch.manual_seed(0)
+    m = BernoulliRBM(RBMConfig(16, 8, (1, 4, 4)))
+
+    def poisoned(trainer):
+        """From now on each update leaves a NaN weight; the step's metrics stay finite."""
+        step = trainer._bernoulli_step
+
+        def bad_step(v0):
+            metrics = step(v0)
+            with torch.no_grad():
+                m.weight[0, 0] = float("nan")
+            return metrics
+
+        trainer._bernoulli_step = bad_step
+
+    tr = RBMTrainer(m, data, RBMTrainConfig(epochs=10, batch_size=20, seed=0, snapshot_every=1, persistent=True))
+    gen = tr.run()
+    for ev in gen:
+        if ev.step == 7:
+            break
+    good = {k: v.clone() for k, v in m.state_dict().items()}
+    poisoned(tr)
+    with pytest.raises(TrainingDiverged) as info:
+        next(gen)  # step 8 reports finite numbers; the snapshot refuses its weights
+    assert info.value.good_step == 7
+    assert all(torch.equal(v, good[k]) for k, v in m.state_dict().items())
+
+    # With rare snapshots the bad weights live on for a step and poison the chains: they restart.
+    tr2 = RBMTrainer(m, data, RBMTrainConfig(epochs=10, batch_size=20, seed=0, snapshot_every=50, persistent=True))
+    gen2 = tr2.run()
+    next(gen2)
+    poisoned(tr2)
+    with pytest.raises(TrainingDiverged):
+        for _ in gen2:
+            pass
+    assert not torch.isnan(tr2.sampler.visible).any() and not torch.isnan(tr2.sampler.hidden).any()
+    assert all(torch.isfinite(p).all() for p in m.parameters())

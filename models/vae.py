@@ -1,0 +1,412 @@
+"""Convolutional variational autoencoder (Kingma & Welling 2014, "Auto-encoding variational
+Bayes"; Rezende, Mohamed & Wierstra 2014), with a β-weighted KL term (Higgins et al. 2017,
+"β-VAE").
+
+The encoder (the same convolutional layout as `ConvAutoencoder`) gives a diagonal Gaussian
+q(z | x) = N(μ(x), diag σ²(x)) as (μ, log σ²); the prior is p(z) = N(0, I); the decoder gives
+the mean of p(x | z). Per image, in nats:
+
+    KL(q(z|x) ‖ p(z)) = ½ Σ_j (μ_j² + σ_j² - 1 - log σ_j²)
+    ELBO(x) = E_q[log p(x | z)] - KL  ≤ log p(x)          (one reparameterised sample of z)
+    training loss = -E_q[log p(x | z)] + β·KL
+
+The likelihood p(x | z) is chosen in the config:
+* "bernoulli" (default): log p(x | z) = Σ_i x_i log p_i + (1 - x_i) log(1 - p_i), the
+  cross-entropy on intensities in [0, 1]. For grey values this is not a normalised density,
+  so ELBOs compare models on the same images, not to other papers' figures on binarised data.
+* "gaussian": a fixed per-pixel σ (`sigma`, intensities in [0, 1]):
+  log p(x | z) = Σ_i -(x_i - p_i)² / 2σ² - log σ - ½ log 2π.
+
+Sampling: z ~ N(0, T·I) at temperature T (the prior raised to 1/T, as for the RBM), decoded to
+the mean image. `interpolate` walks between the means of two images, linearly or spherically
+(slerp; White 2016, "Sampling generative networks"). `LatentWalkSampler` gives the VAE the
+surface of a `GibbsSampler`, so the Dreams viewer can show it: its "chains" are latent points
+doing a slow random walk that leaves the prior invariant.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .autoencoder import ConvDecoder, ConvEncoder, ReconstructionTrainer, check_image_geometry, eval_forward, images_to_input
+from .device import make_generator
+from .training import TrainConfig
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+LOGVAR_RANGE = (-30.0, 20.0)  # log σ² is clamped here (σ from 3e-7 to 2e4) so exp never overflows
+
+
+@dataclass
+class VAEConfig:
+    """Architecture and likelihood of a convolutional VAE for square `image_size` px images."""
+
+    image_size: int = 28
+    channels: int = 1
+    latent: int = 32
+    width: int = 32  # channels of the first stage (doubling per stage, capped at 8×)
+    beta: float = 1.0  # weight of the KL term in the training loss (β-VAE); the ELBO always uses 1
+    likelihood: str = "bernoulli"  # "bernoulli" | "gaussian"
+    sigma: float = 0.1  # std of the Gaussian likelihood (intensities in [0, 1])
+
+    def __post_init__(self) -> None:
+        self.image_size, self.channels, self.latent, self.width = (
+            int(self.image_size), int(self.channels), int(self.latent), int(self.width))
+        self.beta, self.sigma = float(self.beta), float(self.sigma)
+        check_image_geometry(self.image_size, self.channels, self.latent, self.width)
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"unknown likelihood {self.likelihood!r} ({', '.join(LIKELIHOODS)})")
+        if not self.beta >= 0 or not math.isfinite(self.beta):
+            raise ValueError(f"beta must be a finite number ≥ 0 (got {self.beta})")
+        if not self.sigma > 0:
+            raise ValueError(f"sigma must be positive (got {self.sigma})")
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.image_size, self.image_size)
+
+
+def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(μ, diag e^logvar) ‖ N(0, I)) per sample: [B, L] × 2 -> [B], in nats."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
+
+
+def slerp(a: Tensor, b: Tensor, t: Tensor, eps: float = 1e-7) -> Tensor:
+    """Spherical interpolation between rows of a and b [B, L] at fractions t [T] -> [T, B, L].
+    The angle is taken between the directions; the norm is interpolated by the same weights,
+    so t = 0 and t = 1 give a and b. Nearly parallel vectors fall back to linear."""
+    na, nb = a.norm(dim=-1, keepdim=True), b.norm(dim=-1, keepdim=True)
+    cos = ((a / na.clamp_min(eps)) * (b / nb.clamp_min(eps))).sum(-1, keepdim=True).clamp(-1.0, 1.0)
+    omega = torch.acos(cos)  # [B, 1]
+    so = torch.sin(omega)
+    t = t.view(-1, 1, 1).to(a)
+    wa = torch.where(so > 1e-4, torch.sin((1 - t) * omega) / so.clamp_min(1e-12), 1 - t)
+    wb = torch.where(so > 1e-4, torch.sin(t * omega) / so.clamp_min(1e-12), t)
+    return wa * a + wb * b
+
+
+def lerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
+    """Linear interpolation between rows of a and b [B, L] at fractions t [T] -> [T, B, L]."""
+    t = t.view(-1, 1, 1).to(a)
+    return (1 - t) * a + t * b
+
+
+class ConvVAE(nn.Module):
+    """Convolutional VAE: `encode` -> (μ, log σ²), `reparameterize`, `decode` -> mean image."""
+
+    kind = "vae"
+
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.encoder = ConvEncoder(c.image_size, c.channels, c.width, 2 * c.latent)
+        self.decoder = ConvDecoder(c.image_size, c.channels, c.width, c.latent)
+
+    @property
+    def device(self) -> torch.device:
+        return self.encoder.fc.weight.device
+
+    @property
+    def latent(self) -> int:
+        return self.config.latent
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.config.image_shape
+
+    def images_to_input(self, images: Tensor) -> Tensor:
+        """uint8 [B, C, H, W] (or float in [0, 1]) -> float [B, C, H, W] on this device."""
+        x = images_to_input(images, self.device)
+        if tuple(x.shape[1:]) != self.image_shape:
+            raise ValueError(f"images of shape {list(x.shape[1:])} given to a VAE for {list(self.image_shape)}")
+        return x
+
+    # ---------------------------------------------------------------------- the model
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Images [B, C, H, W] (uint8 or float in [0, 1]) -> (μ, log σ²), each [B, L]."""
+        h = self.encoder(self.images_to_input(x))  # [B, 2L]
+        mu, logvar = h.chunk(2, dim=1)
+        return mu, logvar.clamp(*LOGVAR_RANGE)
+
+    def reparameterize(self, mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """z = μ + σ ε with ε ~ N(0, I): [B, L]."""
+        eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
+        return mu + eps * torch.exp(0.5 * logvar)
+
+    def decode_logits(self, z: Tensor) -> Tensor:
+        """Latents [B, L] -> logits of the mean image [B, C, H, W]."""
+        return self.decoder(z.to(self.device))
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Latents [B, L] -> mean images [B, C, H, W] in [0, 1]."""
+        return torch.sigmoid(self.decode_logits(z))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Mean reconstruction (decoded μ) [B, C, H, W] in [0, 1]."""
+        return self.decode(self.encode(x)[0])
+
+    reconstruct = forward
+
+    @staticmethod
+    def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
+        """½ Σ_j (μ_j² + σ_j² - 1 - log σ_j²) per sample: [B]."""
+        return kl_divergence(mu, logvar)
+
+    def log_likelihood(self, x: Tensor, logits: Tensor) -> Tensor:
+        """log p(x | z) per image [B] (nats) from the decoder's logits [B, C, H, W]."""
+        if self.config.likelihood == "bernoulli":
+            return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+        s = self.config.sigma
+        sq = (x - torch.sigmoid(logits)).pow(2).flatten(1).sum(1)
+        return -sq / (2 * s * s) - x[0].numel() * (math.log(s) + 0.5 * math.log(2 * math.pi))
+
+    def terms(self, x: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """The pieces of the ELBO for a batch, per image [B]: "log_px" (E_q log p(x|z), one
+        sample), "kl", and "logits" [B, C, H, W] of the sampled reconstruction."""
+        x = self.images_to_input(x)
+        mu, logvar = self.encode(x)
+        z = self.reparameterize(mu, logvar, generator)
+        logits = self.decode_logits(z)
+        return {"log_px": self.log_likelihood(x, logits), "kl": kl_divergence(mu, logvar), "logits": logits,
+                "mu": mu, "logvar": logvar}
+
+    def elbo(self, x: Tensor, n_samples: int = 1, generator: torch.Generator | None = None) -> Tensor:
+        """ELBO per image [B] in nats (β = 1), averaged over `n_samples` draws of z."""
+        x = self.images_to_input(x)
+        mu, logvar = self.encode(x)
+        log_px = torch.zeros(x.shape[0], device=x.device)
+        for _ in range(n_samples):
+            log_px = log_px + self.log_likelihood(x, self.decode_logits(self.reparameterize(mu, logvar, generator)))
+        return log_px / n_samples - kl_divergence(mu, logvar)
+
+    # ---------------------------------------------------------------------- sampling
+    def sample_latent(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+        """z ~ N(0, T·I): [n, L] on this device."""
+        z = torch.randn(n, self.latent, device=self.device, generator=generator)
+        return z * math.sqrt(temperature) if temperature != 1.0 else z
+
+    @torch.no_grad()
+    def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+        """n fresh dreams: decoded prior draws at temperature T, [n, C, H, W] in [0, 1] on this device."""
+        return self.decode(self.sample_latent(n, temperature, generator))
+
+    @torch.no_grad()
+    def interpolate(self, x_a: Tensor, x_b: Tensor, steps: int = 8, method: Literal["linear", "slerp"] = "linear") -> Tensor:
+        """Decoded walk between the latent means of x_a and x_b, `steps` images including both
+        ends (which are the reconstructions of x_a and x_b).
+
+        x_a, x_b: one image [C, H, W] -> [steps, C, H, W]; or batches [B, C, H, W] -> [B, steps, C, H, W].
+        """
+        if steps < 2:
+            raise ValueError("an interpolation needs at least 2 steps (its two ends)")
+        single = x_a.dim() == 3
+        a = self.encode(x_a.unsqueeze(0) if single else x_a)[0]  # [B, L]
+        b = self.encode(x_b.unsqueeze(0) if single else x_b)[0]
+        z = self.interpolate_latents(a, b, steps, method)  # [steps, B, L]
+        imgs = self.decode(z.flatten(0, 1)).view(steps, a.shape[0], *self.image_shape)
+        return imgs[:, 0] if single else imgs.transpose(0, 1)
+
+    @staticmethod
+    def interpolate_latents(a: Tensor, b: Tensor, steps: int, method: str = "linear") -> Tensor:
+        """Points between latents a and b [B, L]: [steps, B, L], the ends exactly a and b."""
+        t = torch.linspace(0.0, 1.0, steps)
+        if method == "linear":
+            z = lerp(a, b, t)
+        elif method == "slerp":
+            z = slerp(a, b, t)
+        else:
+            raise ValueError(f"unknown interpolation {method!r} (linear, slerp)")
+        z[0], z[-1] = a, b
+        return z
+
+    def make_sampler(self, n_chains: int = 64, k: int = 1, temperature: float = 1.0, seed: int | None = None, **kw) -> "LatentWalkSampler":
+        """Dreams with the surface of a `GibbsSampler` (see `LatentWalkSampler`)."""
+        return LatentWalkSampler(self, n_chains=n_chains, k=k, temperature=temperature, seed=seed, **kw)
+
+    # -------------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def evaluate(self, images: Tensor, batch_size: int = 256, seed: int = 0) -> dict[str, float]:
+        """Averages per image over `images` (uint8 [N, C, H, W]), seeded so they repeat:
+        "elbo" (nats, one sample of z per image, β = 1, the config's likelihood), "kl" (nats),
+        "log_px" (nats, E_q log p(x|z)), "recon_error" (MSE per pixel of the mean reconstruction)."""
+        g = make_generator(self.device, seed)
+        sums = {"elbo": 0.0, "kl": 0.0, "log_px": 0.0}
+        sq, count = 0.0, 0
+        for i in range(0, images.shape[0], batch_size):
+            x = self.images_to_input(images[i : i + batch_size])
+            t = self.terms(x, g)
+            sums["log_px"] += t["log_px"].sum().item()
+            sums["kl"] += t["kl"].sum().item()
+            sums["elbo"] += (t["log_px"] - t["kl"]).sum().item()
+            sq += F.mse_loss(self.decode(t["mu"]), x, reduction="sum").item()
+            count += x.numel()
+        n = max(1, images.shape[0])
+        out = {k: v / n for k, v in sums.items()}
+        out["recon_error"] = sq / max(1, count)
+        return out
+
+    @torch.no_grad()
+    def latent_usage(self, images: Tensor, max_images: int = 1000, batch_size: int = 256) -> Tensor:
+        """Average KL per latent dimension over (up to `max_images` of) `images`: [L] nats on
+        the CPU. Dimensions near 0 are unused (posterior = prior); sort descending to order the
+        sliders of a latent explorer."""
+        images = images[:max_images]
+        total = torch.zeros(self.latent, dtype=torch.float64)
+        for i in range(0, images.shape[0], batch_size):
+            mu, logvar = self.encode(images[i : i + batch_size])
+            total += (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).sum(0).cpu().double()
+        return (total / max(1, images.shape[0])).float()
+
+
+class LatentWalkSampler:
+    """The VAE's dreams with the surface of a `GibbsSampler`: n "chains", each a point z in
+    latent space, decoded to images on demand.
+
+    A step is an autoregressive Gaussian move that leaves the tempered prior N(0, T·I) invariant
+    (Ornstein-Uhlenbeck in discrete time):
+
+        z ← √(1 - ρ²) · z + ρ · √T · ε,   ε ~ N(0, I)
+
+    so every frame is itself a fair draw from the prior (once the chain has mixed after a
+    change of T), while consecutive frames morph slowly; ρ = `step_size` (1 gives independent
+    fresh samples each step).
+
+    State, on the model's device: latent [n, L].
+    """
+
+    def __init__(self, model: ConvVAE, n_chains: int = 64, k: int = 1, temperature: float = 1.0,
+                 seed: int | None = None, generator: torch.Generator | None = None, step_size: float = 0.2):
+        if n_chains < 1:
+            raise ValueError("n_chains must be at least 1")
+        if not 0 < step_size <= 1:
+            raise ValueError("step_size must be in (0, 1]")
+        self.model = model
+        self.k = int(k)
+        self.temperature = float(temperature)
+        self.step_size = float(step_size)
+        self.generator = generator or make_generator(model.device, seed)
+        self.steps_taken = 0
+        self.reset(n_chains)
+
+    @property
+    def n_chains(self) -> int:
+        return self.latent.shape[0]
+
+    @torch.no_grad()
+    def reset(self, n_chains: int | None = None, start: Tensor | None = None) -> "LatentWalkSampler":
+        """Restart the chains: at the latent means of `start` (images [n, C, H, W], or latents
+        [n, L]), or at fresh draws from N(0, T·I) when `start` is None."""
+        n = n_chains if n_chains is not None else self.n_chains
+        if start is None:
+            self.latent = self.model.sample_latent(n, self.temperature, self.generator)
+        elif start.dim() == 2:
+            if start.shape[1] != self.model.latent:
+                raise ValueError(f"start has {start.shape[1]} latent units, the model {self.model.latent}")
+            self.latent = start.to(self.model.device, torch.float32).clone()
+        else:
+            self.latent = self.model.encode(start)[0]
+        self.steps_taken = 0
+        return self
+
+    @torch.no_grad()
+    def step(self, k: int | None = None) -> "LatentWalkSampler":
+        """Move every chain k steps of the prior-preserving random walk."""
+        k = self.k if k is None else int(k)
+        rho = self.step_size
+        keep, scale = math.sqrt(1 - rho * rho), rho * math.sqrt(self.temperature)
+        for _ in range(k):
+            noise = torch.randn(self.latent.shape, device=self.latent.device, generator=self.generator)
+            self.latent = keep * self.latent + scale * noise
+        self.steps_taken += k
+        return self
+
+    __call__ = step
+
+    def states(self, kind: Literal["probs", "samples"] = "probs") -> Tensor:
+        """The chains' latent points [n, L] (the same for both kinds)."""
+        return self.latent
+
+    @torch.no_grad()
+    def images(self, kind: Literal["probs", "samples"] = "probs", batch_size: int = 256) -> Tensor:
+        """The chains as images [n, C, H, W] in [0, 1] on the CPU: the decoder's mean ("probs"),
+        or a draw from p(x | z) ("samples": Bernoulli pixels, or the mean plus Gaussian noise)."""
+        out = []
+        for i in range(0, self.n_chains, batch_size):
+            mean = self.model.decode(self.latent[i : i + batch_size])
+            if kind == "samples":
+                if self.model.config.likelihood == "bernoulli":
+                    mean = torch.bernoulli(mean, generator=self.generator)
+                else:
+                    noise = torch.randn(mean.shape, device=mean.device, generator=self.generator)
+                    mean = (mean + self.model.config.sigma * noise).clamp(0, 1)
+            out.append(mean.cpu())
+        return torch.cat(out)
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        return {"latent": self.latent, "rng": self.generator.get_state()}
+
+    def load_state_tensors(self, state: dict[str, Tensor]) -> None:
+        self.latent = state["latent"].to(self.model.device, torch.float32)
+        if "rng" in state:
+            self.generator.set_state(state["rng"].to(torch.uint8).cpu())
+
+
+# ---------------------------------------------------------------------------- training
+@dataclass
+class VAETrainConfig(TrainConfig):
+    """Adam on the β-weighted negative ELBO per image."""
+
+    epochs: int = 30
+    learning_rate: float = 1e-3
+    beta: float | None = None  # None: the model's config.beta
+    kl_warmup_epochs: int = 0  # ramp β linearly from 0 over this many epochs (0: no ramp)
+    frame_every: int = 10
+    n_frames: int = 16
+    frame_kind: str = "samples"  # "samples" (decoded fixed prior draws) | "reconstructions"
+
+
+class VAETrainer(ReconstructionTrainer):
+    """Trains a `ConvVAE`. Step metrics (per image, nats): loss (-log p(x|z) + β·KL), elbo,
+    kl, recon_error (MSE per pixel of the sampled reconstruction), beta, lr; epoch metrics:
+    their averages over the epoch. Frames: the decoded images of a fixed set of prior draws
+    (the model's dreams as it learns), or reconstructions of a fixed batch."""
+
+    config: VAETrainConfig
+
+    def __init__(self, model: ConvVAE, data: Tensor, config: VAETrainConfig | None = None, device=None):
+        config = config or VAETrainConfig()
+        if config.frame_kind not in ("samples", "reconstructions"):
+            raise ValueError(f"unknown frame kind {config.frame_kind!r} (samples, reconstructions)")
+        super().__init__(model, data, config, device)
+        self.model: ConvVAE
+        g = make_generator(self.device, self.seed + 1)
+        self.frame_latent = torch.randn(self.config.n_frames, model.latent, device=self.device, generator=g)
+
+    def current_beta(self) -> float:
+        beta = self.model.config.beta if self.config.beta is None else float(self.config.beta)
+        ramp = self.config.kl_warmup_epochs * self.batches_per_epoch
+        return beta * min(1.0, (self.step + 1) / ramp) if ramp else beta
+
+    def train_step(self, batch: Tensor) -> dict[str, float]:
+        m = self.model
+        x = m.images_to_input(batch)
+        t = m.terms(x, self.generator)
+        beta = self.current_beta()
+        loss = (beta * t["kl"] - t["log_px"]).mean()
+        self._optimise(loss)
+        with torch.no_grad():
+            mse = F.mse_loss(torch.sigmoid(t["logits"]), x).item()
+            kl = t["kl"].mean().item()
+            elbo = t["log_px"].mean().item() - kl
+        return self._accumulate({"loss": loss.item(), "elbo": elbo, "kl": kl, "recon_error": mse, "beta": beta})
+
+    @torch.no_grad()
+    def frame(self) -> Tensor | None:
+        if self.config.frame_kind == "reconstructions":
+            return eval_forward(self.model, self.frame_batch()).clamp(0, 1).cpu()
+        return self.model.decode(self.frame_latent).cpu()
