@@ -720,6 +720,13 @@ class Canvas:
         self._redo.clear()
         self.events.emit(CanvasEvent("history-changed"))
 
+    def end_merge(self) -> None:
+        """Close the last undo step to merging: the next ``merge=True`` edit starts a new
+        step.  A view calls it when a gesture (a slider drag) begins or ends, so that
+        one drag is one step and two drags are two."""
+        if self._undo:
+            self._undo[-1].merge_key = None
+
     # ---- rendering -------------------------------------------------------
 
     def render(self) -> np.ndarray:

@@ -324,7 +324,7 @@ def test_view_shows_new_frames_as_the_chains_move(view, qtbot):
     qtbot.waitUntil(lambda: not np.array_equal(view.image.image, first), timeout=5000)
     shown = view.shown_frame
     assert np.array_equal(view.image.image, mosaic(shown.pixels)[..., 0])
-    # Space pauses: the picture holds still.
+    # Pausing holds the picture still.
     view.pause_button.click()
     qtbot.wait(100)
     held = view.frames_shown

@@ -545,3 +545,26 @@ def test_helpers():
     assert tile(np.zeros((4, 3, 2, 2))).shape == (7, 7, 3)
     assert "Out of memory" in describe_error(RuntimeError("CUDA out of memory"))
     assert math.isnan(float("nan"))
+
+
+# ----------------------------------------------------------------------------- dreams wiring
+def test_dreams_tab_follows_the_training_job_then_dreams_freely(ready, qtbot):
+    """While a job trains its persistent chains stream into the Dreams tab; when it stops, the
+    tab dreams freely over a copy of its model; a snapshot of the grid becomes a canvas layer."""
+    dreams = ready.dreams
+    page, job = start_tiny(ready, "rbm")
+    qtbot.waitUntil(lambda: dreams.session is not None and dreams.session.source == "training"
+                    and dreams.session.latest() is not None, timeout=20_000)
+    live = dreams.session.latest().pixels
+    assert live.shape[:3] == (8, 28, 28)  # the job's 8 persistent chains, as images
+    page.stop_button.click()
+    qtbot.waitUntil(lambda: dreams.session is not None and dreams.session.source == "sampler", timeout=20_000)
+    assert dreams.session.model is not job.model  # a private copy: training state untouched
+    first = dreams.session.latest()
+    qtbot.waitUntil(lambda: dreams.session.latest() is not None and dreams.session.latest() is not first, timeout=10_000)
+    n_layers = len(ready.canvas_view.canvas.layers)
+    rgba, provenance = dreams.snapshot_grid()
+    assert len(ready.canvas_view.canvas.layers) == n_layers + 1
+    layer = ready.canvas_view.canvas.layers[-1]
+    assert np.array_equal(layer.pixels, rgba)  # the very pixels of the grid on screen
+    assert layer.provenance["kind"] == "rbm"

@@ -15,7 +15,7 @@ Controls: chains, Gibbs steps per frame, temperature, probabilities / samples, r
 dataset images), pause / single step, zoom, a scrubber over the recent history, the dream brush
 (drag on a chain to paint the pixels that keep dreaming; the rest of that chain stays clamped),
 snapshots to the canvas and exports (grid PNG, a chain's evolution as GIF / APNG, written in a
-background thread). Keys: Space pause/resume, S single step, R reset, Ctrl+E export the grid,
+background thread). Keys: P pause/resume, S single step, R reset, Ctrl+E export the grid,
 B brush, F fit.
 """
 from __future__ import annotations
@@ -294,7 +294,7 @@ class DreamsView(QWidget):
         run_row = QHBoxLayout()
         self.pause_button = QPushButton("Pause")
         self.pause_button.setCheckable(True)
-        self.pause_button.setToolTip("Pause or resume the dreams (Space)")
+        self.pause_button.setToolTip("Pause or resume the dreams (P)")
         self.pause_button.toggled.connect(self._on_pause_toggled)
         self.step_button = QPushButton("Step")
         self.step_button.setToolTip("One frame: 'steps/frame' Gibbs steps, then pause (S)")
@@ -398,7 +398,8 @@ class DreamsView(QWidget):
         root.addLayout(left, 1)
         root.addWidget(scroll)
 
-        for keys, slot in (("Space", self.toggle_pause), ("S", self.single_step), ("R", self.reset_from_noise),
+        for keys, slot in (("P", self.toggle_pause),  # Space is the window's start/pause training
+                           ("S", self.single_step), ("R", self.reset_from_noise),
                            ("Ctrl+E", self.export_grid_dialog), ("B", self.brush_button.toggle), ("F", self.fit)):
             sc = QShortcut(QKeySequence(keys), self)
             sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
@@ -747,8 +748,8 @@ class DreamsView(QWidget):
                   self.reset_noise_button, self.step_button):
             w.setEnabled(free)
         self.pause_button.setEnabled(s is not None)
-        self.pause_button.setToolTip("Pause or resume the dreams (Space)" if free else
-                                     "Freeze the picture (training goes on) (Space)")
+        self.pause_button.setToolTip("Pause or resume the dreams (P)" if free else
+                                     "Freeze the picture (training goes on) (P)")
         data_reason = None
         if not free:
             data_reason = "Open a model to restart its chains"

@@ -111,6 +111,8 @@ class MainWindow(QMainWindow):
         self._closing = False
         self._close_ok = False
         self._boxes: list[QMessageBox] = []
+        self.canvas_view = None  # the Canvas tab, built when the engine is ready (_install_canvas_tab)
+        self.project_path: Path | None = None  # where the project was last saved or opened from
         self.setWindowTitle("Harmonium Studio")
         self.setWindowIcon(app_icon())
         self.setObjectName("HarmoniumMainWindow")
@@ -157,6 +159,7 @@ class MainWindow(QMainWindow):
         self._status_timer.start()
 
         self._make_actions()
+        self._make_project_actions()
         self._connect()
         self._restore_settings()
 
@@ -214,7 +217,7 @@ class MainWindow(QMainWindow):
             self.tab_actions.append(act)
 
         mb = self.menuBar()
-        m = mb.addMenu("&File")
+        self.file_menu = m = mb.addMenu("&File")
         m.addAction(self.action_open_folder)
         self.recent_menu = m.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
@@ -281,8 +284,8 @@ class MainWindow(QMainWindow):
     def _on_engine_ready(self, info: dict[str, Any]) -> None:
         if self._closing:
             return
+        from studio.ui.dreams_view import DreamsView
         from studio.ui.training_panel import TrainingPanel
-        from studio.ui.widgets import DreamsPreview
 
         panel = TrainingPanel(self.session, self.controller, info["kinds"])
         self.training_panel = panel
@@ -290,8 +293,9 @@ class MainWindow(QMainWindow):
         self.device_label.setText(f"Device: {info['device']}".replace("(1 threads)", "(1 thread)"))
         self.device_label.setToolTip(f"Models train on {info['device']}; torch uses {info['threads']} "
                                      "thread(s), leaving a core for the window")
-        self.dreams = DreamsPreview()
-        self.replace_tab("Dreams", self.dreams)
+        self._install_dreams_tab(DreamsView())
+        self._install_canvas_tab()
+        self.dreams.snapshotToCanvas.connect(self._dream_to_canvas)
         for page in panel.pages.values():
             page.job_changed.connect(lambda job, p=page: self._page_job_changed(p, job))
             page.frame_ready.connect(self._frame_ready)
@@ -388,6 +392,8 @@ class MainWindow(QMainWindow):
         if loader is not self._loader or self._closing:
             return
         self.session.set_images(images, sources)
+        if self.dreams is not None:
+            self.dreams.set_dataset_images(images.images)
         if sources:
             self._remember_sources(sources)
         self.statusBar().showMessage(
@@ -485,13 +491,61 @@ class MainWindow(QMainWindow):
             self.training_panel.step_kind(delta)
 
     def _page_job_changed(self, page, job) -> None:
-        if self.training_panel is not None and page is self.training_panel.current_page and self.dreams is not None:
-            self.dreams.show_job(job)
+        if self.training_panel is not None and page is self.training_panel.current_page:
+            self._dream_with(job)
         self._refresh_actions()
 
+    # ===================================================================== dreams
+    def _install_dreams_tab(self, view) -> None:
+        """The Dreams tab (studio.ui.dreams_view): the training job's chains while it trains,
+        free-running chains over its model otherwise; snapshots go to the Canvas."""
+        self.dreams = view
+        view.statusMessage.connect(lambda text: self.statusBar().showMessage(text, 5000))
+        if self.session.images is not None:
+            view.set_dataset_images(self.session.images.images)
+        self.replace_tab("Dreams", view)
+        self.controller.state_changed.connect(self._job_state_for_dreams)
+
+    def _current_job_id(self) -> int | None:
+        job = self.current_job()
+        return job.id if job is not None else None
+
+    def _dream_with(self, job: TrainingJob | None) -> None:
+        """Show `job` in the Dreams tab: its live chains when it trains (frames arrive through
+        `_frame_ready`), free-running dreams over a private copy of its model otherwise."""
+        if self.dreams is None or job is None or job.model is None or self._closing:
+            return
+        if job.state in (JobState.RUNNING, JobState.PAUSED):
+            if job.last_frame is not None:
+                self.dreams.show_training_frame(job.last_frame, self._frame_info(job))
+            return
+        from studio.layer_sources import detach_model
+
+        model = detach_model(job.model, job.step_lock)
+        meta = {"kind": job.kind, "title": f"{job.title} · run #{job.id}", "job_id": job.id}
+        if job.path is not None:
+            meta["path"] = str(job.path)
+        self.dreams.set_model(model, meta)
+
+    @staticmethod
+    def _frame_info(job: TrainingJob) -> dict[str, Any]:
+        return {"job_id": job.id, "kind": job.kind, "title": job.title, "step": job.step}
+
+    def _job_state_for_dreams(self, job_id: int, state: str) -> None:
+        if job_id == self._current_job_id() and state in ("stopped", "done"):
+            self._dream_with(self.current_job())
+
     def _frame_ready(self, update) -> None:
-        if self.dreams is not None:
-            self.dreams.show_update(update)
+        if self.dreams is None or update.job_id != self._current_job_id() or update.frame is None:
+            return
+        job = self.current_job()
+        if job is not None and job.last_frame is not None:
+            self.dreams.show_training_frame(job.last_frame, self._frame_info(job))
+
+    def _dream_to_canvas(self, rgba, provenance: dict) -> None:
+        if getattr(self, "canvas_view", None) is not None:
+            self.canvas_view.add_snapshot_layer(rgba, provenance)
+            self.statusBar().showMessage("Dream snapshot added to the canvas", 4000)
 
     def _job_failed(self, job_id: int, message: str) -> None:
         job = next((j for j in self.session.jobs if j.id == job_id), None)
@@ -584,6 +638,126 @@ class MainWindow(QMainWindow):
             return
         panel.set_current_kind(job.kind)
         panel.page(job.kind).add_job(job)
+
+    # ===================================================================== canvas and projects
+    def _install_canvas_tab(self) -> None:
+        """The Canvas tab (studio.ui.canvas_view), once torch is imported; enables the project actions."""
+        from studio.ui.canvas_view import CanvasView
+
+        view = CanvasView()
+        view.set_session(self.session, selected_image=self._selected_image_index)
+        view.status_message.connect(lambda text, ms: self.statusBar().showMessage(text, ms))
+        view.error_handler = self.show_error
+        self.canvas_view = view
+        self.replace_tab("Canvas", view)
+        for action in self.project_actions:
+            action.setEnabled(True)
+
+    def _selected_image_index(self) -> int | None:
+        rows = self.dataset_panel.grid.selectionModel().selectedIndexes()
+        return min(i.row() for i in rows) if rows else None
+
+    def _make_project_actions(self) -> None:
+        """File → Save Project (Ctrl+Alt+S), Save Project As… (Ctrl+Alt+Shift+S), Open Project… (Ctrl+Alt+O)."""
+        self.action_save_project = self._action("Save &Project", self.save_project, "Ctrl+Alt+S",
+                                                "Save the session (dataset reference, models, canvas) as one file")
+        self.action_save_project_as = self._action("Save Project A&s…", lambda: self.save_project(ask=True),
+                                                   "Ctrl+Alt+Shift+S", "Save the session under a new name")
+        self.action_open_project = self._action("Open Pro&ject…", self.open_project_dialog, "Ctrl+Alt+O",
+                                                "Open a saved session (.harmonium)")
+        self.project_actions = [self.action_open_project, self.action_save_project, self.action_save_project_as]
+        for action in self.project_actions:
+            action.setEnabled(False)  # until the Canvas tab exists (the model engine is ready)
+            self.file_menu.insertAction(self.action_open_model, action)
+        self.file_menu.insertSeparator(self.action_open_model)
+
+    def save_project(self, ask: bool = False) -> None:
+        """Save the whole session in a worker; the previous file stays intact if it fails."""
+        from studio.project import PROJECT_SUFFIX, project_from_session, save_project
+
+        if self.canvas_view is None:
+            self.statusBar().showMessage("The model engine is still starting: try again in a moment.", 5000)
+            return
+        path = self.project_path if not ask else None
+        if path is None:
+            start = Path(self.settings.value("projects/last_dir", "") or Path.home())
+            chosen, _ = QFileDialog.getSaveFileName(self, "Save the project", str(start / f"untitled{PROJECT_SUFFIX}"),
+                                                    f"Harmonium projects (*{PROJECT_SUFFIX})")
+            if not chosen:
+                return
+            path = Path(chosen)
+            if path.suffix.lower() != PROJECT_SUFFIX:
+                path = path.with_name(path.name + PROJECT_SUFFIX)
+        canvas = self.canvas_view.canvas
+        data = project_from_session(self.session, canvas.snapshot(), renderer=canvas.renderer)
+        self.settings.setValue("projects/last_dir", str(path.parent))
+        self.statusBar().showMessage(f"Saving {path.name}…")
+        run_in_background(save_project, path, data, on_result=self._project_saved,
+                          on_error=lambda exc, p=path: self.show_error(
+                              "The project could not be saved",
+                              f"{exc}\n\nNothing was overwritten: {p.name} is as it was before."))
+
+    def _project_saved(self, path: Path) -> None:
+        self.project_path = Path(path)
+        self.statusBar().showMessage(f"Saved the project to {path}", 8000)
+
+    def open_project_dialog(self) -> None:
+        from studio.project import PROJECT_SUFFIX
+
+        start = self.settings.value("projects/last_dir", "") or str(Path.home())
+        chosen, _ = QFileDialog.getOpenFileName(self, "Open a project", str(start),
+                                                f"Harmonium projects (*{PROJECT_SUFFIX});;All files (*)")
+        if chosen:
+            self.open_project(chosen)
+
+    def open_project(self, path: str | Path) -> None:
+        """Read and validate the project in a worker; only a valid one replaces the canvas,
+        adds its models and reloads its images (the current session is untouched otherwise)."""
+        path = Path(path)
+        self.settings.setValue("projects/last_dir", str(path.parent))
+        self.statusBar().showMessage(f"Opening {path.name}…")
+        run_in_background(self._read_project, path, on_result=self._project_opened,
+                          on_error=lambda exc: self.show_error(
+                              "The project could not be opened", f"{exc}\n\nNothing was changed."))
+
+    def _read_project(self, path: Path) -> tuple[Any, list[TrainingJob], list[str], list[str]]:
+        """Worker side: the validated project, a job per model, the dataset sources found and missing."""
+        from studio.project import open_project
+
+        project = open_project(path)
+        jobs = [self.session.open_model(m.path) for m in project.models]
+        found, missing = project.dataset.resolve(path.parent) if project.dataset is not None else ([], [])
+        return project, jobs, found, missing
+
+    def _project_opened(self, result: tuple[Any, list[TrainingJob], list[str], list[str]]) -> None:
+        project, jobs, found, missing = result
+        if self._closing or self.canvas_view is None:
+            return
+        self.canvas_view.replace_canvas(project.canvas)
+        for job in jobs:
+            job.path = None  # Save Model asks where: the checkpoint lives inside the project
+            self.session.add_job(job)
+            if self.training_panel is None:
+                self._pending_jobs.append(job)
+            else:
+                self._show_opened_job(job)
+        dataset = project.dataset
+        if dataset is not None:
+            pp = Preprocess.from_dict(dataset.preprocess)
+            same = self.session.images is not None and self.session.sources == found and self.session.preprocess == pp
+            if missing:
+                self.show_error("Some images of the project were not found",
+                                "Missing:\n" + "\n".join(missing[:10]) + ("\n…" if len(missing) > 10 else "")
+                                + ("\n\nThe images that were found are loaded." if found else
+                                   "\n\nThe current images are kept."))
+            if not same and (found or dataset.is_demo):
+                self.dataset_panel.set_preprocess(pp)
+                self.open_sources(found, pp)
+        self.project_path = Path(project.path) if project.path is not None else None
+        n = len(project.canvas.layers)
+        self.statusBar().showMessage(
+            f"Opened {self.project_path.name if self.project_path else 'the project'}: {n} layer{'s' * (n != 1)}, "
+            f"{len(jobs)} model{'s' * (len(jobs) != 1)} (Ctrl+Z in the Canvas brings the previous canvas back)", 10000)
 
     # ===================================================================== messages
     def show_error(self, title: str, message: str) -> None:
@@ -707,6 +881,8 @@ class MainWindow(QMainWindow):
             for box in list(self._boxes):
                 box.close()
         deadline = time.monotonic() + 1.0
+        if self.dreams is not None:
+            self.dreams.shutdown()  # its sampler thread stops within a frame
         self.controller.shutdown(timeout=1.0)
         for loader in list(self._loaders):
             loader.wait(max(0, int((deadline - time.monotonic()) * 1000)))
