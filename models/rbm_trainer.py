@@ -152,28 +152,24 @@ class RBMTrainer(Trainer):
         recon = F.mse_loss(vk, v0).item() if not self.config.persistent and self.config.k == 1 else None
         hk = m.hidden_probs(vk)  # [M, H]
         M = vk.shape[0]
-        mu, lam = self.visible_offset, self.hidden_offset
-        # Both phases in one matmul: ∂W = [v0; vk]ᵀ [h0 / B; -hk / M] (centred by μ, λ).
-        vs = torch.cat([v0, vk])
-        hs = torch.cat([h0 / B, hk / -M])
-        if self.config.centering:
-            vs -= mu
-            hs -= torch.cat([lam.expand(B, -1) / B, lam.expand(M, -1) / -M])
         db = v0.mean(0) - vk.mean(0)
         dc = h0.mean(0) - hk.mean(0)
         group_w, group_b = self.optimizer.param_groups
-        lr, mom = group_w["lr"], group_w["momentum"]
-        buf = self._buffer(m.weight).mul_(mom)
-        if group_w["weight_decay"]:
-            buf.add_(m.weight, alpha=group_w["weight_decay"])
+        lr, mom, wd = group_w["lr"], group_w["momentum"], group_w["weight_decay"]
+        buf = self._buffer(m.weight)
         if self.config.centering:
-            dW = vs.t() @ hs
+            mu, lam = self.visible_offset, self.hidden_offset
+            dW = (v0 - mu).t() @ ((h0 - lam) / B) - (vk - mu).t() @ ((hk - lam) / M)  # ∂W [V, H]
             db -= dW @ lam
             dc -= mu @ dW
-            buf.sub_(dW)
+            buf.mul_(mom).sub_(dW)
             self.hidden_offset.lerp_(h0.mean(0), self.config.center_rate)
         else:
-            buf.addmm_(vs.t(), hs, alpha=-1.0)
+            # b ← μb - v0ᵀh0/B + vkᵀhk/M: the GEMMs accumulate into the buffer, beta scales it.
+            buf.addmm_(v0.t(), h0, beta=mom, alpha=-1.0 / B)
+            buf.addmm_(vk.t(), hk, alpha=1.0 / M)
+        if wd:
+            buf.add_(m.weight, alpha=wd)
         m.weight.sub_(buf, alpha=lr)
         for p, d in ((m.visible_bias, db), (m.hidden_bias, dc)):
             b = self._buffer(p).mul_(group_b["momentum"]).sub_(d)

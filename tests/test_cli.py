@@ -111,3 +111,37 @@ def test_scan_json_through_the_real_entry_point(folder):
     report = json.loads(r.stdout)
     text = json.dumps(report)
     assert "broken.png" in text and "bar_03.png" in text
+
+
+@pytest.mark.parametrize("kind", ["vae", "hybrid"])
+def test_cli_trains_samples_and_evaluates_the_smooth_models(folder, tmp_path, capsys, kind):
+    ckpt = tmp_path / f"{kind}.safetensors"
+    extra = ["--latent", "8"] + (["--hidden", "12"] if kind == "hybrid" else [])
+    rc = main(["train", str(folder), "--model", kind, "--size", "28", "--epochs", "3", "--batch-size", "10",
+               "--seed", "1", "--out", str(ckpt), "-q", *extra])
+    assert rc == 0
+    ck = load_checkpoint(ckpt)
+    assert ck.kind == kind
+    if kind == "hybrid":  # one file holds both parts
+        names = set(load_file(ckpt))
+        assert any(n.startswith("autoencoder.") for n in names) and any(n.startswith("rbm.") for n in names)
+    out = tmp_path / f"{kind}_samples"
+    assert main(["sample", str(ckpt), "--n", "4", "--steps", "5", "--seed", "3", "--out", str(out), "-q"]) == 0
+    tiles = [np.asarray(Image.open(f)) for f in sorted(out.glob("sample_*.png"))]
+    assert len(tiles) == 4 and all(t.shape == (28, 28) for t in tiles)
+    assert len({t.tobytes() for t in tiles}) > 1  # different dreams, not one image repeated
+    capsys.readouterr()
+    assert main(["eval", str(ckpt), str(folder), "-q"]) == 0
+    text = capsys.readouterr().out
+    recon = float(re.search(r"reconstruction error \(MSE per unit\): ([\d.]+)", text).group(1))
+    assert 0 < recon < 0.3
+    if kind == "vae":
+        elbo = float(re.search(r"elbo: (-?[\d.]+)", text).group(1))
+        assert elbo < 0  # a log-likelihood bound in nats
+
+
+def test_a_plain_autoencoder_cannot_be_sampled_and_says_so(folder, tmp_path, capsys):
+    ckpt = tmp_path / "ae.safetensors"
+    assert main(["train", str(folder), "--model", "ae", "--size", "28", "--epochs", "2", "--batch-size", "10", "--seed", "1", "--out", str(ckpt), "-q"]) == 0
+    assert main(["sample", str(ckpt), "--out", str(tmp_path / "o"), "-q"]) == 2
+    assert "no sampler" in capsys.readouterr().err
