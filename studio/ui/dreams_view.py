@@ -545,9 +545,16 @@ class DreamsView(QWidget):
 
     @Slot()
     def fit(self) -> None:
+        """Fit the grid to the view; it stays fitted as the view resizes until the user zooms."""
+        self._auto_fit = True
         if self.image.image is not None:
             self.viewbox.autoRange(padding=0.01)
             self._sync_zoom_slider()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        if getattr(self, "_auto_fit", True):
+            QTimer.singleShot(0, self.fit)  # after the layout has settled
 
     @Slot()
     def clear_mask(self) -> None:
@@ -826,6 +833,7 @@ class DreamsView(QWidget):
             self._pinned = min(serial, last)
 
     def _on_zoom(self, z: int) -> None:
+        self._auto_fit = False  # the user chose a zoom: keep it
         if self.image.image is None:
             return
         vb = self.viewbox
