@@ -346,8 +346,9 @@ class HybridTrainer(Trainer):
         self.ae_trainer.prepare()
 
     # ------------------------------------------------------------------------------ loop
-    def run(self) -> Iterator[TrainEvent]:
-        """Phase 1 then phase 2, yielding events; close to stop, call again to resume."""
+    def _run(self) -> Iterator[TrainEvent]:
+        """Phase 1 then phase 2, yielding events (the base `run()` wraps it: close to stop,
+        call again to resume)."""
         if not self._prepared and self.step == 0:
             self.prepare()
         self._prepared = True
