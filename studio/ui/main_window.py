@@ -112,6 +112,8 @@ class MainWindow(QMainWindow):
         self._close_ok = False
         self._boxes: list[QMessageBox] = []
         self.canvas_view = None  # the Canvas tab, built when the engine is ready (_install_canvas_tab)
+        self.latent_view = None  # the Latent tab, built when the engine is ready (_install_latent_tab)
+        self._latent_shown: tuple[int, int] | None = None  # (job id, step) the Latent tab explores
         self.project_path: Path | None = None  # where the project was last saved or opened from
         self.setWindowTitle("Harmonium Studio")
         self.setWindowIcon(app_icon())
@@ -295,6 +297,7 @@ class MainWindow(QMainWindow):
                                      "thread(s), leaving a core for the window")
         self._install_dreams_tab(DreamsView())
         self._install_canvas_tab()
+        self._install_latent_tab()
         self.dreams.snapshotToCanvas.connect(self._dream_to_canvas)
         for page in panel.pages.values():
             page.job_changed.connect(lambda job, p=page: self._page_job_changed(p, job))
@@ -493,6 +496,7 @@ class MainWindow(QMainWindow):
     def _page_job_changed(self, page, job) -> None:
         if self.training_panel is not None and page is self.training_panel.current_page:
             self._dream_with(job)
+            self._explore_with(job)
         self._refresh_actions()
 
     # ===================================================================== dreams
@@ -534,6 +538,7 @@ class MainWindow(QMainWindow):
     def _job_state_for_dreams(self, job_id: int, state: str) -> None:
         if job_id == self._current_job_id() and state in ("stopped", "done"):
             self._dream_with(self.current_job())
+            self._explore_with(self.current_job())
 
     def _frame_ready(self, update) -> None:
         if self.dreams is None or update.job_id != self._current_job_id() or update.frame is None:
@@ -652,6 +657,42 @@ class MainWindow(QMainWindow):
         self.replace_tab("Canvas", view)
         for action in self.project_actions:
             action.setEnabled(True)
+
+    def _install_latent_tab(self) -> None:
+        """The Latent tab (studio.ui.latent_view): sliders over the latent space of the current
+        VAE / hybrid / autoencoder job once it stops; its frames go to the Canvas."""
+        from studio.ui.latent_view import LatentView
+
+        view = LatentView()
+        view.statusMessage.connect(lambda text: self.statusBar().showMessage(text, 5000))
+        view.frameToCanvas.connect(self._latent_to_canvas)
+        self.latent_view = view
+        self.replace_tab("Latent", view)
+
+    def _explore_with(self, job: TrainingJob | None) -> None:
+        """Give the Latent tab `job`'s model (a private copy, taken under the job's lock in the
+        tab's worker) when the job is not training, with the set's images for the slider order."""
+        view = self.latent_view
+        if view is None or job is None or job.model is None or self._closing:
+            return
+        if job.kind not in ("vae", "hybrid", "ae") or job.state in (JobState.RUNNING, JobState.PAUSED):
+            return
+        key = (job.id, int(getattr(job, "step", 0) or 0))
+        if key == self._latent_shown:
+            return
+        self._latent_shown = key
+        images = self.session.images.images if self.session.images is not None else None
+        if images is not None and tuple(images.shape[1:]) != tuple(getattr(job.model, "image_shape", ())):
+            images = None  # another preprocessing than the model's: explore without the set
+        meta = {"kind": job.kind, "title": f"{job.title} · run #{job.id}", "job_id": job.id}
+        if job.path is not None:
+            meta["path"] = str(job.path)
+        view.set_model(job.model, images, meta, lock=job.step_lock)
+
+    def _latent_to_canvas(self, rgba, provenance: dict) -> None:
+        if getattr(self, "canvas_view", None) is not None:
+            self.canvas_view.add_snapshot_layer(rgba, provenance)
+            self.statusBar().showMessage("Latent frame added to the canvas", 4000)
 
     def _selected_image_index(self) -> int | None:
         rows = self.dataset_panel.grid.selectionModel().selectedIndexes()
@@ -883,6 +924,8 @@ class MainWindow(QMainWindow):
         deadline = time.monotonic() + 1.0
         if self.dreams is not None:
             self.dreams.shutdown()  # its sampler thread stops within a frame
+        if self.latent_view is not None:
+            self.latent_view.shutdown()  # its decode thread stops after the frame it is on
         self.controller.shutdown(timeout=1.0)
         for loader in list(self._loaders):
             loader.wait(max(0, int((deadline - time.monotonic()) * 1000)))
