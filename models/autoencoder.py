@@ -156,19 +156,11 @@ class AEConfig:
         return (self.channels, self.image_size, self.image_size)
 
 
-class ConvAutoencoder(nn.Module):
-    """Deterministic convolutional autoencoder: `encode` [B, C, S, S] -> [B, L], `decode`
-    [B, L] -> [B, C, S, S] in [0, 1]."""
+class ConvImageModel(nn.Module):
+    """What the convolutional image models share (the autoencoder and the VAE): their device,
+    code size, image shape, and pixels in. Subclasses have `config`, `encoder` and `name`."""
 
-    kind = "ae"
-
-    def __init__(self, config: AEConfig):
-        super().__init__()
-        self.config = config
-        c = config
-        self.encoder = ConvEncoder(c.image_size, c.channels, c.width, c.latent)
-        self.decoder = ConvDecoder(c.image_size, c.channels, c.width, c.latent)
-        self.code_norm = CodeNorm(c.latent) if c.sigmoid_codes else None
+    name = "a model"
 
     @property
     def device(self) -> torch.device:
@@ -186,8 +178,25 @@ class ConvAutoencoder(nn.Module):
         """uint8 [B, C, H, W] (or float in [0, 1]) -> float [B, C, H, W] on this device."""
         x = images_to_input(images, self.device)
         if tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(f"images of shape {list(x.shape[1:])} given to an autoencoder for {list(self.image_shape)}")
+            raise ValueError(f"images of shape {list(x.shape[1:])} given to {self.name} for {list(self.image_shape)}")
         return x
+
+
+class ConvAutoencoder(ConvImageModel):
+    """Deterministic convolutional autoencoder: `encode` [B, C, S, S] -> [B, L], `decode`
+    [B, L] -> [B, C, S, S] in [0, 1]."""
+
+    kind = "ae"
+    name = "an autoencoder"
+
+    def __init__(self, config: AEConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.encoder = ConvEncoder(c.image_size, c.channels, c.width, c.latent)
+        self.decoder = ConvDecoder(c.image_size, c.channels, c.width, c.latent)
+        self.code_norm = CodeNorm(c.latent) if c.sigmoid_codes else None
+
 
     def code_logits(self, x: Tensor) -> Tensor:
         """The encoder's output before any squashing: [B, C, H, W] -> [B, L] (batch-normalised

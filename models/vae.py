@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .autoencoder import ConvDecoder, ConvEncoder, ReconstructionTrainer, check_image_geometry, eval_forward, images_to_input
+from .autoencoder import ConvDecoder, ConvEncoder, ConvImageModel, ReconstructionTrainer, check_image_geometry, eval_forward, images_to_input
 from .device import make_generator
 from .training import TrainConfig
 
@@ -95,10 +95,11 @@ def lerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
     return (1 - t) * a + t * b
 
 
-class ConvVAE(nn.Module):
+class ConvVAE(ConvImageModel):
     """Convolutional VAE: `encode` -> (μ, log σ²), `reparameterize`, `decode` -> mean image."""
 
     kind = "vae"
+    name = "a VAE"
 
     def __init__(self, config: VAEConfig):
         super().__init__()
@@ -107,24 +108,6 @@ class ConvVAE(nn.Module):
         self.encoder = ConvEncoder(c.image_size, c.channels, c.width, 2 * c.latent)
         self.decoder = ConvDecoder(c.image_size, c.channels, c.width, c.latent)
 
-    @property
-    def device(self) -> torch.device:
-        return self.encoder.fc.weight.device
-
-    @property
-    def latent(self) -> int:
-        return self.config.latent
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return self.config.image_shape
-
-    def images_to_input(self, images: Tensor) -> Tensor:
-        """uint8 [B, C, H, W] (or float in [0, 1]) -> float [B, C, H, W] on this device."""
-        x = images_to_input(images, self.device)
-        if tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(f"images of shape {list(x.shape[1:])} given to a VAE for {list(self.image_shape)}")
-        return x
 
     # ---------------------------------------------------------------------- the model
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
