@@ -129,6 +129,76 @@ def test_the_runner_keeps_only_the_newest_request():
     assert runner.stop()
 
 
+# ------------------------------------------------------------------------ interpolation
+def make_strip(qtbot, view, a=2, b=7, steps=5, method="linear"):
+    view.spin_a.setValue(a)
+    view.spin_b.setValue(b)
+    view.steps_spin.setValue(steps)
+    view.method_combo.setCurrentIndex(view.method_combo.findData(method))
+    assert view.make_strip_button.isEnabled() and not view.export_png_button.isEnabled()
+    view.make_strip_button.click()
+    qtbot.waitUntil(lambda: view.strip_frames is not None, timeout=10_000)
+    return view.strip_frames
+
+
+@pytest.mark.parametrize("method", ["linear", "slerp"])
+def test_a_strip_runs_from_the_reconstruction_of_a_to_that_of_b_and_plays(qtbot, view, method):
+    ex = view.explorer
+    assert view.spin_a.maximum() == len(ex.means) - 1
+    frames = make_strip(qtbot, view, 2, 7, 5, method)
+    assert frames.shape == (5, SIZE, SIZE, 1) and frames.dtype == np.uint8
+    for frame, i in ((frames[0], 2), (frames[-1], 7)):
+        assert np.abs(frame.astype(int) - ex.decode(ex.means[i]).astype(int)).max() <= 1
+    assert np.array_equal(frames, ex.interpolate(2, 7, 5, method))
+    assert view.strip_provenance["method"] == method and view.strip_provenance["from_index"] == 2
+    assert view.strip_image().shape == (SIZE, 5 * SIZE, 1)
+    assert not view.strip_label.pixmap().isNull()
+    assert view.playing and view.export_png_button.isEnabled()
+    shown = []
+    qtbot.waitUntil(lambda: shown.append(view.image.image.copy()) or
+                    len({im.tobytes() for im in shown}) >= 3, timeout=5000)  # the preview animates
+    # a slider takes the preview back
+    view.sliders[ex.order[0]].setValue(0.7)
+    qtbot.waitUntil(lambda: not view.playing, timeout=5000)
+
+
+def test_use_selected_takes_the_dataset_selection(view):
+    assert not view.use_selected_button.isEnabled()
+    view.selected_indices = lambda: [9, 4, 12]
+    view._update_controls()
+    view.use_selected_button.click()
+    assert (view.spin_a.value(), view.spin_b.value()) == (4, 9)
+
+
+def test_the_strip_exports_as_png_and_as_gif_and_apng(qtbot, view, tmp_path):
+    from PIL import Image, ImageSequence
+
+    from studio.export import read_provenance
+
+    frames = make_strip(qtbot, view, 0, 5, 6)
+    png = view.export_strip_png(tmp_path / "strip.png")
+    with Image.open(png) as im:
+        assert np.array_equal(np.asarray(im), view.strip_image()[..., 0])
+    prov = read_provenance(png)
+    assert prov["source"] == "interpolation" and prov["title"] == "tiny VAE" and prov["steps"] == 6
+    for name in ("walk.gif", "walk.png"):
+        path = view.export_animation(tmp_path / name)
+        with Image.open(path) as im:
+            got = [np.asarray(f.convert("L")) for f in ImageSequence.Iterator(im)]
+        assert len(got) == len(frames)
+        for g, f in zip(got, frames):
+            assert np.abs(g.astype(int) - f[..., 0].astype(int)).max() <= (0 if name.endswith(".png") else 2)
+
+
+def test_the_strip_goes_to_the_canvas_as_one_layer(qtbot, view):
+    make_strip(qtbot, view, 1, 3, 4)
+    with qtbot.waitSignal(view.layerToCanvas, timeout=2000) as sig:
+        view.strip_canvas_button.click()
+    layer = sig.args[0]
+    assert np.array_equal(np.asarray(layer.source), view.strip_image())
+    assert layer.provenance["source"] == "interpolation" and layer.provenance["frames"] == 4
+
+
 # ------------------------------------------------------------------- main window wiring
 from test_ui import image_folder, ready, settings, start_tiny, window  # noqa: E402,F401  (fixtures)
 
@@ -147,3 +217,27 @@ def test_the_latent_tab_explores_a_stopped_vae_job_and_sends_frames_to_the_canva
     view.send_to_canvas()
     assert len(ready.canvas_view.canvas.layers) == n_layers + 1
     assert ready.canvas_view.canvas.layers[-1].provenance["kind"] == "vae"
+    # an interpolation between the two images selected in the dataset panel, to the canvas
+    grid = ready.dataset_panel.grid
+    for row in (3, 11):
+        grid.selectionModel().select(grid.model().index(row, 0), grid.selectionModel().SelectionFlag.Select)
+    view.use_selected_button.click()
+    assert (view.spin_a.value(), view.spin_b.value()) == (3, 11)
+    view.make_strip_button.click()
+    qtbot.waitUntil(lambda: view.strip_frames is not None, timeout=10_000)
+    view.strip_canvas_button.click()
+    assert len(ready.canvas_view.canvas.layers) == n_layers + 2
+    added = ready.canvas_view.canvas.layers[-1]
+    assert np.array_equal(np.asarray(added.source), view.strip_image())
+    assert added.provenance["from_index"] == 3 and added.provenance["to_index"] == 11
+    # the dataset panel's latent actions work on the tab's explorer; denoise -> dialog -> canvas
+    panel = ready.dataset_panel
+    assert panel.explorer is ex and panel.sort_outliers_action.isEnabled()
+    panel.select_set_indices([5])
+    panel.denoise_action.trigger()
+    qtbot.waitUntil(lambda: ready.denoise_dialog is not None, timeout=10_000)
+    assert np.array_equal(ready.denoise_dialog.denoised, ex.denoise(ex.images[5]))
+    ready.denoise_dialog.canvas_button.click()
+    assert len(ready.canvas_view.canvas.layers) == n_layers + 3
+    assert ready.canvas_view.canvas.layers[-1].provenance["image_index"] == 5
+    ready.denoise_dialog.close()

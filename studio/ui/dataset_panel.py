@@ -5,6 +5,15 @@ It shows the session's :class:`~studio.dataset.ImageSet` and sends intent back a
 ``cancel_requested()``); the main window does the loading in a worker.
 Thumbnails come from a list model that makes each picture only when the view asks for it, so a
 set of 10,000 images costs nothing until scrolled through.
+
+Latent actions (the thumbnails' context menu, enabled once the Latent tab has an explorer over
+this set: :meth:`DatasetPanel.set_explorer`): "Find similar" lists the k nearest images in
+latent space (the image itself first) in the "Similar" tab and selects them; "Sort by
+outlierness" reorders the thumbnails, most unusual first ("Original order" goes back); "Denoise
+through the autoencoder" emits :attr:`DatasetPanel.denoised` (the main window shows it with a
+"To canvas" button). Each runs on the explorer in a worker (the explorer serialises its calls).
+With the view reordered a row is not a set index: :meth:`DatasetPanel.selected_set_indices`
+maps the selection back.
 """
 from __future__ import annotations
 
@@ -12,8 +21,16 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QSize, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QImage, QPixmap
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QItemSelection,
+    QItemSelectionModel,
+    QModelIndex,
+    QSize,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QAction, QBrush, QColor, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -25,6 +42,9 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QListView,
+    QListWidget,
+    QListWidgetItem,
+    QMenu,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -41,6 +61,7 @@ from superqt.utils import qdebounced
 from studio.dataset import BINARIZE, CROPS, MAX_TARGET, MIN_TARGET, ImageSet, Preprocess
 
 THUMB = 56
+SIMILAR_K = 12
 
 
 def local_paths(mime) -> list[str]:
@@ -73,14 +94,36 @@ class ThumbnailModel(QAbstractListModel):
     def __init__(self, parent=None, cache_size: int = 3000) -> None:
         super().__init__(parent)
         self.images: ImageSet | None = None
-        self._cache: OrderedDict[int, QPixmap] = OrderedDict()
+        self.order: list[int] | None = None  # row -> set index (None: the set's own order)
+        self._cache: OrderedDict[int, QPixmap] = OrderedDict()  # keyed by set index
         self._cache_size = cache_size
 
     def set_images(self, images: ImageSet | None) -> None:
         self.beginResetModel()
         self.images = images
+        self.order = None
         self._cache.clear()
         self.endResetModel()
+
+    def set_order(self, order: list[int] | None) -> None:
+        """Show the images in ``order`` (set indices, a permutation); None: the set's order."""
+        if order is not None and self.images is not None and sorted(order) != list(range(len(self.images))):
+            raise ValueError("an order must list every image of the set once")
+        self.beginResetModel()
+        self.order = None if order is None else [int(i) for i in order]
+        self.endResetModel()
+
+    def set_index(self, row: int) -> int:
+        """The set index shown at ``row``."""
+        return row if self.order is None else self.order[row]
+
+    def row_of(self, index: int) -> int:
+        """The row showing set image ``index``."""
+        return index if self.order is None else self.order.index(index)
+
+    def pixmap(self, index: int) -> QPixmap:
+        """Set image ``index``'s thumbnail."""
+        return self._pixmap(index)
 
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, N802 - Qt API
         return 0 if parent.isValid() or self.images is None else len(self.images)
@@ -102,7 +145,7 @@ class ThumbnailModel(QAbstractListModel):
     def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
         if not index.isValid() or self.images is None:
             return None
-        row = index.row()
+        row = self.set_index(index.row())
         if role == Qt.ItemDataRole.DecorationRole:
             return self._pixmap(row)
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -248,10 +291,17 @@ class DatasetPanel(QWidget):
     open_folder_requested = Signal()
     preprocess_changed = Signal(object)
     cancel_requested = Signal()
+    #: A denoised image: (set index, original uint8 [H, W, C], denoised uint8 [H, W, C]).
+    denoised = Signal(int, object, object)
+    #: A short message for the status bar.
+    status_message = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setAcceptDrops(True)
+        self.explorer = None  # a studio.latent.LatentExplorer over this set (set_explorer)
+        self.similar: list[tuple[int, float]] = []  # the last "Find similar": (set index, distance)
+        self.latent_busy = 0
         style = self.style()
 
         self.drop_zone = DropZone()
@@ -300,7 +350,31 @@ class DatasetPanel(QWidget):
         self.grid.setLayoutMode(QListView.LayoutMode.Batched)
         self.grid.setBatchSize(200)
         self.grid.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.grid.setToolTip("The images as the models see them")
+        self.grid.setToolTip("The images as the models see them (right-click: latent actions)")
+        self.grid.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.grid.customContextMenuRequested.connect(self._context_menu)
+        self.find_similar_action = QAction("Find similar", self)
+        self.find_similar_action.setToolTip("The nearest images in the latent space, nearest first")
+        self.find_similar_action.triggered.connect(lambda: self.find_similar())
+        self.sort_outliers_action = QAction("Sort by outlierness", self)
+        self.sort_outliers_action.setToolTip("The images the model reconstructs worst first")
+        self.sort_outliers_action.triggered.connect(lambda: self.sort_by_outlierness())
+        self.original_order_action = QAction("Original order", self)
+        self.original_order_action.triggered.connect(self.original_order)
+        self.denoise_action = QAction("Denoise through the autoencoder", self)
+        self.denoise_action.triggered.connect(lambda: self.denoise())
+        self.latent_actions = (self.find_similar_action, self.sort_outliers_action, self.original_order_action,
+                               self.denoise_action)
+
+        self.grid.selectionModel().selectionChanged.connect(lambda *_: self._update_latent_actions())
+
+        self.similar_list = QListWidget()
+        self.similar_list.setViewMode(QListView.ViewMode.IconMode)
+        self.similar_list.setIconSize(QSize(THUMB, THUMB))
+        self.similar_list.setMovement(QListView.Movement.Static)
+        self.similar_list.setResizeMode(QListView.ResizeMode.Adjust)
+        self.similar_list.setToolTip("Find similar: the nearest images in latent space, nearest first")
+        self.similar_list.itemActivated.connect(self._similar_activated)
 
         self.rejected = QTreeWidget()
         self.rejected.setColumnCount(2)
@@ -315,6 +389,8 @@ class DatasetPanel(QWidget):
         self.views.setDocumentMode(True)
         self.views.addTab(self.grid, "Images")
         self.views.addTab(self.rejected, "Rejected")
+        self.views.addTab(self.similar_list, "Similar")
+        self._update_latent_actions()
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
@@ -359,6 +435,7 @@ class DatasetPanel(QWidget):
     def show_images(self, images: ImageSet, source_label: str = "") -> None:
         self.hide_loading()
         self.thumbnails.set_images(images)
+        self.set_explorer(None)  # another set: the explorer's codes no longer match
         n, n_rej, n_ign = len(images), len(images.rejected), len(images.ignored)
         where = f" from {source_label}" if source_label else ""
         text = f"<b>{n}</b> image{'s' if n != 1 else ''}{where} · {images.preprocess.describe()}"
@@ -394,6 +471,171 @@ class DatasetPanel(QWidget):
     def show_error(self, message: str) -> None:
         self.hide_loading()
         self.summary.setText(f"<span style='color:#e57373'>{message}</span>")
+
+    # ----------------------------------------------------------------- latent actions
+    def set_explorer(self, explorer) -> None:
+        """The Latent tab's explorer (None: none). The actions are enabled when it encoded
+        exactly this set (denoising needs only the images' shape)."""
+        self.explorer = explorer
+        self.similar = []
+        self.similar_list.clear()
+        if self.thumbnails.order is not None:
+            self.thumbnails.set_order(None)
+        self._update_latent_actions()
+
+    def _explorer_matches_set(self) -> bool:
+        ex, images = self.explorer, self.thumbnails.images
+        return (ex is not None and images is not None and ex.means is not None and len(ex.means) == len(images)
+                and tuple(ex.image_shape) == tuple(images.shape))
+
+    def _update_latent_actions(self) -> None:
+        ex, images = self.explorer, self.thumbnails.images
+        matches = self._explorer_matches_set()
+        has_selection = bool(self.selected_set_indices())
+        self.find_similar_action.setEnabled(matches and has_selection)
+        self.sort_outliers_action.setEnabled(matches)
+        self.original_order_action.setEnabled(self.thumbnails.order is not None)
+        self.denoise_action.setEnabled(ex is not None and images is not None and has_selection
+                                       and tuple(ex.image_shape) == tuple(images.shape))
+        why = "" if ex is not None else " (needs a VAE or an autoencoder in the Latent tab)"
+        for action in self.latent_actions:
+            action.setStatusTip(action.toolTip() + why)
+
+    def context_menu(self) -> QMenu:
+        """The thumbnails' context menu (its actions enabled for the current state)."""
+        self._update_latent_actions()
+        menu = QMenu(self)
+        menu.addAction(self.find_similar_action)
+        menu.addAction(self.sort_outliers_action)
+        menu.addAction(self.original_order_action)
+        menu.addSeparator()
+        menu.addAction(self.denoise_action)
+        return menu
+
+    def _context_menu(self, pos) -> None:
+        menu = self.context_menu()
+        menu.exec(self.grid.viewport().mapToGlobal(pos))
+        menu.deleteLater()
+
+    def selected_set_indices(self) -> list[int]:
+        """The selected images' set indices, ascending (whatever order the view shows)."""
+        model = self.grid.selectionModel()
+        if model is None or self.thumbnails.images is None:
+            return []
+        return sorted({self.thumbnails.set_index(i.row()) for i in model.selectedIndexes()})
+
+    def select_set_indices(self, indices: list[int]) -> None:
+        """Select these set images and scroll to the first."""
+        if self.thumbnails.images is None:
+            return
+        sel = QItemSelection()
+        for i in indices:
+            idx = self.thumbnails.index(self.thumbnails.row_of(int(i)), 0)
+            sel.select(idx, idx)
+        flags = QItemSelectionModel.SelectionFlag.ClearAndSelect
+        self.grid.selectionModel().select(sel, flags)
+        if indices:
+            first = self.thumbnails.index(self.thumbnails.row_of(int(indices[0])), 0)
+            self.grid.selectionModel().setCurrentIndex(first, QItemSelectionModel.SelectionFlag.NoUpdate)
+            self.grid.scrollTo(first)
+
+    def _run(self, fn, on_result, what: str) -> None:
+        from studio.ui.workers import run_in_background
+
+        ex = self.explorer
+
+        def done(result):
+            self.latent_busy -= 1
+            if ex is self.explorer:  # a result for another explorer (or set) is dropped
+                on_result(result)
+
+        def failed(exc):
+            self.latent_busy -= 1
+            self.status_message.emit(f"{what} failed: {exc}")
+
+        self.latent_busy += 1
+        self.status_message.emit(f"{what}…")
+        run_in_background(fn, on_result=done, on_error=failed)
+
+    def find_similar(self, index: int | None = None, k: int = SIMILAR_K) -> None:
+        """The ``k`` nearest images to set image ``index`` (default: the first selected) in the
+        worker; they fill the "Similar" tab, nearest (the image itself) first, and are selected."""
+        ex = self.explorer
+        if not self._explorer_matches_set():
+            return
+        if index is None:
+            rows = self.selected_set_indices()
+            if not rows:
+                return
+            index = rows[0]
+        index = int(index)
+        self._run(lambda: ex.nearest(index, k=k), self._show_similar, "Finding similar images")
+
+    def _show_similar(self, result: list[tuple[int, float]]) -> None:
+        self.similar = [(int(i), float(d)) for i, d in result]
+        self.similar_list.clear()
+        for i, d in self.similar:
+            item = QListWidgetItem(QIcon(self.thumbnails.pixmap(i)), f"{i}")
+            item.setToolTip(f"image {i}: latent distance {d:.3g}")
+            item.setData(Qt.ItemDataRole.UserRole, i)
+            self.similar_list.addItem(item)
+        self.views.setTabText(2, f"Similar ({len(self.similar)})")
+        self.select_set_indices([i for i, _ in self.similar])
+        if self.similar:
+            self.status_message.emit(f"{len(self.similar)} images nearest to image {self.similar[0][0]}")
+
+    def _similar_activated(self, item: QListWidgetItem) -> None:
+        i = item.data(Qt.ItemDataRole.UserRole)
+        if i is not None:
+            self.views.setCurrentWidget(self.grid)
+            self.select_set_indices([int(i)])
+
+    def sort_by_outlierness(self) -> None:
+        """Reorder the thumbnails, most unusual first (``LatentExplorer.outlier_order``), in the worker."""
+        ex = self.explorer
+        if not self._explorer_matches_set():
+            return
+        self._run(lambda: ex.outlier_order(), self._apply_outlier_order, "Sorting by outlierness")
+
+    def _apply_outlier_order(self, order: list[int]) -> None:
+        keep = self.selected_set_indices()
+        self.thumbnails.set_order(order)
+        if keep:
+            self.select_set_indices(keep)
+        self.views.setCurrentWidget(self.grid)
+        self.grid.scrollToTop()
+        self._update_latent_actions()
+        self.status_message.emit("Most unusual images first (Original order goes back)")
+
+    def original_order(self) -> None:
+        keep = self.selected_set_indices()
+        self.thumbnails.set_order(None)
+        if keep:
+            self.select_set_indices(keep)
+        self._update_latent_actions()
+
+    def denoise(self, index: int | None = None) -> None:
+        """Set image ``index`` (default: the first selected) through the autoencoder, in the
+        worker; the result comes out of :attr:`denoised`."""
+        ex, images = self.explorer, self.thumbnails.images
+        if ex is None or images is None or tuple(ex.image_shape) != tuple(images.shape):
+            return
+        if index is None:
+            rows = self.selected_set_indices()
+            if not rows:
+                return
+            index = rows[0]
+        index = int(index)
+        original = np.ascontiguousarray(images.images[index])
+
+        def work():
+            return ex.denoise(original)
+
+        def show(out):
+            self.denoised.emit(index, np.ascontiguousarray(original.transpose(1, 2, 0)), out)
+            self.status_message.emit(f"Image {index} denoised")
+
+        self._run(work, show, "Denoising")
 
     # ----------------------------------------------------------------- for tests and scripts
     def thumbnail_count(self) -> int:

@@ -12,17 +12,31 @@ hybrid: code variance), each labelled with its dimension and score. Dream mode w
 latent space smoothly (``LatentExplorer.walk``) at the chosen speed; the sliders follow it.
 Moving a slider stops the dream. "To canvas" hands the frame shown to the Canvas tab through
 :attr:`LatentView.frameToCanvas` (the same shape as the Dreams tab's snapshots).
+
+Interpolate: two set images A and B (spin boxes over the set's indices, or "Use selected":
+the first two indices of :attr:`LatentView.selected_indices`, a callable the main window sets
+to the dataset panel's selection), a method (linear / spherical) and a number of steps; "Make
+strip" decodes the walk in the worker (``LatentExplorer.interpolate``), shows the frames side by
+side and plays them in the preview (a QTimer) until a slider, randomise, reset or a dream takes
+the preview back. The strip exports as a PNG (the mosaic) or an animation (GIF / APNG by the
+suffix), both with provenance (``studio.export``), and goes to the canvas as one layer
+(``studio.layer_sources.interpolation_strip``) through :attr:`LatentView.layerToCanvas`.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pyqtgraph as pg
 import torch
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
     QApplication,
+    QComboBox,
+    QDialog,
+    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -30,6 +44,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSizePolicy,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -39,6 +54,8 @@ from studio.latent import LatentExplorer, LatentRunner
 
 MUTED = "#8a9099"
 MAX_SLIDERS = 16
+METHODS = (("linear", "linear"), ("spherical", "slerp"))  # (shown, LatentExplorer's name)
+PLAY_FPS = 8.0
 
 
 def _rgba(pixels: np.ndarray) -> np.ndarray:
@@ -55,9 +72,14 @@ class LatentView(QWidget):
 
     #: A frame for the canvas: (uint8 RGBA [H, W, 4], provenance dict).
     frameToCanvas = Signal(object, dict)
+    #: An interpolation strip for the canvas: a :class:`studio.canvas.Layer`.
+    layerToCanvas = Signal(object)
+    #: The explorer changed (a new model is ready, or the tab was cleared): read :attr:`explorer`.
+    explorerChanged = Signal()
     #: A short message for the status bar.
     statusMessage = Signal(str)
     _ready = Signal(object, object)  # (explorer, first frame), from the worker
+    _strip = Signal(object)  # (generation, frames, provenance), from the worker
     _frame = Signal(object)  # (pixels, z, sync), from the worker
     _failed = Signal(str)
 
@@ -75,8 +97,17 @@ class LatentView(QWidget):
         self._generation = 0  # bumps with every set_model: late results of an old model are dropped
         self._seed = 0
         self._speed_value = 1.0  # read by the worker when a dream starts
+        #: () -> the dataset panel's selected set indices (the main window sets it).
+        self.selected_indices: Callable[[], Sequence[int]] | None = None
+        self.strip_frames: np.ndarray | None = None  # the last interpolation, uint8 [n, H, W, C]
+        self.strip_provenance: dict[str, Any] = {}
+        self._play_index = 0
+        self.play_timer = QTimer(self)
+        self.play_timer.setInterval(int(round(1000 / PLAY_FPS)))
+        self.play_timer.timeout.connect(self._play_step)
         self.runner = LatentRunner(self._frame.emit, lambda exc: self._failed.emit(str(exc)), fps=fps)
         self._ready.connect(self._on_ready)
+        self._strip.connect(self._on_strip)
         self._frame.connect(self._on_frame)
         self._failed.connect(self._on_failed)
         self._build()
@@ -137,6 +168,8 @@ class LatentView(QWidget):
         dream_form.addRow(self.dream_button)
         dream_form.addRow("Speed", self.speed)
 
+        self.interp_box = self._build_interpolation()
+
         self.slider_box = QWidget()
         self.slider_form = QFormLayout(self.slider_box)
         scroll = QScrollArea()
@@ -146,6 +179,7 @@ class LatentView(QWidget):
         right = QVBoxLayout()
         right.addLayout(buttons)
         right.addWidget(dream_box)
+        right.addWidget(self.interp_box)
         right.addWidget(QLabel("Latent dimensions (most used first)"))
         right.addWidget(scroll, 1)
         right_widget = QWidget()
@@ -155,6 +189,60 @@ class LatentView(QWidget):
         root = QHBoxLayout(self)
         root.addLayout(left, 1)
         root.addWidget(right_widget)
+
+    def _build_interpolation(self) -> QGroupBox:
+        box = QGroupBox("Interpolate")
+        form = QFormLayout(box)
+        self.spin_a, self.spin_b = QSpinBox(), QSpinBox()
+        for spin, which in ((self.spin_a, "A"), (self.spin_b, "B")):
+            spin.setRange(0, 0)
+            spin.setToolTip(f"Image {which}: its index in the set (the thumbnails' order)")
+        self.use_selected_button = QPushButton("Use selected")
+        self.use_selected_button.setToolTip("A and B from the images selected in the dataset panel")
+        self.use_selected_button.clicked.connect(self.use_selected)
+        ab = QHBoxLayout()
+        ab.addWidget(QLabel("A"))
+        ab.addWidget(self.spin_a, 1)
+        ab.addWidget(QLabel("B"))
+        ab.addWidget(self.spin_b, 1)
+        ab.addWidget(self.use_selected_button)
+        form.addRow(ab)
+        self.method_combo = QComboBox()
+        for shown, name in METHODS:
+            self.method_combo.addItem(shown, name)
+        self.method_combo.setToolTip("linear: a straight line between the two codes; spherical: "
+                                     "a great-circle walk (keeps the codes' norm)")
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setRange(2, 64)
+        self.steps_spin.setValue(8)
+        self.steps_spin.setToolTip("Frames in the strip, both ends included")
+        row = QHBoxLayout()
+        row.addWidget(self.method_combo, 1)
+        row.addWidget(QLabel("Steps"))
+        row.addWidget(self.steps_spin)
+        form.addRow("Method", row)
+        self.make_strip_button = QPushButton("Make strip")
+        self.make_strip_button.setToolTip("Decode the walk from A to B and play it in the preview")
+        self.make_strip_button.clicked.connect(lambda: self.make_strip())
+        self.strip_label = QLabel()
+        self.strip_label.setMinimumHeight(40)
+        self.strip_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.strip_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.export_png_button = QPushButton("Export strip PNG…")
+        self.export_png_button.clicked.connect(lambda: self.export_strip_png())
+        self.export_anim_button = QPushButton("Export animation…")
+        self.export_anim_button.setToolTip("An animated GIF or APNG (by the file's suffix)")
+        self.export_anim_button.clicked.connect(lambda: self.export_animation())
+        self.strip_canvas_button = QPushButton("Strip to canvas")
+        self.strip_canvas_button.setToolTip("Add the strip to the canvas as one layer")
+        self.strip_canvas_button.clicked.connect(self.strip_to_canvas)
+        form.addRow(self.make_strip_button)
+        form.addRow(self.strip_label)
+        out = QHBoxLayout()
+        for b in (self.export_png_button, self.export_anim_button, self.strip_canvas_button):
+            out.addWidget(b)
+        form.addRow(out)
+        return box
 
     # ============================================================================= public
     def set_model(self, model: Any, images: Any = None, meta: Mapping[str, Any] | None = None, *, lock: Any = None) -> None:
@@ -178,12 +266,17 @@ class LatentView(QWidget):
         self.set_dreaming(False)
         self._generation += 1
         self.explorer = None
+        self.explorerChanged.emit()
         self._rebuild_sliders()
         self.image.clear()
         self.shown = self.shown_z = self.z = None
+        self.stop_playing()
+        self.strip_frames = None
+        self.strip_label.clear()
         self._update_controls()
 
     def shutdown(self) -> None:
+        self.play_timer.stop()
         self.runner.stop()
 
     def randomise(self, seed: int | None = None) -> None:
@@ -241,6 +334,144 @@ class LatentView(QWidget):
         self.frameToCanvas.emit(_rgba(self.shown), prov)
         self._message("Frame sent to the canvas")
 
+    # ====================================================================== interpolation
+    def set_count(self) -> int:
+        """How many set images the explorer encoded (0: none)."""
+        ex = self.explorer
+        return 0 if ex is None or ex.means is None else int(len(ex.means))
+
+    def use_selected(self) -> None:
+        """A and B from the dataset panel's selection (the first two selected; one: A only)."""
+        if self.selected_indices is None:
+            return
+        try:
+            rows = sorted(int(i) for i in self.selected_indices())
+        except Exception:  # noqa: BLE001 - no selection to offer
+            rows = []
+        n = self.set_count()
+        rows = [r for r in rows if 0 <= r < n]
+        if not rows:
+            self._message("Select one or two images in the dataset panel first")
+            return
+        self.spin_a.setValue(rows[0])
+        if len(rows) > 1:
+            self.spin_b.setValue(rows[1])
+
+    def make_strip(self, a: int | None = None, b: int | None = None, steps: int | None = None,
+                   method: str | None = None) -> None:
+        """Decode the walk from set image ``a`` to ``b`` (default: the controls') in the worker;
+        the frames arrive in :attr:`strip_frames` and play in the preview."""
+        ex = self.explorer
+        if ex is None or self.set_count() == 0:
+            return
+        a = self.spin_a.value() if a is None else int(a)
+        b = self.spin_b.value() if b is None else int(b)
+        steps = self.steps_spin.value() if steps is None else int(steps)
+        method = self.method_combo.currentData() if method is None else str(method)
+        self.set_dreaming(False)
+        gen = self._generation
+        prov = {"source": "interpolation", "model": self.meta.get("kind") or ex.kind, "from_index": a,
+                "to_index": b, "steps": steps, "method": method,
+                **{k: v for k, v in self.meta.items() if k in ("title", "path", "job_id", "checkpoint_sha256")}}
+        self._message("Interpolating…")
+
+        def run():
+            frames = ex.interpolate(a, b, steps, method)
+            self._strip.emit((gen, np.ascontiguousarray(frames), prov))
+            return None
+
+        self.runner.request(run)
+
+    def strip_image(self) -> np.ndarray | None:
+        """The strip's frames side by side: uint8 [H, n·W, C]."""
+        if self.strip_frames is None:
+            return None
+        return np.concatenate(list(self.strip_frames), axis=1)
+
+    def export_strip_png(self, path: str | Path | None = None) -> Path | None:
+        """Save the strip as a PNG with its provenance (asks where when no ``path``)."""
+        if self.strip_frames is None:
+            return None
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Export strip PNG", "interpolation.png", "PNG image (*.png)")
+            if not path:
+                return None
+        from studio.export import save_png
+
+        try:
+            out = save_png(path, self.strip_image(), self.strip_provenance)
+        except (OSError, ValueError) as exc:
+            self._message(f"Could not save the strip: {exc}")
+            return None
+        self._message(f"Strip saved to {out}")
+        return out
+
+    def export_animation(self, path: str | Path | None = None, fps: float = PLAY_FPS) -> Path | None:
+        """Save the strip's frames as an animated GIF or APNG (by the suffix), with provenance."""
+        if self.strip_frames is None:
+            return None
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Export animation", "interpolation.gif",
+                                                  "Animated GIF (*.gif);;Animated PNG (*.png *.apng)")
+            if not path:
+                return None
+        from studio.export import save_animation
+
+        try:
+            out = save_animation(list(self.strip_frames), path, fps, provenance=self.strip_provenance)
+        except (OSError, ValueError) as exc:
+            self._message(f"Could not save the animation: {exc}")
+            return None
+        self._message(f"Animation saved to {out}")
+        return out
+
+    def strip_to_canvas(self) -> None:
+        """The strip as one layer (``interpolation_strip``) through :attr:`layerToCanvas`."""
+        if self.strip_frames is None:
+            return
+        from studio.layer_sources import interpolation_strip
+
+        layer = interpolation_strip(self.strip_frames, self.strip_provenance)
+        self.layerToCanvas.emit(layer)
+        self._message("Strip sent to the canvas")
+
+    @property
+    def playing(self) -> bool:
+        return self.play_timer.isActive()
+
+    def stop_playing(self) -> None:
+        self.play_timer.stop()
+
+    def _on_strip(self, payload) -> None:
+        generation, frames, prov = payload
+        if generation != self._generation:
+            return
+        self.strip_frames = frames
+        self.strip_provenance = dict(prov)
+        mosaic = self.strip_image()
+        from studio.ui.dataset_panel import array_to_qimage
+
+        qimg = array_to_qimage(mosaic[..., 0] if mosaic.shape[-1] == 1 else mosaic[..., :3])
+        pix = QPixmap.fromImage(qimg)
+        height = max(40, min(96, 2 * frames.shape[1]))
+        self.strip_label.setPixmap(pix.scaledToHeight(height, Qt.TransformationMode.FastTransformation))
+        self.strip_label.setToolTip(f"{len(frames)} frames, {prov['method']}, image {prov['from_index']} → "
+                                    f"{prov['to_index']}")
+        self._play_index = 0
+        self._play_step()
+        self.play_timer.start()
+        self._update_controls()
+        self._message(f"Interpolation: {len(frames)} frames")
+
+    def _play_step(self) -> None:
+        frames = self.strip_frames
+        if frames is None or not len(frames):
+            self.play_timer.stop()
+            return
+        pixels = frames[self._play_index % len(frames)]
+        self._play_index = (self._play_index + 1) % len(frames)
+        self.image.setImage(pixels[..., 0] if pixels.shape[-1] == 1 else pixels, levels=(0, 255), autoLevels=False)
+
     # ============================================================================ internals
     def _rebuild_sliders(self) -> None:
         while self.slider_form.rowCount():
@@ -274,8 +505,16 @@ class LatentView(QWidget):
         n = 0 if explorer.means is None else len(explorer.means)
         self.caption.setText(f"<b>{title}</b> — {explorer.latent_dim}-dimensional {what}"
                              + (f", ordered over {n} images" if n else ""))
+        self.stop_playing()
+        self.strip_frames = None
+        self.strip_label.clear()
+        top = max(0, n - 1)
+        for spin, value in ((self.spin_a, 0), (self.spin_b, top)):
+            spin.setRange(0, top)
+            spin.setValue(value)
         self._show(pixels, z)
         self._update_controls()
+        self.explorerChanged.emit()
         self._message("Ready")
 
     def _on_slider(self, dim: int, value: float) -> None:
@@ -298,6 +537,7 @@ class LatentView(QWidget):
         generation, pixels, z, sync = result
         if generation != self._generation:
             return
+        self.stop_playing()
         if sync:
             self.z = np.array(z, dtype=np.float32)
             for dim, s in self.sliders.items():
@@ -324,7 +564,58 @@ class LatentView(QWidget):
         on = self.explorer is not None
         for w in (self.randomise_button, self.reset_button, self.canvas_button, self.dream_button, self.speed):
             w.setEnabled(on)
+        has_set = on and self.set_count() > 0
+        for w in (self.spin_a, self.spin_b, self.use_selected_button, self.method_combo, self.steps_spin,
+                  self.make_strip_button):
+            w.setEnabled(has_set)
+        self.use_selected_button.setEnabled(has_set and self.selected_indices is not None)
+        has_strip = self.strip_frames is not None
+        for w in (self.export_png_button, self.export_anim_button, self.strip_canvas_button):
+            w.setEnabled(has_strip)
 
     def closeEvent(self, event) -> None:  # noqa: N802
         self.shutdown()
         super().closeEvent(event)
+
+
+class DenoiseDialog(QDialog):
+    """An image beside its pass through the autoencoder, with "To canvas" (the denoised one,
+    through :attr:`toCanvas`: uint8 RGBA [H, W, 4] and provenance)."""
+
+    toCanvas = Signal(object, dict)
+
+    def __init__(self, original: np.ndarray, denoised: np.ndarray, provenance: Mapping[str, Any] | None = None,
+                 parent: QWidget | None = None, *, zoom: int = 4) -> None:
+        super().__init__(parent)
+        from studio.ui.dataset_panel import array_to_qimage
+
+        self.setWindowTitle("Denoised through the autoencoder")
+        self.original = np.asarray(original)
+        self.denoised = np.asarray(denoised)
+        self.provenance = dict(provenance or {})
+        pictures = QHBoxLayout()
+        for title, pixels in (("Original", self.original), ("Denoised", self.denoised)):
+            col = QVBoxLayout()
+            label = QLabel()
+            img = array_to_qimage(pixels[..., 0] if pixels.shape[-1] == 1 else pixels[..., :3])
+            h, w = pixels.shape[:2]
+            label.setPixmap(QPixmap.fromImage(img).scaled(w * zoom, h * zoom, Qt.AspectRatioMode.KeepAspectRatio,
+                                                          Qt.TransformationMode.FastTransformation))
+            col.addWidget(QLabel(title))
+            col.addWidget(label)
+            pictures.addLayout(col)
+        self.canvas_button = QPushButton("To canvas")
+        self.canvas_button.setToolTip("Add the denoised image to the canvas as a layer")
+        self.canvas_button.clicked.connect(self.send_to_canvas)
+        close = QPushButton("Close")
+        close.clicked.connect(self.close)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.canvas_button)
+        buttons.addWidget(close)
+        root = QVBoxLayout(self)
+        root.addLayout(pictures)
+        root.addLayout(buttons)
+
+    def send_to_canvas(self) -> None:
+        self.toCanvas.emit(_rgba(self.denoised), dict(self.provenance))

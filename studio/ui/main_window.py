@@ -113,6 +113,7 @@ class MainWindow(QMainWindow):
         self._boxes: list[QMessageBox] = []
         self.canvas_view = None  # the Canvas tab, built when the engine is ready (_install_canvas_tab)
         self.latent_view = None  # the Latent tab, built when the engine is ready (_install_latent_tab)
+        self.denoise_dialog = None  # the last "Denoise through the autoencoder" result shown
         self._latent_shown: tuple[int, int] | None = None  # (job id, step) the Latent tab explores
         self.project_path: Path | None = None  # where the project was last saved or opened from
         self.setWindowTitle("Harmonium Studio")
@@ -666,6 +667,11 @@ class MainWindow(QMainWindow):
         view = LatentView()
         view.statusMessage.connect(lambda text: self.statusBar().showMessage(text, 5000))
         view.frameToCanvas.connect(self._latent_to_canvas)
+        view.layerToCanvas.connect(self._latent_layer_to_canvas)
+        view.selected_indices = self._selected_image_indices
+        view.explorerChanged.connect(lambda: self.dataset_panel.set_explorer(view.explorer))
+        self.dataset_panel.denoised.connect(self._show_denoised)
+        self.dataset_panel.status_message.connect(lambda text: self.statusBar().showMessage(text, 5000))
         self.latent_view = view
         self.replace_tab("Latent", view)
 
@@ -694,9 +700,36 @@ class MainWindow(QMainWindow):
             self.canvas_view.add_snapshot_layer(rgba, provenance)
             self.statusBar().showMessage("Latent frame added to the canvas", 4000)
 
+    def _latent_layer_to_canvas(self, layer) -> None:
+        if getattr(self, "canvas_view", None) is not None:
+            self.canvas_view.add_layer(layer, center=True)
+            self.statusBar().showMessage("Interpolation strip added to the canvas", 4000)
+
+    def _show_denoised(self, index: int, original, denoised) -> None:
+        """The dataset panel's "Denoise through the autoencoder": the two images in a dialog
+        whose "To canvas" adds the denoised one as a layer."""
+        from studio.ui.latent_view import DenoiseDialog
+
+        view = self.latent_view
+        meta = view.meta if view is not None else {}
+        prov = {"source": "denoised", "model": meta.get("kind"), "image_index": int(index),
+                **{k: v for k, v in meta.items() if k in ("title", "path", "job_id", "checkpoint_sha256")}}
+        paths = getattr(self.session.images, "paths", None) or []
+        if index < len(paths):
+            prov["image_path"] = str(paths[index])
+        dialog = DenoiseDialog(original, denoised, prov, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.toCanvas.connect(self._latent_to_canvas)
+        self.denoise_dialog = dialog
+        dialog.show()
+
+    def _selected_image_indices(self) -> list[int]:
+        """The dataset panel's selected images (set indices, ascending, whatever the view's order)."""
+        return self.dataset_panel.selected_set_indices()
+
     def _selected_image_index(self) -> int | None:
-        rows = self.dataset_panel.grid.selectionModel().selectedIndexes()
-        return min(i.row() for i in rows) if rows else None
+        rows = self.dataset_panel.selected_set_indices()
+        return rows[0] if rows else None
 
     def _make_project_actions(self) -> None:
         """File → Save Project (Ctrl+Alt+S), Save Project As… (Ctrl+Alt+Shift+S), Open Project… (Ctrl+Alt+O)."""
