@@ -35,29 +35,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def train(seconds: float, hidden: int, seed: int):
-    """A binary RBM trained for about ``seconds`` on the 28 px gray demo set; (trainer, steps)."""
-    import torch
-
-    from models.factory import Options, build
-    from studio.dataset import Preprocess, load_demo
-
-    data = load_demo(Preprocess(size=28))
-    images = torch.from_numpy(data.images)
-    opts = Options(kind="rbm", image_shape=tuple(images.shape[1:]), hidden=hidden, seed=seed, n_chains=16,
-                   frame_every=0, epochs=400, batch_size=12, learning_rate=0.02)
-    trainer = build(opts, images, "cpu")
-    t0, steps = time.monotonic(), 0
-    run = trainer.run()
-    for ev in run:
-        steps = ev.step
-        if time.monotonic() - t0 > seconds:
-            break
-    run.close()
-    print(f"trained {steps} PCD updates in {time.monotonic() - t0:.1f} s", flush=True)
-    return trainer, steps
-
-
 def compose(view, model, images, sha: str, steps: int, seed: int) -> None:
     """The five layers (see the module docs) on a 1024² canvas."""
     import numpy as np
@@ -166,7 +143,9 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    trainer, steps = train(args.seconds, args.hidden, args.seed)
+    from bench.dreams_demo import train_demo_rbm
+
+    trainer, _, steps = train_demo_rbm(args.seconds, 28, args.hidden, args.seed, n_chains=16)
     from models.checkpoint import save_checkpoint
 
     tmp = Path(tempfile.mkdtemp(prefix="harmonium-canvas-demo-"))

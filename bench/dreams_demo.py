@@ -17,8 +17,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def train(seconds: float, size: int, hidden: int, seed: int):
-    """A binary RBM trained for about `seconds` on the demo set; (model, images, steps)."""
+def train_demo_rbm(seconds: float, size: int = 28, hidden: int = 256, seed: int = 0, n_chains: int = 64):
+    """A binary RBM trained by PCD for about `seconds` on the demo set (also used by
+    bench/canvas_demo.py); returns (trainer, images uint8 [N, 1, size, size], steps)."""
     import torch
 
     from models.factory import Options, build
@@ -26,7 +27,7 @@ def train(seconds: float, size: int, hidden: int, seed: int):
 
     data = load_demo(Preprocess(size=size))
     images = torch.from_numpy(data.images)
-    opts = Options(kind="rbm", image_shape=tuple(images.shape[1:]), hidden=hidden, seed=seed, n_chains=64,
+    opts = Options(kind="rbm", image_shape=tuple(images.shape[1:]), hidden=hidden, seed=seed, n_chains=n_chains,
                    frame_every=0, epochs=400, batch_size=12, learning_rate=0.02)
     trainer = build(opts, images, "cpu")
     t0, steps = time.monotonic(), 0
@@ -38,7 +39,7 @@ def train(seconds: float, size: int, hidden: int, seed: int):
     run.close()
     print(f"trained {steps} PCD updates in {time.monotonic() - t0:.1f} s on {len(images)} demo images", flush=True)
     trainer.model.eval()
-    return trainer.model, data.images, steps
+    return trainer, data.images, steps
 
 
 def main() -> int:
@@ -54,7 +55,8 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)  # as the studio does on a 2-core machine: a core for the UI
-    model, images, steps = train(args.seconds, args.size, args.hidden, args.seed)
+    trainer, images, steps = train_demo_rbm(args.seconds, args.size, args.hidden, args.seed)
+    model = trainer.model
 
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication, QMainWindow

@@ -62,6 +62,7 @@ from studio.dreams import (
     GridLayout,
     mosaic,
 )
+from studio.ui.widgets import pixel_view
 
 MUTED = "#8a9099"
 BRUSH_RGBA = (255, 64, 200, 110)  # painted pixels: translucent magenta over the chain
@@ -173,10 +174,7 @@ class DreamsView(QWidget):
         self.caption.setWordWrap(True)
 
         # --- the picture -------------------------------------------------------------
-        self.graphics = pg.GraphicsLayoutWidget()
-        self.graphics.setAntialiasing(False)
-        self.graphics.setBackground("#1b1d21")
-        self.viewbox = self.graphics.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.graphics, self.viewbox = pixel_view()
         self.viewbox.setDefaultPadding(0.01)
         self.image = _MosaicImage(self)
         self.viewbox.addItem(self.image)

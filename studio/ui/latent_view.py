@@ -51,6 +51,7 @@ from PySide6.QtWidgets import (
 from superqt import QLabeledDoubleSlider
 
 from studio.latent import LatentExplorer, LatentRunner
+from studio.ui.widgets import pixel_view
 
 MUTED = "#8a9099"
 MAX_SLIDERS = 16
@@ -123,10 +124,7 @@ class LatentView(QWidget):
         self.caption.setTextFormat(Qt.TextFormat.RichText)
         self.caption.setWordWrap(True)
 
-        self.graphics = pg.GraphicsLayoutWidget()
-        self.graphics.setAntialiasing(False)
-        self.graphics.setBackground("#1b1d21")
-        self.viewbox = self.graphics.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.graphics, self.viewbox = pixel_view()
         self.viewbox.setMouseEnabled(False, False)
         self.image = pg.ImageItem(axisOrder="row-major", autoDownsample=False)
         self.viewbox.addItem(self.image)

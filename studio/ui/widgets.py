@@ -1,4 +1,4 @@
-"""Small widgets: placeholder tabs, the live dreams preview, the theme."""
+"""Small widgets and helpers: placeholder tabs, the pixel-art view, the theme."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -51,49 +51,13 @@ class Placeholder(QWidget):
         self.label = label
 
 
-class DreamsPreview(QWidget):
-    """The Dreams tab until the full viewer lands: the newest frame of the current run
-    (the RBM's persistent chains, the VAE's samples, the autoencoder's reconstructions)."""
+def pixel_view(background: str = "#1b1d21"):
+    """A pyqtgraph view for pixel art: no antialiasing, aspect locked, y down, no context menu.
+    Returns (GraphicsLayoutWidget, ViewBox); the Dreams and Latent tabs show their images in it."""
+    import pyqtgraph as pg
 
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        from studio.ui.plots import MosaicView
-
-        self.caption = QLabel("<span style='color:#8a9099'>No model yet.</span>")
-        self.caption.setTextFormat(Qt.TextFormat.RichText)
-        self.view = MosaicView("Start training a model (Space) and its dreams appear here, live.")
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(6, 6, 6, 6)
-        lay.addWidget(self.caption)
-        lay.addWidget(self.view, 1)
-        self.job_id: int | None = None
-        self._pending = None
-        self._throttle = None
-
-    def show_job(self, job) -> None:
-        self.job_id = job.id if job is not None else None
-        self._pending = None
-        if job is None:
-            self.view.set_image(None)
-            return
-        self.caption.setText(f"<b>{job.title}</b> <span style='color:#8a9099'>· run #{job.id} · "
-                             "newest frame of the model's dreams</span>")
-        update = job.update(frame=True, filters=False)
-        self.view.set_image(update.frame)
-
-    def show_update(self, update) -> None:
-        if update.job_id == self.job_id and update.frame is not None:
-            self._pending = update.frame
-            self._flush()
-
-    def _flush_now(self) -> None:
-        frame, self._pending = self._pending, None
-        if frame is not None:
-            self.view.set_image(frame)
-
-    def _flush(self) -> None:
-        if self._throttle is None:
-            from superqt.utils import qthrottled
-
-            self._throttle = qthrottled(self._flush_now, timeout=100)  # ≤ 10 frames a second
-        self._throttle()
+    graphics = pg.GraphicsLayoutWidget()
+    graphics.setAntialiasing(False)
+    graphics.setBackground(background)
+    viewbox = graphics.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
+    return graphics, viewbox
