@@ -29,9 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .noise import NoiseSource
+
 
 def bernoulli(p: Tensor, generator=None) -> Tensor:
-    """Binary samples with probabilities p (3× faster than torch.bernoulli on the CPU)."""
+    """Binary samples with probabilities p, as p's dtype. `generator`: a torch.Generator (3×
+    faster than torch.bernoulli on the CPU) or a `NoiseSource` (another 3× on the CPU)."""
+    if isinstance(generator, NoiseSource):
+        return generator.bernoulli(p)
     return (torch.rand(p.shape, device=p.device, dtype=p.dtype, generator=generator) < p).to(p.dtype)
 
 

@@ -144,20 +144,38 @@ class RBMTrainer(Trainer):
     def _bernoulli_step(self, v0: Tensor) -> dict[str, float]:
         """One CD/PCD update, written out so each V×H array is touched as few times as possible.
         The update is torch.optim.SGD's (momentum buffer b ← μb + g + λW, W ← W - ηb, with the
-        gradient g = -∂ of the log-likelihood) and keeps its state in the optimiser."""
+        gradient g = -∂ of the log-likelihood) and keeps its state in the optimiser.
+
+        Both phases' statistics come from one GEMM: data and model rows are stacked,
+        vv = [v0; vk] [B+M, V] and hh = [-h0/B; hk/M] [B+M, H], so vvᵀhh = -v0ᵀh0/B + vkᵀhk/M."""
         m = self.model
-        B = v0.shape[0]
-        h0 = m.hidden_probs(v0)  # [B, H]
-        vk = self._negative_phase(v0, h0)  # [M, V]
-        recon = F.mse_loss(vk, v0).item() if not self.config.persistent and self.config.k == 1 else None
-        hk = m.hidden_probs(vk)  # [M, H]
-        M = vk.shape[0]
-        db = v0.mean(0) - vk.mean(0)
-        dc = h0.mean(0) - hk.mean(0)
+        W, b, c = m.weight, m.visible_bias, m.hidden_bias
+        B, V, H = v0.shape[0], m.n_visible, m.n_hidden
+        cd1 = not self.config.persistent and self.config.k == 1
+        M = B if cd1 else self.sampler.n_chains
+        vv = torch.empty(B + M, V, device=v0.device)
+        hh = torch.empty(B + M, H, device=v0.device)
+        v0 = vv[:B].copy_(v0)
+        h0 = torch.addmm(c, v0, W, out=hh[:B]).sigmoid_()  # p(h | v0) [B, H]
+        if cd1:  # CD-1: the reconstruction E[v | h], h ~ p(h | v0) (Hinton 2010)
+            h = self.sampler.noise.bernoulli(h0)
+            vk = torch.addmm(b, h, W.t(), out=vv[B:]).sigmoid_()  # [M, V]
+        else:
+            vk = vv[B:].copy_(self._negative_phase(v0, h0))
+        hk = torch.addmm(c, vk, W, out=hh[B:]).sigmoid_()  # p(h | vk) [M, H]
+        # the reconstruction error every 10 steps (a sync with the device); NaN shows at once
+        if cd1:
+            if self.step % 10 == 0 or not math.isfinite(self._last_recon):
+                self._last_recon = F.mse_loss(vk, v0).item()
+            recon = self._last_recon
+        else:
+            recon = self._recon_every(v0, h0)
         group_w, group_b = self.optimizer.param_groups
         lr, mom, wd = group_w["lr"], group_w["momentum"], group_w["weight_decay"]
-        buf = self._buffer(m.weight)
+        buf = self._buffer(W)
         if self.config.centering:
+            db = v0.mean(0) - vk.mean(0)
+            dc = h0.mean(0) - hk.mean(0)
             mu, lam = self.visible_offset, self.hidden_offset
             dW = (v0 - mu).t() @ ((h0 - lam) / B) - (vk - mu).t() @ ((hk - lam) / M)  # ∂W [V, H]
             db -= dW @ lam
@@ -165,24 +183,34 @@ class RBMTrainer(Trainer):
             buf.mul_(mom).sub_(dW)
             self.hidden_offset.lerp_(h0.mean(0), self.config.center_rate)
         else:
-            # b ← μb - v0ᵀh0/B + vkᵀhk/M: the GEMMs accumulate into the buffer, beta scales it.
-            buf.addmm_(v0.t(), h0, beta=mom, alpha=-1.0 / B)
-            buf.addmm_(vk.t(), hk, alpha=1.0 / M)
+            # b ← μb - v0ᵀh0/B + vkᵀhk/M: one GEMM accumulates into the buffer, beta scales it.
+            hh[:B].mul_(-1.0 / B)
+            hh[B:].mul_(1.0 / M)
+            dc = hh.sum(0).neg_()  # mean p(h | v0) - mean p(h | vk)
+            db = self._row_weights(B, M) @ vv  # mean v0 - mean vk
+            buf.addmm_(vv.t(), hh, beta=mom)
+        if not math.isfinite(dc.sum().item()):  # a NaN anywhere in the chains reaches dc
+            recon = float("nan")
         if wd:
-            buf.add_(m.weight, alpha=wd)
-        m.weight.sub_(buf, alpha=lr)
-        for p, d in ((m.visible_bias, db), (m.hidden_bias, dc)):
-            b = self._buffer(p).mul_(group_b["momentum"]).sub_(d)
-            p.sub_(b, alpha=group_b["lr"])
+            buf.add_(W, alpha=wd)
+        W.sub_(buf, alpha=lr)
+        bias_buffers = [self._buffer(b), self._buffer(c)]
+        torch._foreach_mul_(bias_buffers, group_b["momentum"])
+        torch._foreach_sub_(bias_buffers, [db, dc])
+        torch._foreach_sub_([b, c], bias_buffers, alpha=group_b["lr"])
         self._last_negative = vk
-        if recon is None:
-            recon = self._recon_every(v0, h0)
-            if not torch.isfinite(hk.sum()):  # the metric is stale between refreshes; the chains are not
-                recon = float("nan")
         return {"recon_error": recon}
 
+    def _row_weights(self, B: int, M: int) -> Tensor:
+        """[1/B] * B + [-1/M] * M: row weights that turn [v0; vk] into mean v0 - mean vk."""
+        w = getattr(self, "_row_w", None)
+        if w is None or w.shape[0] != B + M or w[0].item() != 1.0 / B:
+            w = torch.cat([torch.full((B,), 1.0 / B), torch.full((M,), -1.0 / M)]).to(self.device)
+            self._row_w = w
+        return w
+
     def _recon_every(self, v0: Tensor, h0: Tensor, every: int = 10) -> float:
-        """PCD does not reconstruct the data for its gradient; measure it every few steps."""
+        """PCD and CD-k do not reconstruct the data for their gradient; measure it every few steps."""
         if self.step % every == 0 or not math.isfinite(self._last_recon):
             self._last_recon = F.mse_loss(self.model.visible_mean(h0), v0).item()
         return self._last_recon

@@ -8,13 +8,51 @@ model trains costs nothing extra: the chains are computed for the gradient anywa
 """
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import torch
 from torch import Tensor
 
 from .device import make_generator
+from .noise import NoiseSource
 from .rbm import BernoulliRBM
+
+
+CHAIN_GROUP = 32  # chains per noise stream, and per unit of parallel work on the CPU
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _one_torch_thread(barrier: threading.Barrier, default: list[int]) -> None:
+    default.append(torch.get_num_threads())  # a new thread starts from torch's process default
+    torch.set_num_threads(1)  # this thread's ops (and its BLAS calls) run on one core
+    barrier.wait()
+
+
+def chain_workers(n: int) -> ThreadPoolExecutor:
+    """A pool of at least `n` threads whose torch ops each run on one core: groups of chains
+    step there side by side, each on its own core, with no fork/join inside every small op and
+    no cache lines moving between cores (each group's tensors stay with the core that wrote them)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers < n:
+            barrier, default = threading.Barrier(n + 1), []
+            pool = ThreadPoolExecutor(n, thread_name_prefix="gibbs")
+            for _ in range(n):  # start every worker now and set each to one thread
+                pool.submit(_one_torch_thread, barrier, default)
+            barrier.wait()
+            # torch.set_num_threads also changes the default that threads started later take;
+            # put it back from a throwaway thread, which leaves every live thread's setting alone.
+            t = threading.Thread(target=torch.set_num_threads, args=(max(default),))
+            t.start()
+            t.join()
+            if _POOL is not None:
+                _POOL.shutdown(wait=False)
+            _POOL = pool
+        return _POOL
 
 
 class GibbsSampler:
@@ -24,6 +62,10 @@ class GibbsSampler:
         visible  [n, V]  the current sample of the visible units
         mean     [n, V]  E[v | h] of the last half-step (probabilities for binary units)
         hidden   [n, H]  the last hidden sample
+
+    Binary RBMs on the CPU step their chains in groups of `CHAIN_GROUP`, each group with its own
+    noise stream, the groups side by side on up to torch.get_num_threads() cores. A seed fixes
+    every chain whatever the number of cores.
     """
 
     def __init__(
@@ -41,6 +83,7 @@ class GibbsSampler:
         self.k = int(k)
         self.temperature = float(temperature)
         self.generator = generator or make_generator(model.device, seed)
+        self._noises: list[NoiseSource] = [NoiseSource(self.generator)]  # one per chain group
         self.clamp_mask: Tensor | None = None  # bool [n, V]: True = fixed
         self.clamp_values: Tensor | None = None  # [n, V]
         self.steps_taken = 0
@@ -50,6 +93,22 @@ class GibbsSampler:
     @property
     def n_chains(self) -> int:
         return self.visible.shape[0]
+
+    @property
+    def noise(self) -> NoiseSource:
+        """The first group's noise stream (CD training draws its hidden samples from it)."""
+        return self._noises[0]
+
+    def groups(self) -> list[tuple[int, int, NoiseSource]]:
+        """(first chain, end, noise stream) of each chain group; a single group off the CPU,
+        where one big call is fastest."""
+        n = self.n_chains
+        if self.visible.device.type != "cpu":
+            return [(0, n, self._noises[0])]
+        bounds = [(a, min(a + CHAIN_GROUP, n)) for a in range(0, n, CHAIN_GROUP)]
+        while len(self._noises) < len(bounds):
+            self._noises.append(NoiseSource(self.generator, stream=len(self._noises)))
+        return [(a, b, self._noises[i]) for i, (a, b) in enumerate(bounds)]
 
     @torch.no_grad()
     def reset(self, n_chains: int | None = None, start: Tensor | None = None) -> "GibbsSampler":
@@ -111,41 +170,65 @@ class GibbsSampler:
         self.steps_taken += k
         return self
 
-    def _scratch(self, n: int, V: int, H: int, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
-        """Reused work buffers: hidden probabilities [n, H] and uniforms [n, H], [n, V]."""
-        bufs = getattr(self, "_bufs", None)
-        if bufs is None or bufs[0].shape != (n, H) or bufs[2].shape != (n, V) or bufs[0].dtype != dtype or bufs[0].device != self.visible.device:
-            dev = self.visible.device
-            bufs = (torch.empty(n, H, device=dev, dtype=dtype), torch.empty(n, H, device=dev, dtype=dtype),
-                    torch.empty(n, V, device=dev, dtype=dtype))
-            self._bufs = bufs
-        return bufs
-
     def _bernoulli_steps(self, k: int) -> None:
-        """`k` steps for a binary RBM with fewer allocations and passes over memory than the
-        generic model calls; draws the same random numbers in the same order, so the chains
-        are bit-for-bit those of `model.sample_hidden` / `model.sample_visible`."""
-        m, t, g = self.model, self.temperature, self.generator
-        W, b, c = m.weight.detach(), m.visible_bias.detach(), m.hidden_bias.detach()
-        v = self.visible
-        ph, uh, uv = self._scratch(v.shape[0], m.n_visible, m.n_hidden, W.dtype)
-        for _ in range(k):
-            torch.addmm(c, v, W, out=ph)  # hidden logits
+        """`k` steps for a binary RBM: each chain group runs its k steps on its own, on its own
+        core when there are several; with fewer allocations and passes over memory than the
+        generic model calls, but the same draws in the same order as `model.sample_hidden` /
+        `model.sample_visible` given the group's noise stream, so the chains are bit-for-bit theirs."""
+        n, V, H = self.n_chains, self.model.n_visible, self.model.n_hidden
+        dev = self.visible.device
+        # new tensors every call: a viewer may still hold the previous ones
+        out_h = torch.empty(n, H, device=dev)
+        out_mean = torch.empty(n, V, device=dev)
+        out_v = torch.empty(n, V, device=dev)
+        groups = self.groups()
+
+        def run(part: list[tuple[int, int, NoiseSource]]) -> None:
+            with torch.no_grad():
+                for a, b, noise in part:
+                    self._group_steps(k, a, b, noise, out_h[a:b], out_mean[a:b], out_v[a:b])
+
+        workers = min(len(groups), torch.get_num_threads())
+        if workers > 1:
+            pool = chain_workers(workers)
+            futures = [pool.submit(run, groups[i::workers]) for i in range(workers)]
+            for f in futures:
+                f.result()
+        else:
+            run(groups)
+        self.hidden, self.mean, self.visible = out_h, out_mean, out_v
+
+    def _group_steps(self, k: int, a: int, b: int, noise: NoiseSource, out_h: Tensor, out_mean: Tensor, out_v: Tensor) -> None:
+        """k Gibbs steps of chains a..b; the last step writes into the out_* slices."""
+        m, t = self.model, self.temperature
+        W, bv, c = m.weight.detach(), m.visible_bias.detach(), m.hidden_bias.detach()
+        mask = vals = None
+        if self.clamp_mask is not None:
+            mask, vals = self.clamp_mask[a:b], self.clamp_values[a:b]
+        v = self.visible[a:b]  # [g, V]
+        g, V, H = v.shape[0], m.n_visible, m.n_hidden
+        if k > 1:  # work buffers for the steps before the last, reused
+            new = lambda *shape: torch.empty(*shape, device=v.device)  # noqa: E731
+            ph_, h_, mean_, thr_h, thr_v = new(g, H), new(g, H), new(g, V), new(g, H), new(g, V)
+            v_ = (new(g, V), new(g, V))
+        for i in range(k):
+            last = i == k - 1
+            ph = torch.addmm(c, v, W, out=None if last else ph_)  # hidden logits [g, H]
             if t != 1.0:
                 ph.div_(t)
             ph.sigmoid_()  # p(h | v)
-            torch.rand(uh.shape, generator=g, out=uh)
-            h = torch.lt(uh, ph, out=torch.empty_like(ph))  # a binary sample of h, as floats
-            mean = torch.addmm(b, h, W.t())  # visible logits
+            # a binary sample of h, as floats
+            h = noise.bernoulli(ph, out=out_h) if last else noise.bernoulli(ph, out=h_, scratch=thr_h)
+            mean = torch.addmm(bv, h, W.t(), out=out_mean if last else mean_)  # visible logits [g, V]
             if t != 1.0:
                 mean.div_(t)
             mean.sigmoid_()  # E[v | h]
-            torch.rand(uv.shape, generator=g, out=uv)
-            v = torch.lt(uv, mean, out=torch.empty_like(mean))
-            self.hidden, self.mean, self.visible = h, mean, v
-            if self.clamp_mask is not None:
-                self._apply_clamp()
-                v = self.visible
+            v = noise.bernoulli(mean, out=out_v) if last else noise.bernoulli(mean, out=v_[i % 2], scratch=thr_v)
+            if mask is not None:
+                v = torch.where(mask, vals, v)
+                if last:
+                    out_v.copy_(v)
+                    out_mean.copy_(torch.where(mask, vals, mean))
 
     __call__ = step
 
@@ -165,6 +248,7 @@ class GibbsSampler:
             "mean": self.mean,
             "hidden": self.hidden,
             "rng": self.generator.get_state(),
+            "noise": torch.stack([ns.state_tensor() for ns in self._noises]),
         }
         if self.clamp_mask is not None:
             out["clamp_mask"] = self.clamp_mask.to(torch.uint8)
@@ -179,6 +263,14 @@ class GibbsSampler:
         self.hidden = state["hidden"].to(dev, torch.float32, copy=True)
         if "rng" in state:
             self.generator.set_state(state["rng"].to(torch.uint8).cpu())
+        saved = state["noise"].reshape(-1, 6) if "noise" in state and state["noise"].numel() else None
+        self._noises = self._noises[:1]
+        self.groups()  # a stream for each group of the loaded chains
+        for i, ns in enumerate(self._noises):
+            if saved is not None and i < saved.shape[0]:
+                ns.load_state_tensor(saved[i])
+            else:  # a checkpoint from before the noise streams: restart them from the seed
+                ns.reseed()
         if "clamp_mask" in state:
             self.clamp_mask = state["clamp_mask"].to(dev, torch.bool)
             self.clamp_values = state["clamp_values"].to(dev, torch.float32, copy=True)

@@ -291,8 +291,8 @@ def test_fast_binary_gibbs_step_matches_the_generic_one():
             b.clamp(mask)
         a.step(25)
         for _ in range(25):
-            _, b.hidden = m.sample_hidden(b.visible, t, b.generator)
-            b.mean, b.visible = m.sample_visible(b.hidden, t, b.generator)
+            _, b.hidden = m.sample_hidden(b.visible, t, b.noise)
+            b.mean, b.visible = m.sample_visible(b.hidden, t, b.noise)
             b._apply_clamp()
         assert torch.equal(a.visible, b.visible) and torch.equal(a.mean, b.mean) and torch.equal(a.hidden, b.hidden)
         before = a.visible

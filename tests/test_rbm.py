@@ -150,6 +150,34 @@ def test_hand_written_gradient_equals_autograd_of_free_energy():
         assert torch.allclose(b - p.detach(), g, atol=1e-5)  # SGD with lr 1: p_new = p - grad
 
 
+def test_cd1_update_is_the_free_energy_gradient_at_its_own_reconstruction():
+    """CD-1's one-GEMM update (data and reconstruction rows stacked) equals autograd's gradient
+    of mean F(v0) - mean F(v1) at the reconstruction v1 it used, with weight decay and momentum
+    entering as torch.optim.SGD does."""
+    m = tiny_rbm(6, 5, seed=7)
+    v0 = (torch.rand(10, 6) > 0.5).float()
+    cfg = RBMTrainConfig(persistent=False, k=1, momentum=0.5, final_momentum=0.5, weight_decay=0.01, learning_rate=0.3)
+    tr = RBMTrainer(m, (v0 * 255).to(torch.uint8).reshape(10, 1, 1, 6), cfg)
+    for g in tr.optimizer.param_groups:
+        g["momentum"] = 0.5
+    params = (m.weight, m.visible_bias, m.hidden_bias)
+    bufs = [torch.zeros_like(p) for p in params]
+    for _ in range(3):
+        before = [p.detach().clone() for p in params]
+        tr._bernoulli_step(v0)
+        v1 = tr._last_negative
+        m2 = tiny_rbm(6, 5)
+        with torch.no_grad():
+            for p2, b in zip(m2.parameters(), before):
+                p2.copy_(b)
+        loss = m2.free_energy(v0).mean() - m2.free_energy(v1).mean()
+        grads = torch.autograd.grad(loss, [m2.weight, m2.visible_bias, m2.hidden_bias])
+        for i, (b, p, g) in enumerate(zip(before, params, grads)):
+            g = g + (0.01 * b if i == 0 else 0)  # weight decay on the weights only
+            bufs[i] = 0.5 * bufs[i] + g
+            assert torch.allclose(p.detach(), b - 0.3 * bufs[i], atol=1e-5)
+
+
 # ------------------------------------------------------------------------ Gaussian RBM
 def test_gaussian_rbm_trains_on_real_data_without_nan():
     g = torch.Generator().manual_seed(0)

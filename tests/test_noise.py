@@ -1,0 +1,147 @@
+"""The fast Bernoulli noise and the grouped, parallel Gibbs sampler built on it."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from models.noise import NoiseSource
+from models.rbm import BernoulliRBM, RBMConfig
+from models.sampling import CHAIN_GROUP, GibbsSampler
+
+
+def source(seed: int = 0, stream: int = 0) -> NoiseSource:
+    return NoiseSource(torch.Generator().manual_seed(seed), stream)
+
+
+def test_bernoulli_frequencies_follow_p_and_the_ends_are_exact():
+    p = torch.tensor([0.0, 1e-9, 0.1, 0.5, 0.73, 1.0 - 1e-9, 1.0]).repeat(200_000, 1)  # [200k, 7]
+    x = source().bernoulli(p)
+    assert x.dtype == torch.float32 and set(x.unique().tolist()) <= {0.0, 1.0}
+    freq = x.mean(0)
+    assert freq[0] == 0.0 and freq[-1] == 1.0  # p = 0 never fires, p = 1 always does
+    for f, q in zip(freq[1:-1].tolist(), p[0, 1:-1].tolist()):
+        # P(1) = ceil(2^16 p) / 2^16: within 2^-16 of p, plus 5 standard errors of 200k draws
+        q16 = math.ceil(q * 65536) / 65536
+        assert abs(f - q16) <= 5 * math.sqrt(max(q16 * (1 - q16), 1e-6) / 200_000) + 1e-6
+
+
+def test_draws_are_independent_of_each_other():
+    """Neighbouring draws (one 64-bit word feeds four) are uncorrelated."""
+    x = source(3).bernoulli(torch.full((400_000,), 0.5)).view(-1, 4)  # the 4 draws of each word
+    c = torch.corrcoef(x.t())
+    off = c[~torch.eye(4, dtype=torch.bool)]
+    assert off.abs().max() < 5 / math.sqrt(100_000)
+
+
+def test_streams_repeat_by_seed_and_stream_and_differ_otherwise():
+    p = torch.full((64, 100), 0.5)
+    a, b = source(1).bernoulli(p), source(1).bernoulli(p)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, source(2).bernoulli(p))
+    assert not torch.equal(a, source(1, stream=1).bernoulli(p))
+
+
+def test_state_round_trip_continues_the_same_stream():
+    s = source(5)
+    p = torch.full((10, 50), 0.3)
+    s.bernoulli(p)
+    saved = s.state_tensor()
+    want = s.bernoulli(p)
+    t = source(99)
+    t.load_state_tensor(saved)
+    assert torch.equal(t.bernoulli(p), want)
+    with pytest.raises(ValueError, match="6 words"):
+        t.load_state_tensor(torch.zeros(3, dtype=torch.int64))
+
+
+# --------------------------------------------------------------------- grouped sampler
+def rbm(V=48, H=12, seed=0) -> BernoulliRBM:
+    torch.manual_seed(seed)
+    m = BernoulliRBM(RBMConfig(V, H))
+    with torch.no_grad():
+        m.weight.normal_(0.0, 0.5)
+        m.visible_bias.normal_(0.0, 0.5)
+    return m
+
+
+def test_each_chain_group_is_the_generic_chain_with_its_own_stream(one_thread):
+    """70 chains = groups of 32, 32 and 6; each is what model.sample_* give with its stream
+    (on one thread, so that the BLAS rounds alike in both)."""
+    m = rbm()
+    a = GibbsSampler(m, n_chains=2 * CHAIN_GROUP + 6, seed=4)
+    start = a.visible.clone()
+    a.step(7)
+    b = GibbsSampler(m, n_chains=2 * CHAIN_GROUP + 6, seed=4)
+    groups = b.groups()
+    assert [(x, y) for x, y, _ in groups] == [(0, 32), (32, 64), (64, 70)]
+    for x, y, noise in groups:
+        v = start[x:y]
+        with torch.no_grad():
+            for _ in range(7):
+                _, h = m.sample_hidden(v, 1.0, noise)
+                mean, v = m.sample_visible(h, 1.0, noise)
+        assert torch.equal(a.visible[x:y], v) and torch.equal(a.mean[x:y], mean) and torch.equal(a.hidden[x:y], h)
+
+
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_the_chains_do_not_depend_on_the_number_of_cores():
+    m = rbm(V=64, H=16)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # groups one after another in this thread
+        one = GibbsSampler(m, n_chains=96, seed=2).step(20)
+        torch.set_num_threads(2)  # groups side by side in the worker threads
+        two = GibbsSampler(m, n_chains=96, seed=2).step(20)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one.visible, two.visible) and torch.equal(one.mean, two.mean)
+    assert torch.get_num_threads() == before
+
+
+def test_clamped_units_stay_fixed_in_every_group_and_temperature_applies():
+    m = rbm(V=40, H=10)
+    s = GibbsSampler(m, n_chains=80, seed=0, temperature=0.7)
+    mask = torch.zeros(40, dtype=torch.bool)
+    mask[:10] = True
+    s.clamp(mask, torch.ones(40))
+    s.step(15)
+    assert (s.visible[:, :10] == 1).all() and (s.mean[:, :10] == 1).all()
+    assert 0 < s.visible[:, 10:].mean() < 1  # the free units move
+
+
+def test_sampler_state_with_several_groups_resumes_exactly():
+    m = rbm()
+    a = GibbsSampler(m, n_chains=70, seed=8).step(5)
+    state = {k: v.clone() for k, v in a.state_tensors().items()}
+    assert state["noise"].shape == (3, 6)
+    want = a.step(9).visible.clone()
+    b = GibbsSampler(m, n_chains=70, seed=123)
+    b.load_state_tensors(state)
+    assert torch.equal(b.step(9).visible, want)
+
+
+def test_samples_follow_the_exact_distribution_of_a_tiny_rbm():
+    """Empirical p(v) of 256 chains (8 groups) after burn-in against enumeration: the 16-bit
+    draws and the grouping leave the stationary distribution alone."""
+    m = rbm(V=4, H=3, seed=1)
+    vs = torch.tensor([[(i >> j) & 1 for j in range(4)] for i in range(16)], dtype=torch.float32)
+    logp = -m.free_energy(vs).detach()
+    exact = torch.softmax(logp, 0)
+    s = GibbsSampler(m, n_chains=256, seed=0).step(50)
+    counts = torch.zeros(16)
+    for _ in range(200):
+        s.step(2)
+        idx = (s.visible * torch.tensor([1.0, 2.0, 4.0, 8.0])).sum(1).long()
+        counts += torch.bincount(idx, minlength=16)
+    emp = counts / counts.sum()
+    kl = (emp * (emp.clamp_min(1e-12) / exact).log()).sum().item()
+    assert kl < 2e-3
