@@ -201,7 +201,7 @@ class BernoulliRBM(RBMBase):
         v = (v > 0.5).to(self.weight.dtype)
         pre = self.hidden_logits(v)  # [B, H]
         sign = 1.0 - 2.0 * v  # +1 where flipping 0 -> 1, -1 where 1 -> 0      [B, V]
-        fe = self.free_energy(v)  # [B]
+        fe = -(v @ self.visible_bias) - F.softplus(pre).sum(1)  # F(v) [B], from the same logits
         if exact:
             # F(v_flip_i) for all i at once: [B, V, H] pre-activations.
             pre_flip = pre.unsqueeze(1) + sign.unsqueeze(2) * self.weight.unsqueeze(0)

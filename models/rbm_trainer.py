@@ -65,6 +65,7 @@ class RBMTrainer(Trainer):
         self.model: RBMBase
         n_chains = config.n_chains if config.persistent else self.batch_size
         self.sampler = GibbsSampler(model, n_chains=n_chains, k=config.k, seed=self.seed)
+        self.sampler.parallel = False  # the weights change every step: step the chains in this thread
         V, H = model.n_visible, model.n_hidden
         self.visible_offset = torch.zeros(V, device=self.device)  # μ
         self.hidden_offset = torch.full((H,), 0.5, device=self.device) if config.centering else torch.zeros(H, device=self.device)  # λ
@@ -161,7 +162,7 @@ class RBMTrainer(Trainer):
             h = self.sampler.noise.bernoulli(h0)
             vk = torch.addmm(b, h, W.t(), out=vv[B:]).sigmoid_()  # [M, V]
         else:
-            vk = vv[B:].copy_(self._negative_phase(v0, h0))
+            vk = vv[B:].copy_(self._negative_phase(v0, h0))  # the chains [M, V]
         hk = torch.addmm(c, vk, W, out=hh[B:]).sigmoid_()  # p(h | vk) [M, H]
         # the reconstruction error every 10 steps (a sync with the device); NaN shows at once
         if cd1:
@@ -237,8 +238,14 @@ class RBMTrainer(Trainer):
         m = self.model
         g = torch.Generator().manual_seed(0)
         idx = torch.randperm(self.n_samples, generator=g)[:max_samples]
-        v = m.images_to_visible(self.data[idx.to(self.data.device)])
-        out = {"recon_error": m.reconstruction_error(v).item(), "free_energy": m.free_energy(v).mean().item()}
+        v = m.images_to_visible(self.data.index_select(0, idx.to(self.data.device)))
+        if isinstance(m, BernoulliRBM):  # one pass of hidden logits for both numbers
+            logits = m.hidden_logits(v)  # [n, H]
+            recon = F.mse_loss(m.visible_mean(torch.sigmoid(logits)), v)
+            fe = -(v @ m.visible_bias) - F.softplus(logits).sum(1)
+            out = {"recon_error": recon.item(), "free_energy": fe.mean().item()}
+        else:
+            out = {"recon_error": m.reconstruction_error(v).item(), "free_energy": m.free_energy(v).mean().item()}
         if isinstance(m, BernoulliRBM):
             out["pseudo_likelihood"] = m.pseudo_likelihood(v, generator=self.sampler.generator).mean().item()
         return out

@@ -55,6 +55,20 @@ def chain_workers(n: int) -> ThreadPoolExecutor:
         return _POOL
 
 
+def run_groups(groups: list, work) -> None:
+    """Call `work(part)` on the groups, split into up to torch.get_num_threads() parts that run
+    side by side in `chain_workers` (each with torch on one core), or on all of them here when
+    one part is all there is. The groups must not depend on each other."""
+    workers = min(len(groups), torch.get_num_threads())
+    if workers <= 1:
+        work(groups)
+        return
+    pool = chain_workers(workers)
+    futures = [pool.submit(work, groups[i::workers]) for i in range(workers)]
+    for f in futures:
+        f.result()
+
+
 class GibbsSampler:
     """n persistent Gibbs chains over `model` (a `BernoulliRBM` or `GaussianBernoulliRBM`).
 
@@ -83,6 +97,7 @@ class GibbsSampler:
         self.k = int(k)
         self.temperature = float(temperature)
         self.generator = generator or make_generator(model.device, seed)
+        self.parallel = True  # chain groups side by side on the CPU's cores (see _bernoulli_steps)
         self._noises: list[NoiseSource] = [NoiseSource(self.generator)]  # one per chain group
         self.clamp_mask: Tensor | None = None  # bool [n, V]: True = fixed
         self.clamp_values: Tensor | None = None  # [n, V]
@@ -171,10 +186,14 @@ class GibbsSampler:
         return self
 
     def _bernoulli_steps(self, k: int) -> None:
-        """`k` steps for a binary RBM: each chain group runs its k steps on its own, on its own
-        core when there are several; with fewer allocations and passes over memory than the
-        generic model calls, but the same draws in the same order as `model.sample_hidden` /
-        `model.sample_visible` given the group's noise stream, so the chains are bit-for-bit theirs."""
+        """`k` steps for a binary RBM, with fewer allocations and passes over memory than the
+        generic model calls but the same draws in the same order as `model.sample_hidden` /
+        `model.sample_visible` given each group's noise stream, so the chains are theirs.
+
+        With `parallel` and more than one core, each chain group runs its k steps on its own
+        core (the free-running Dreams sampler: its weights sit still, both cores read them).
+        Otherwise all chains step together in this thread (a trainer's PCD chains: the weights
+        change between calls, and this thread's own BLAS threads split the work best)."""
         n, V, H = self.n_chains, self.model.n_visible, self.model.n_hidden
         dev = self.visible.device
         # new tensors every call: a viewer may still hold the previous ones
@@ -185,45 +204,51 @@ class GibbsSampler:
 
         def run(part: list[tuple[int, int, NoiseSource]]) -> None:
             with torch.no_grad():
-                for a, b, noise in part:
-                    self._group_steps(k, a, b, noise, out_h[a:b], out_mean[a:b], out_v[a:b])
+                for group in part:
+                    self._rows_steps(k, [group], out_h, out_mean, out_v)
 
-        workers = min(len(groups), torch.get_num_threads())
-        if workers > 1:
-            pool = chain_workers(workers)
-            futures = [pool.submit(run, groups[i::workers]) for i in range(workers)]
-            for f in futures:
-                f.result()
+        if self.parallel and len(groups) > 1 and torch.get_num_threads() > 1:
+            run_groups(groups, run)
         else:
-            run(groups)
+            self._rows_steps(k, groups, out_h, out_mean, out_v)
         self.hidden, self.mean, self.visible = out_h, out_mean, out_v
 
-    def _group_steps(self, k: int, a: int, b: int, noise: NoiseSource, out_h: Tensor, out_mean: Tensor, out_v: Tensor) -> None:
-        """k Gibbs steps of chains a..b; the last step writes into the out_* slices."""
+    def _rows_steps(self, k: int, groups: list[tuple[int, int, NoiseSource]], out_h: Tensor, out_mean: Tensor, out_v: Tensor) -> None:
+        """k Gibbs steps of the chains of consecutive `groups` (rows a..b in all), each group
+        drawing from its own stream; the last step writes rows a..b of the out_* tensors."""
         m, t = self.model, self.temperature
         W, bv, c = m.weight.detach(), m.visible_bias.detach(), m.hidden_bias.detach()
+        a, b = groups[0][0], groups[-1][1]
+        out_h, out_mean, out_v = out_h[a:b], out_mean[a:b], out_v[a:b]
+        draws = [(i - a, j - a, noise) for i, j, noise in groups]  # rows of each stream, from a
         mask = vals = None
         if self.clamp_mask is not None:
             mask, vals = self.clamp_mask[a:b], self.clamp_values[a:b]
         v = self.visible[a:b]  # [g, V]
         g, V, H = v.shape[0], m.n_visible, m.n_hidden
+        new = lambda *shape: torch.empty(*shape, device=v.device)  # noqa: E731
+        thr_h, thr_v = new(g, H), new(g, V)
         if k > 1:  # work buffers for the steps before the last, reused
-            new = lambda *shape: torch.empty(*shape, device=v.device)  # noqa: E731
-            ph_, h_, mean_, thr_h, thr_v = new(g, H), new(g, H), new(g, V), new(g, H), new(g, V)
+            ph_, h_, mean_ = new(g, H), new(g, H), new(g, V)
             v_ = (new(g, V), new(g, V))
-        for i in range(k):
-            last = i == k - 1
+
+        def sample(p: Tensor, out: Tensor, scratch: Tensor) -> Tensor:
+            for i, j, noise in draws:
+                noise.bernoulli(p[i:j], out=out[i:j], scratch=scratch[i:j])
+            return out
+
+        for step in range(k):
+            last = step == k - 1
             ph = torch.addmm(c, v, W, out=None if last else ph_)  # hidden logits [g, H]
             if t != 1.0:
                 ph.div_(t)
             ph.sigmoid_()  # p(h | v)
-            # a binary sample of h, as floats
-            h = noise.bernoulli(ph, out=out_h) if last else noise.bernoulli(ph, out=h_, scratch=thr_h)
+            h = sample(ph, out_h if last else h_, thr_h)  # a binary sample of h, as floats
             mean = torch.addmm(bv, h, W.t(), out=out_mean if last else mean_)  # visible logits [g, V]
             if t != 1.0:
                 mean.div_(t)
             mean.sigmoid_()  # E[v | h]
-            v = noise.bernoulli(mean, out=out_v) if last else noise.bernoulli(mean, out=v_[i % 2], scratch=thr_v)
+            v = sample(mean, out_v if last else v_[step % 2], thr_v)
             if mask is not None:
                 v = torch.where(mask, vals, v)
                 if last:
