@@ -21,6 +21,9 @@ from .rbm import BernoulliRBM
 
 
 CHAIN_GROUP = 32  # chains per noise stream, and per unit of parallel work on the CPU
+# Handing groups to the worker threads costs about 0.1-0.3 ms a call; below this much work per
+# group and call (0.4 ms of one core) they step together in the caller's thread instead.
+PARALLEL_MIN_FLOP = 40e6
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
@@ -190,8 +193,9 @@ class GibbsSampler:
         generic model calls but the same draws in the same order as `model.sample_hidden` /
         `model.sample_visible` given each group's noise stream, so the chains are theirs.
 
-        With `parallel` and more than one core, each chain group runs its k steps on its own
-        core (the free-running Dreams sampler: its weights sit still, both cores read them).
+        With `parallel`, more than one core and enough work per call (`PARALLEL_MIN_FLOP`), each
+        chain group runs its k steps on its own core (the free-running Dreams sampler: its
+        weights sit still, every core reads them).
         Otherwise all chains step together in this thread (a trainer's PCD chains: the weights
         change between calls, and this thread's own BLAS threads split the work best)."""
         n, V, H = self.n_chains, self.model.n_visible, self.model.n_hidden
@@ -207,7 +211,8 @@ class GibbsSampler:
                 for group in part:
                     self._rows_steps(k, [group], out_h, out_mean, out_v)
 
-        if self.parallel and len(groups) > 1 and torch.get_num_threads() > 1:
+        group_flop = 4 * k * min(n, CHAIN_GROUP) * V * H  # per group and call: two matmuls a step
+        if self.parallel and len(groups) > 1 and torch.get_num_threads() > 1 and group_flop >= PARALLEL_MIN_FLOP:
             run_groups(groups, run)
         else:
             self._rows_steps(k, groups, out_h, out_mean, out_v)

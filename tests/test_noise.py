@@ -145,3 +145,19 @@ def test_samples_follow_the_exact_distribution_of_a_tiny_rbm():
     emp = counts / counts.sum()
     kl = (emp * (emp.clamp_min(1e-12) / exact).log()).sum().item()
     assert kl < 2e-3
+
+
+def test_worker_threads_run_torch_on_one_core_and_leave_the_default_alone():
+    import threading
+
+    from models import sampling
+
+    before = torch.get_num_threads()
+    size = (sampling._POOL._max_workers if sampling._POOL else 1) + 1
+    pool = sampling.chain_workers(size)  # a new, larger pool
+    assert all(n == 1 for n in pool.map(lambda _: torch.get_num_threads(), range(4 * size)))
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    t.start()
+    t.join()
+    assert seen == [before] and torch.get_num_threads() == before  # threads started later: as before
