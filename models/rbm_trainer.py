@@ -65,7 +65,7 @@ class RBMTrainer(Trainer):
         self.model: RBMBase
         n_chains = config.n_chains if config.persistent else self.batch_size
         self.sampler = GibbsSampler(model, n_chains=n_chains, k=config.k, seed=self.seed)
-        self.sampler.parallel = False  # the weights change every step: step the chains in this thread
+        self.sampler.free_running = False  # the weights change every step: step the chains in this thread
         V, H = model.n_visible, model.n_hidden
         self.visible_offset = torch.zeros(V, device=self.device)  # μ
         self.hidden_offset = torch.full((H,), 0.5, device=self.device) if config.centering else torch.zeros(H, device=self.device)  # λ

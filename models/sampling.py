@@ -8,6 +8,7 @@ model trains costs nothing extra: the chains are computed for the gradient anywa
 """
 from __future__ import annotations
 
+import functools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
@@ -58,6 +59,50 @@ def chain_workers(n: int) -> ThreadPoolExecutor:
         return _POOL
 
 
+@functools.cache
+def onednn_available() -> bool:
+    """Whether torch's oneDNN linear with a fused sigmoid works here (and agrees with addmm)."""
+    try:
+        if not torch.backends.mkldnn.is_available():
+            return False
+        g = torch.Generator().manual_seed(0)
+        W, c, x = torch.randn(16, 8, generator=g), torch.randn(8, generator=g), torch.rand(3, 16, generator=g)
+        packed = torch.ops.mkldnn._reorder_linear_weight(W.t().contiguous(), 3)
+        y = torch.ops.mkldnn._linear_pointwise(x, packed, c, "sigmoid", [], "")
+        return bool(torch.allclose(y, torch.sigmoid(torch.addmm(c, x, W)), atol=1e-5))
+    except Exception:  # an older or a differently built torch: plain addmm it is
+        return False
+
+
+class PackedRBM:
+    """A binary RBM's two conditionals as oneDNN primitives over weights packed once, with the
+    sigmoid fused: p(h | v) = σ((vW + c)/T) and E[v | h] = σ((hWᵀ + b)/T), float32 throughout
+    (they agree with addmm + sigmoid to about 1e-6). For chains whose weights sit still between
+    calls: at 32 chains on one core a Gibbs step takes 10-15% less time than with addmm, which
+    re-reads the weights in their plain layout every call. `key` says which weights it packed."""
+
+    def __init__(self, model, temperature: float):
+        W, b, c = (p.detach() for p in (model.weight, model.visible_bias, model.hidden_bias))
+        self.key = self.key_of(model, temperature)
+        t = float(temperature)
+        Wt = W / t if t != 1.0 else W  # σ((vW + c)/T) = σ(v(W/T) + c/T)
+        reorder = torch.ops.mkldnn._reorder_linear_weight
+        self._up = reorder(Wt.t().contiguous(), CHAIN_GROUP)  # the linear weight [H, V] of v -> h
+        self._down = reorder(Wt.contiguous(), CHAIN_GROUP)  # the linear weight [V, H] of h -> v
+        self._c, self._b = (c / t).contiguous(), (b / t).contiguous()
+
+    @staticmethod
+    def key_of(model, temperature: float) -> tuple:
+        ps = (model.weight, model.visible_bias, model.hidden_bias)
+        return tuple((p.data_ptr(), p._version) for p in ps) + (float(temperature),)
+
+    def hidden_probs(self, v: Tensor) -> Tensor:
+        return torch.ops.mkldnn._linear_pointwise(v, self._up, self._c, "sigmoid", [], "")  # [g, H]
+
+    def visible_probs(self, h: Tensor) -> Tensor:
+        return torch.ops.mkldnn._linear_pointwise(h, self._down, self._b, "sigmoid", [], "")  # [g, V]
+
+
 def run_groups(groups: list, work) -> None:
     """Call `work(part)` on the groups, split into up to torch.get_num_threads() parts that run
     side by side in `chain_workers` (each with torch on one core), or on all of them here when
@@ -100,7 +145,11 @@ class GibbsSampler:
         self.k = int(k)
         self.temperature = float(temperature)
         self.generator = generator or make_generator(model.device, seed)
-        self.parallel = True  # chain groups side by side on the CPU's cores (see _bernoulli_steps)
+        # The weights sit still between calls (a viewer's dreams): on the CPU they are kept
+        # packed for oneDNN, and chain groups step side by side on the cores. A trainer's
+        # chains, whose weights change every step, set this False.
+        self.free_running = True
+        self._packed: PackedRBM | None = None
         self._noises: list[NoiseSource] = [NoiseSource(self.generator)]  # one per chain group
         self.clamp_mask: Tensor | None = None  # bool [n, V]: True = fixed
         self.clamp_values: Tensor | None = None  # [n, V]
@@ -193,11 +242,11 @@ class GibbsSampler:
         generic model calls but the same draws in the same order as `model.sample_hidden` /
         `model.sample_visible` given each group's noise stream, so the chains are theirs.
 
-        With `parallel`, more than one core and enough work per call (`PARALLEL_MIN_FLOP`), each
-        chain group runs its k steps on its own core (the free-running Dreams sampler: its
-        weights sit still, every core reads them).
-        Otherwise all chains step together in this thread (a trainer's PCD chains: the weights
-        change between calls, and this thread's own BLAS threads split the work best)."""
+        Free-running chains on the CPU use weights packed for oneDNN (`PackedRBM`) and, with
+        more than one core and enough work per call (`PARALLEL_MIN_FLOP`), step each chain
+        group on its own core: their weights sit still, and every core reads them. A trainer's
+        chains (weights that change every step) step all together in the calling thread,
+        whose own BLAS threads split the work best."""
         n, V, H = self.n_chains, self.model.n_visible, self.model.n_hidden
         dev = self.visible.device
         # new tensors every call: a viewer may still hold the previous ones
@@ -205,20 +254,30 @@ class GibbsSampler:
         out_mean = torch.empty(n, V, device=dev)
         out_v = torch.empty(n, V, device=dev)
         groups = self.groups()
+        packed = self._packed_model() if self.free_running and dev.type == "cpu" else None
 
         def run(part: list[tuple[int, int, NoiseSource]]) -> None:
             with torch.no_grad():
                 for group in part:
-                    self._rows_steps(k, [group], out_h, out_mean, out_v)
+                    self._rows_steps(k, [group], out_h, out_mean, out_v, packed)
 
         group_flop = 4 * k * min(n, CHAIN_GROUP) * V * H  # per group and call: two matmuls a step
-        if self.parallel and len(groups) > 1 and torch.get_num_threads() > 1 and group_flop >= PARALLEL_MIN_FLOP:
+        if self.free_running and len(groups) > 1 and torch.get_num_threads() > 1 and group_flop >= PARALLEL_MIN_FLOP:
             run_groups(groups, run)
         else:
-            self._rows_steps(k, groups, out_h, out_mean, out_v)
+            self._rows_steps(k, groups, out_h, out_mean, out_v, packed)
         self.hidden, self.mean, self.visible = out_h, out_mean, out_v
 
-    def _rows_steps(self, k: int, groups: list[tuple[int, int, NoiseSource]], out_h: Tensor, out_mean: Tensor, out_v: Tensor) -> None:
+    def _packed_model(self) -> PackedRBM | None:
+        """The model packed for oneDNN at this temperature (packed again if the weights changed)."""
+        if not onednn_available():
+            return None
+        if self._packed is None or self._packed.key != PackedRBM.key_of(self.model, self.temperature):
+            self._packed = PackedRBM(self.model, self.temperature)
+        return self._packed
+
+    def _rows_steps(self, k: int, groups: list[tuple[int, int, NoiseSource]], out_h: Tensor, out_mean: Tensor, out_v: Tensor,
+                    packed: PackedRBM | None = None) -> None:
         """k Gibbs steps of the chains of consecutive `groups` (rows a..b in all), each group
         drawing from its own stream; the last step writes rows a..b of the out_* tensors."""
         m, t = self.model, self.temperature
@@ -244,15 +303,23 @@ class GibbsSampler:
 
         for step in range(k):
             last = step == k - 1
-            ph = torch.addmm(c, v, W, out=None if last else ph_)  # hidden logits [g, H]
-            if t != 1.0:
-                ph.div_(t)
-            ph.sigmoid_()  # p(h | v)
+            if packed is not None:
+                ph = packed.hidden_probs(v)  # p(h | v) [g, H]
+            else:
+                ph = torch.addmm(c, v, W, out=None if last else ph_)  # hidden logits [g, H]
+                if t != 1.0:
+                    ph.div_(t)
+                ph.sigmoid_()  # p(h | v)
             h = sample(ph, out_h if last else h_, thr_h)  # a binary sample of h, as floats
-            mean = torch.addmm(bv, h, W.t(), out=out_mean if last else mean_)  # visible logits [g, V]
-            if t != 1.0:
-                mean.div_(t)
-            mean.sigmoid_()  # E[v | h]
+            if packed is not None:
+                mean = packed.visible_probs(h)  # E[v | h] [g, V]
+                if last:
+                    mean = out_mean.copy_(mean)
+            else:
+                mean = torch.addmm(bv, h, W.t(), out=out_mean if last else mean_)  # visible logits [g, V]
+                if t != 1.0:
+                    mean.div_(t)
+                mean.sigmoid_()  # E[v | h]
             v = sample(mean, out_v if last else v_[step % 2], thr_v)
             if mask is not None:
                 v = torch.where(mask, vals, v)

@@ -71,6 +71,7 @@ def test_each_chain_group_is_the_generic_chain_with_its_own_stream(one_thread):
     (on one thread, so that the BLAS rounds alike in both)."""
     m = rbm()
     a = GibbsSampler(m, n_chains=2 * CHAIN_GROUP + 6, seed=4)
+    a.free_running = False  # addmm, as the model's own calls (free-running chains use oneDNN)
     start = a.visible.clone()
     a.step(7)
     b = GibbsSampler(m, n_chains=2 * CHAIN_GROUP + 6, seed=4)
@@ -91,6 +92,31 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def test_packed_weights_give_the_same_chains_as_addmm_and_follow_weight_changes():
+    """Free-running chains use oneDNN over packed weights; they agree with the addmm path to
+    float rounding, at any temperature, and are packed again when the weights change."""
+    from models.sampling import onednn_available
+
+    if not onednn_available():
+        pytest.skip("this torch has no oneDNN linear")
+    m = rbm(V=64, H=16)
+    for t in (1.0, 0.6):
+        a = GibbsSampler(m, n_chains=40, seed=3, temperature=t)
+        b = GibbsSampler(m, n_chains=40, seed=3, temperature=t)
+        b.free_running = False
+        a.step(1)
+        b.step(1)
+        assert a._packed is not None
+        assert torch.allclose(a.mean, b.mean, atol=1e-5) and (a.visible != b.visible).float().mean() < 0.01
+    packed = a._packed
+    with torch.no_grad():
+        m.weight.mul_(0.0)  # every conditional becomes σ(bias / T)
+    a.step(1)
+    assert a._packed is not packed
+    want = torch.sigmoid(m.visible_bias.detach() / 0.6).expand(40, -1)
+    assert torch.allclose(a.mean, want, atol=1e-6)
 
 
 def test_the_chains_do_not_depend_on_the_number_of_cores():
