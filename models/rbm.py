@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .kernels import sigmoid_linear
 from .noise import NoiseSource
 
 
@@ -167,9 +168,15 @@ class BernoulliRBM(RBMBase):
     def visible_logits(self, h: Tensor) -> Tensor:
         return torch.addmm(self.visible_bias, h, self.weight.t())  # [B, V]
 
+    def hidden_probs(self, v: Tensor, temperature: float = 1.0) -> Tensor:
+        if temperature == 1.0:
+            return sigmoid_linear(v, self.weight.t(), self.hidden_bias)  # one fused call on the CPU
+        return super().hidden_probs(v, temperature)
+
     def visible_mean(self, h: Tensor, temperature: float = 1.0) -> Tensor:
-        logits = self.visible_logits(h)
-        return torch.sigmoid(logits if temperature == 1.0 else logits / temperature)
+        if temperature == 1.0:
+            return sigmoid_linear(h, self.weight, self.visible_bias)
+        return torch.sigmoid(self.visible_logits(h) / temperature)
 
     def sample_visible(self, h: Tensor, temperature: float = 1.0, generator=None) -> tuple[Tensor, Tensor]:
         p = self.visible_mean(h, temperature)

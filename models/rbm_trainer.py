@@ -157,13 +157,12 @@ class RBMTrainer(Trainer):
         vv = torch.empty(B + M, V, device=v0.device)
         hh = torch.empty(B + M, H, device=v0.device)
         v0 = vv[:B].copy_(v0)
-        h0 = torch.addmm(c, v0, W, out=hh[:B]).sigmoid_()  # p(h | v0) [B, H]
+        h0 = hh[:B].copy_(m.hidden_probs(v0))  # p(h | v0) [B, H]
         if cd1:  # CD-1: the reconstruction E[v | h], h ~ p(h | v0) (Hinton 2010)
-            h = self.sampler.noise.bernoulli(h0)
-            vk = torch.addmm(b, h, W.t(), out=vv[B:]).sigmoid_()  # [M, V]
+            vk = vv[B:].copy_(m.visible_mean(self.sampler.noise.bernoulli(h0)))  # [M, V]
         else:
             vk = vv[B:].copy_(self._negative_phase(v0, h0))  # the chains [M, V]
-        hk = torch.addmm(c, vk, W, out=hh[B:]).sigmoid_()  # p(h | vk) [M, H]
+        hk = hh[B:].copy_(m.hidden_probs(vk))  # p(h | vk) [M, H]
         # the reconstruction error every 10 steps (a sync with the device); NaN shows at once
         if cd1:
             if self.step % 10 == 0 or not math.isfinite(self._last_recon):

@@ -8,7 +8,6 @@ model trains costs nothing extra: the chains are computed for the gradient anywa
 """
 from __future__ import annotations
 
-import functools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
@@ -17,6 +16,7 @@ import torch
 from torch import Tensor
 
 from .device import make_generator
+from .kernels import onednn_available
 from .noise import NoiseSource
 from .rbm import BernoulliRBM
 
@@ -57,21 +57,6 @@ def chain_workers(n: int) -> ThreadPoolExecutor:
                 _POOL.shutdown(wait=False)
             _POOL = pool
         return _POOL
-
-
-@functools.cache
-def onednn_available() -> bool:
-    """Whether torch's oneDNN linear with a fused sigmoid works here (and agrees with addmm)."""
-    try:
-        if not torch.backends.mkldnn.is_available():
-            return False
-        g = torch.Generator().manual_seed(0)
-        W, c, x = torch.randn(16, 8, generator=g), torch.randn(8, generator=g), torch.rand(3, 16, generator=g)
-        packed = torch.ops.mkldnn._reorder_linear_weight(W.t().contiguous(), 3)
-        y = torch.ops.mkldnn._linear_pointwise(x, packed, c, "sigmoid", [], "")
-        return bool(torch.allclose(y, torch.sigmoid(torch.addmm(c, x, W)), atol=1e-5))
-    except Exception:  # an older or a differently built torch: plain addmm it is
-        return False
 
 
 class PackedRBM:
@@ -281,7 +266,6 @@ class GibbsSampler:
         """k Gibbs steps of the chains of consecutive `groups` (rows a..b in all), each group
         drawing from its own stream; the last step writes rows a..b of the out_* tensors."""
         m, t = self.model, self.temperature
-        W, bv, c = m.weight.detach(), m.visible_bias.detach(), m.hidden_bias.detach()
         a, b = groups[0][0], groups[-1][1]
         out_h, out_mean, out_v = out_h[a:b], out_mean[a:b], out_v[a:b]
         draws = [(i - a, j - a, noise) for i, j, noise in groups]  # rows of each stream, from a
@@ -291,10 +275,10 @@ class GibbsSampler:
         v = self.visible[a:b]  # [g, V]
         g, V, H = v.shape[0], m.n_visible, m.n_hidden
         new = lambda *shape: torch.empty(*shape, device=v.device)  # noqa: E731
-        thr_h, thr_v = new(g, H), new(g, V)
-        if k > 1:  # work buffers for the steps before the last, reused
-            ph_, h_, mean_ = new(g, H), new(g, H), new(g, V)
-            v_ = (new(g, V), new(g, V))
+        thr_h, thr_v, h_ = new(g, H), new(g, V), new(g, H)
+        v_ = (new(g, V), new(g, V)) if k > 1 else None  # the samples before the last, reused
+        hidden_probs = packed.hidden_probs if packed is not None else (lambda x: m.hidden_probs(x, t))
+        visible_mean = packed.visible_probs if packed is not None else (lambda x: m.visible_mean(x, t))
 
         def sample(p: Tensor, out: Tensor, scratch: Tensor) -> Tensor:
             for i, j, noise in draws:
@@ -303,23 +287,11 @@ class GibbsSampler:
 
         for step in range(k):
             last = step == k - 1
-            if packed is not None:
-                ph = packed.hidden_probs(v)  # p(h | v) [g, H]
-            else:
-                ph = torch.addmm(c, v, W, out=None if last else ph_)  # hidden logits [g, H]
-                if t != 1.0:
-                    ph.div_(t)
-                ph.sigmoid_()  # p(h | v)
+            ph = hidden_probs(v)  # p(h | v) [g, H]
             h = sample(ph, out_h if last else h_, thr_h)  # a binary sample of h, as floats
-            if packed is not None:
-                mean = packed.visible_probs(h)  # E[v | h] [g, V]
-                if last:
-                    mean = out_mean.copy_(mean)
-            else:
-                mean = torch.addmm(bv, h, W.t(), out=out_mean if last else mean_)  # visible logits [g, V]
-                if t != 1.0:
-                    mean.div_(t)
-                mean.sigmoid_()  # E[v | h]
+            mean = visible_mean(h)  # E[v | h] [g, V]
+            if last:
+                mean = out_mean.copy_(mean)
             v = sample(mean, out_v if last else v_[step % 2], thr_v)
             if mask is not None:
                 v = torch.where(mask, vals, v)

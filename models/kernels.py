@@ -1,0 +1,47 @@
+"""Fused CPU kernels: a linear layer and its sigmoid in one oneDNN call.
+
+An RBM's conditionals are σ(vW + c) and σ(hWᵀ + b). torch's addmm (MKL) followed by an in-place
+sigmoid reads and writes the result twice; oneDNN's linear with a fused sigmoid epilogue writes
+it once and, at the RBM's shapes (64×784×500 on 2 cores), also runs the matrix product itself
+faster: 265 µs instead of 341 µs for σ(vW + c). torch exposes it as
+`torch.ops.mkldnn._linear_pointwise`, the op its own compiler emits for CPU linear layers; it is
+private, so `onednn_available()` checks once that it exists and agrees with addmm, and everything
+falls back to addmm + sigmoid where it does not (other builds, other devices, autograd).
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+@functools.cache
+def onednn_available() -> bool:
+    """Whether torch's oneDNN linear with a fused sigmoid works here and agrees with addmm."""
+    try:
+        if not torch.backends.mkldnn.is_available():
+            return False
+        g = torch.Generator().manual_seed(0)
+        W, c, x = torch.randn(16, 8, generator=g), torch.randn(8, generator=g), torch.rand(3, 16, generator=g)
+        want = torch.sigmoid(torch.addmm(c, x, W))
+        dense = torch.ops.mkldnn._linear_pointwise(x, W.t(), c, "sigmoid", [], "")
+        packed = torch.ops.mkldnn._linear_pointwise(x, torch.ops.mkldnn._reorder_linear_weight(W.t().contiguous(), 3), c, "sigmoid", [], "")
+        return bool(torch.allclose(dense, want, atol=1e-5) and torch.allclose(packed, want, atol=1e-5))
+    except Exception:  # an older or a differently built torch: addmm it is
+        return False
+
+
+def sigmoid_linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """σ(x weightᵀ + bias): [B, in] -> [B, out], with `weight` [out, in] as a linear layer's
+    (a transposed view is fine). One fused oneDNN call for float32 CPU tensors when no gradient
+    is wanted; torch.sigmoid(F.linear(...)) (the same numbers to about 1e-6) otherwise."""
+    if (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or bias.requires_grad))
+        and onednn_available()
+    ):
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "sigmoid", [], "")
+    return torch.sigmoid(F.linear(x, weight, bias))
