@@ -2,7 +2,8 @@
 
 1. Raw Gibbs steps per second of `GibbsSampler.step` (one call of k steps, and k calls of one
    step), with the machine's fp32 matmul rate for context: a step is two 64×1,024×256 matmuls
-   (67 MFLOP) plus 82k uniform draws.
+   (67 MFLOP) plus 82k Bernoulli draws. With two or more cores the sampler steps its two groups
+   of 32 chains side by side, one per core, over weights packed for oneDNN (models/sampling.py).
 2. Frames per second the Dreams viewer actually paints (distinct frames, counted in
    `ImageItem.paint`) while a PCD training job runs in a background thread and hands its
    persistent chains to the viewer after every update.
@@ -57,9 +58,10 @@ def matmul_gflops(reps: int = 200) -> float:
     return 2 * CHAINS * V_SIDE * V_SIDE * HIDDEN * reps / (time.perf_counter() - t) / 1e9
 
 
-def raw_steps(steps: int, repeats: int = 3, budget: float = 4.0) -> tuple[float, float, int]:
+def raw_steps(steps: int, repeats: int = 5, budget: float = 5.0) -> tuple[float, float, int]:
     """(best steps/s of step(n), best steps/s of n calls of step(1), n): n = `steps`, fewer when
-    the machine is so slow (or busy) that a repeat would pass `budget` seconds."""
+    the machine is so slow (or busy) that a repeat would pass `budget` seconds. The best of a few
+    repeats: on a shared 2-core VM the rate swings by 10-20% from one second to the next."""
     s = GibbsSampler(make_rbm(), n_chains=CHAINS, seed=0)
     s.step(20)
     t = time.perf_counter()

@@ -157,12 +157,12 @@ class RBMTrainer(Trainer):
         vv = torch.empty(B + M, V, device=v0.device)
         hh = torch.empty(B + M, H, device=v0.device)
         v0 = vv[:B].copy_(v0)
-        h0 = hh[:B].copy_(m.hidden_probs(v0))  # p(h | v0) [B, H]
+        h0 = m.hidden_probs(v0)  # p(h | v0) [B, H]
         if cd1:  # CD-1: the reconstruction E[v | h], h ~ p(h | v0) (Hinton 2010)
             vk = vv[B:].copy_(m.visible_mean(self.sampler.noise.bernoulli(h0)))  # [M, V]
         else:
             vk = vv[B:].copy_(self._negative_phase(v0, h0))  # the chains [M, V]
-        hk = hh[B:].copy_(m.hidden_probs(vk))  # p(h | vk) [M, H]
+        hk = m.hidden_probs(vk)  # p(h | vk) [M, H]
         # the reconstruction error every 10 steps (a sync with the device); NaN shows at once
         if cd1:
             if self.step % 10 == 0 or not math.isfinite(self._last_recon):
@@ -184,8 +184,8 @@ class RBMTrainer(Trainer):
             self.hidden_offset.lerp_(h0.mean(0), self.config.center_rate)
         else:
             # b ← μb - v0ᵀh0/B + vkᵀhk/M: one GEMM accumulates into the buffer, beta scales it.
-            hh[:B].mul_(-1.0 / B)
-            hh[B:].mul_(1.0 / M)
+            torch.mul(h0, -1.0 / B, out=hh[:B])
+            torch.mul(hk, 1.0 / M, out=hh[B:])
             dc = hh.sum(0).neg_()  # mean p(h | v0) - mean p(h | vk)
             db = self._row_weights(B, M) @ vv  # mean v0 - mean vk
             buf.addmm_(vv.t(), hh, beta=mom)
