@@ -47,14 +47,30 @@ class NoiseSource:
         On the CPU each draw compares a 16-bit uniform integer r in [-2^15, 2^15) with
         p·2^16 - 2^15, so P(1) = ceil(2^16 p) / 2^16: exact at p = 0 and p = 1, never more
         than 2^-16 above p in between."""
+        bits = self._bits
         if out is None:
             out = torch.empty_like(p)
-        if self._bits is None:
+        if bits is None:
             return torch.lt(torch.rand(p.shape, device=p.device, dtype=p.dtype, generator=self.generator), p, out=out)
         n = p.numel()
-        r = torch.from_numpy(self._bits.random_raw((n + 3) // 4).view(np.int16)[:n]).view(p.shape)
-        threshold = torch.add(_MINUS_HALF, p, alpha=65536.0, out=scratch)  # p·2^16 - 2^15
-        return torch.lt(r, threshold, out=out)
+        r = torch.from_numpy(bits.random_raw((n + 3) >> 2).view(np.int16)[:n]).view(p.shape)  # [-2^15, 2^15)
+        return torch.lt(r, torch.add(_MINUS_HALF, p, alpha=65536.0, out=scratch), out=out)  # r < p·2^16 - 2^15
+
+    def bernoulli_fn(self, shape: tuple[int, ...]):
+        """`bernoulli(p, out, scratch)` for tensors of one `shape`, with the constants worked out
+        once: the same draws, for hot loops where Python's own time counts."""
+        bits = self._bits
+        if bits is None:
+            return self.bernoulli
+        n = int(np.prod(shape))
+        words, raw, from_numpy, add, lt = (n + 3) >> 2, bits.random_raw, torch.from_numpy, torch.add, torch.lt
+        shape = tuple(shape)
+
+        def draw(p: Tensor, out: Tensor, scratch: Tensor) -> Tensor:
+            r = from_numpy(raw(words).view(np.int16)[:n]).view(shape)
+            return lt(r, add(_MINUS_HALF, p, alpha=65536.0, out=scratch), out=out)
+
+        return draw
 
     # ------------------------------------------------------------------------ persistence
     def state_tensor(self) -> Tensor:

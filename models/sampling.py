@@ -280,24 +280,26 @@ class GibbsSampler:
         hidden_probs = packed.hidden_probs if packed is not None else (lambda x: m.hidden_probs(x, t))
         visible_mean = packed.visible_probs if packed is not None else (lambda x: m.visible_mean(x, t))
 
-        def sample(p: Tensor, out: Tensor, scratch: Tensor) -> Tensor:
-            for i, j, noise in draws:
-                noise.bernoulli(p[i:j], out=out[i:j], scratch=scratch[i:j])
-            return out
+        if len(draws) == 1:  # one stream for all the rows (the hot loop of a parallel call)
+            sample_h, sample_v = draws[0][2].bernoulli_fn((g, H)), draws[0][2].bernoulli_fn((g, V))
+        else:
+            def sample_h(p: Tensor, out: Tensor, scratch: Tensor) -> Tensor:
+                for i, j, noise in draws:
+                    noise.bernoulli(p[i:j], out[i:j], scratch[i:j])
+                return out
+            sample_v = sample_h
 
-        for step in range(k):
-            last = step == k - 1
-            ph = hidden_probs(v)  # p(h | v) [g, H]
-            h = sample(ph, out_h if last else h_, thr_h)  # a binary sample of h, as floats
-            mean = visible_mean(h)  # E[v | h] [g, V]
-            if last:
-                mean = out_mean.copy_(mean)
-            v = sample(mean, out_v if last else v_[step % 2], thr_v)
+        for step in range(k - 1):  # every step but the last: into the reused buffers
+            h = sample_h(hidden_probs(v), h_, thr_h)  # a binary sample of h ~ p(h | v), as floats
+            v = sample_v(visible_mean(h), v_[step & 1], thr_v)  # v ~ E[v | h]
             if mask is not None:
                 v = torch.where(mask, vals, v)
-                if last:
-                    out_v.copy_(v)
-                    out_mean.copy_(torch.where(mask, vals, mean))
+        h = sample_h(hidden_probs(v), out_h, thr_h)  # the last step: into the out_* rows
+        mean = out_mean.copy_(visible_mean(h))
+        v = sample_v(mean, out_v, thr_v)
+        if mask is not None:
+            out_v.copy_(torch.where(mask, vals, v))
+            out_mean.copy_(torch.where(mask, vals, mean))
 
     __call__ = step
 
