@@ -81,7 +81,7 @@ def ours(data: np.ndarray, epochs: int, B: int, H: int) -> float:
     return float(min(times[1:]))  # the first epoch warms up; the best of the rest, like the peak
 
 
-def sklearn(data: np.ndarray, B: int, H: int, dtype=np.float32, repeats: int = 2) -> float:
+def sklearn(data: np.ndarray, B: int, H: int, dtype=np.float32, repeats: int = 3) -> float:
     """The best of `repeats` one-epoch fits of scikit-learn's BernoulliRBM (it keeps float32
     data in float32; boolean or float64 data, numpy's default, run in float64)."""
     from sklearn.neural_network import BernoulliRBM as SkRBM

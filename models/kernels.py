@@ -6,7 +6,9 @@ it once and, at the RBM's shapes (64×784×500 on 2 cores), also runs the matrix
 faster: 265 µs instead of 341 µs for σ(vW + c). torch exposes it as
 `torch.ops.mkldnn._linear_pointwise`, the op its own compiler emits for CPU linear layers; it is
 private, so `onednn_available()` checks once that it exists and agrees with addmm, and everything
-falls back to addmm + sigmoid where it does not (other builds, other devices, autograd).
+falls back to addmm + sigmoid where it does not (other builds, other devices, autograd). Each call
+builds its oneDNN primitive (about 20 µs), so small products stay with addmm: the two cross at
+about 6-8 million multiply-adds on this machine (`bench`-style timings in `ONEDNN_MIN_MACS`).
 """
 from __future__ import annotations
 
@@ -15,6 +17,11 @@ import functools
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+
+# Below this many multiply-adds (rows × in × out) addmm + sigmoid is faster: measured on 2 cores,
+# 64×256×256 (4.2 M) 64 µs either way, 64×512×256 (8.4 M) 105 µs with addmm and 101 µs fused.
+ONEDNN_MIN_MACS = 8_000_000
 
 
 @functools.cache
@@ -36,9 +43,11 @@ def onednn_available() -> bool:
 def sigmoid_linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """σ(x weightᵀ + bias): [B, in] -> [B, out], with `weight` [out, in] as a linear layer's
     (a transposed view is fine). One fused oneDNN call for float32 CPU tensors when no gradient
-    is wanted; torch.sigmoid(F.linear(...)) (the same numbers to about 1e-6) otherwise."""
+    is wanted and the product is large enough; torch.sigmoid(F.linear(...)) (the same numbers to
+    about 1e-6) otherwise."""
     if (
         x.device.type == "cpu"
+        and x.shape[0] * weight.shape[0] * weight.shape[1] >= ONEDNN_MIN_MACS
         and x.dtype == torch.float32
         and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or bias.requires_grad))
         and onednn_available()
