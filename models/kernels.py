@@ -22,6 +22,9 @@ from torch import Tensor
 # Below this many multiply-adds (rows × in × out) addmm + sigmoid is faster: measured on 2 cores,
 # 64×256×256 (4.2 M) 64 µs either way, 64×512×256 (8.4 M) 105 µs with addmm and 101 µs fused.
 ONEDNN_MIN_MACS = 8_000_000
+# With the weights packed once (`models.sampling.PackedRBM`) the per-call cost is smaller: the two
+# cross at about 4 M (32×512×256: 99 µs with addmm, 98 µs packed; 32×1024×256: 192 and 172 µs).
+PACKED_MIN_MACS = 4_000_000
 
 
 @functools.cache

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from .device import make_generator
-from .kernels import onednn_available
+from .kernels import PACKED_MIN_MACS, onednn_available
 from .noise import NoiseSource
 from .rbm import BernoulliRBM
 
@@ -227,7 +227,8 @@ class GibbsSampler:
         generic model calls but the same draws in the same order as `model.sample_hidden` /
         `model.sample_visible` given each group's noise stream, so the chains are theirs.
 
-        Free-running chains on the CPU use weights packed for oneDNN (`PackedRBM`) and, with
+        Free-running chains on the CPU use weights packed for oneDNN (`PackedRBM`, for products
+        of `PACKED_MIN_MACS` and more) and, with
         more than one core and enough work per call (`PARALLEL_MIN_FLOP`), step each chain
         group on its own core: their weights sit still, and every core reads them. A trainer's
         chains (weights that change every step) step all together in the calling thread,
@@ -239,15 +240,17 @@ class GibbsSampler:
         out_mean = torch.empty(n, V, device=dev)
         out_v = torch.empty(n, V, device=dev)
         groups = self.groups()
-        packed = self._packed_model() if self.free_running and dev.type == "cpu" else None
+        group_flop = 4 * k * min(n, CHAIN_GROUP) * V * H  # per group and call: two matmuls a step
+        parallel = self.free_running and len(groups) > 1 and torch.get_num_threads() > 1 and group_flop >= PARALLEL_MIN_FLOP
+        rows = min(n, CHAIN_GROUP) if parallel else n  # rows of each matrix product
+        packed = self._packed_model() if self.free_running and dev.type == "cpu" and rows * V * H >= PACKED_MIN_MACS else None
 
         def run(part: list[tuple[int, int, NoiseSource]]) -> None:
             with torch.no_grad():
                 for group in part:
                     self._rows_steps(k, [group], out_h, out_mean, out_v, packed)
 
-        group_flop = 4 * k * min(n, CHAIN_GROUP) * V * H  # per group and call: two matmuls a step
-        if self.free_running and len(groups) > 1 and torch.get_num_threads() > 1 and group_flop >= PARALLEL_MIN_FLOP:
+        if parallel:
             run_groups(groups, run)
         else:
             self._rows_steps(k, groups, out_h, out_mean, out_v, packed)

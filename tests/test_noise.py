@@ -94,7 +94,16 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def test_packed_weights_give_the_same_chains_as_addmm_and_follow_weight_changes():
+@pytest.fixture
+def fast_paths_for_tiny_models(monkeypatch):
+    """Packing and worker threads pay off from some size on; take them for the tiny test RBMs."""
+    from models import sampling
+
+    monkeypatch.setattr(sampling, "PACKED_MIN_MACS", 0)
+    monkeypatch.setattr(sampling, "PARALLEL_MIN_FLOP", 0)
+
+
+def test_packed_weights_give_the_same_chains_as_addmm_and_follow_weight_changes(fast_paths_for_tiny_models):
     """Free-running chains use oneDNN over packed weights; they agree with the addmm path to
     float rounding, at any temperature, and are packed again when the weights change."""
     from models.sampling import onednn_available
@@ -119,14 +128,24 @@ def test_packed_weights_give_the_same_chains_as_addmm_and_follow_weight_changes(
     assert torch.allclose(a.mean, want, atol=1e-6)
 
 
-def test_the_chains_do_not_depend_on_the_number_of_cores():
+def test_the_chains_do_not_depend_on_the_number_of_cores(fast_paths_for_tiny_models):
+    from models import sampling
+
     m = rbm(V=64, H=16)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)  # groups one after another in this thread
         one = GibbsSampler(m, n_chains=96, seed=2).step(20)
         torch.set_num_threads(2)  # groups side by side in the worker threads
-        two = GibbsSampler(m, n_chains=96, seed=2).step(20)
+        two = GibbsSampler(m, n_chains=96, seed=2)
+        calls = []
+        real = sampling.run_groups
+        sampling.run_groups = lambda groups, work: calls.append(len(groups)) or real(groups, work)
+        try:
+            two.step(20)
+        finally:
+            sampling.run_groups = real
+        assert calls == [3]  # it did go to the workers
     finally:
         torch.set_num_threads(before)
     assert torch.equal(one.visible, two.visible) and torch.equal(one.mean, two.mean)
@@ -187,3 +206,16 @@ def test_worker_threads_run_torch_on_one_core_and_leave_the_default_alone():
     t.start()
     t.join()
     assert seen == [before] and torch.get_num_threads() == before  # threads started later: as before
+
+
+def test_only_large_free_running_models_are_packed():
+    from models.sampling import onednn_available
+
+    small = GibbsSampler(rbm(V=64, H=16), n_chains=64, seed=0).step(2)
+    assert small._packed is None  # below PACKED_MIN_MACS addmm is faster
+    big_model = BernoulliRBM(RBMConfig(1024, 256))
+    big = GibbsSampler(big_model, n_chains=64, seed=0).step(1)
+    assert (big._packed is not None) == onednn_available()
+    trainer_chains = GibbsSampler(big_model, n_chains=64, seed=0)
+    trainer_chains.free_running = False  # weights that change every step are never packed
+    assert trainer_chains.step(1)._packed is None
