@@ -139,11 +139,14 @@ class RBMBase(nn.Module):
         raise NotImplementedError
 
     # ------------------------------------------------------------------- pixels in and out
-    def images_to_visible(self, images: Tensor) -> Tensor:
-        """Pixels (uint8 [B, C, H, W] or float in [0, 1]) -> visible units [B, V] on this device."""
+    def images_to_visible(self, images: Tensor, out: Tensor | None = None) -> Tensor:
+        """Pixels (uint8 [B, C, H, W] or float in [0, 1]) -> visible units [B, V] on this device
+        (written into `out` [B, V] when given)."""
         x = images.to(self.device)
-        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-        return x.reshape(x.shape[0], -1)
+        x = x.reshape(x.shape[0], -1)
+        if x.dtype == torch.uint8:
+            return torch.div(x, 255.0, out=out)  # one pass: to float and scaled
+        return x.float() if out is None else out.copy_(x)
 
     def visible_to_images(self, v: Tensor) -> Tensor:
         """Visible units [B, V] -> images [B, C, H, W] in [0, 1] (CPU-friendly float32)."""

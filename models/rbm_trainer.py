@@ -127,11 +127,15 @@ class RBMTrainer(Trainer):
     def train_step(self, batch: Tensor) -> dict[str, float]:
         for group in self.optimizer.param_groups:
             group["momentum"] = self._momentum()
-        v0 = self.model.images_to_visible(batch)  # [B, V]
-        if isinstance(self.model, BernoulliRBM):
-            metrics = self._bernoulli_step(v0)
+        m = self.model
+        if isinstance(m, BernoulliRBM):
+            # the data rows of the stacked [v0; vk] the update works on, converted in place
+            B = batch.shape[0]
+            M = B if not self.config.persistent and self.config.k == 1 else self.sampler.n_chains
+            vv = torch.empty(B + M, m.n_visible, device=self.device)
+            metrics = self._bernoulli_step(m.images_to_visible(batch, out=vv[:B]), vv)
         else:
-            metrics = self._gaussian_step(v0)
+            metrics = self._gaussian_step(m.images_to_visible(batch))
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         return metrics
 
@@ -142,21 +146,23 @@ class RBMTrainer(Trainer):
         return st["momentum_buffer"]
 
     @torch.no_grad()
-    def _bernoulli_step(self, v0: Tensor) -> dict[str, float]:
+    def _bernoulli_step(self, v0: Tensor, vv: Tensor | None = None) -> dict[str, float]:
         """One CD/PCD update, written out so each V×H array is touched as few times as possible.
         The update is torch.optim.SGD's (momentum buffer b ← μb + g + λW, W ← W - ηb, with the
         gradient g = -∂ of the log-likelihood) and keeps its state in the optimiser.
 
         Both phases' statistics come from one GEMM: data and model rows are stacked,
-        vv = [v0; vk] [B+M, V] and hh = [-h0/B; hk/M] [B+M, H], so vvᵀhh = -v0ᵀh0/B + vkᵀhk/M."""
+        vv = [v0; vk] [B+M, V] and hh = [-h0/B; hk/M] [B+M, H], so vvᵀhh = -v0ᵀh0/B + vkᵀhk/M.
+        `vv`: that stack when v0 already sits in its first rows (else it is made here)."""
         m = self.model
         W, b, c = m.weight, m.visible_bias, m.hidden_bias
         B, V, H = v0.shape[0], m.n_visible, m.n_hidden
         cd1 = not self.config.persistent and self.config.k == 1
         M = B if cd1 else self.sampler.n_chains
-        vv = torch.empty(B + M, V, device=v0.device)
+        if vv is None or vv.shape != (B + M, V) or vv.data_ptr() != v0.data_ptr():
+            vv = torch.empty(B + M, V, device=v0.device)
+            v0 = vv[:B].copy_(v0)
         hh = torch.empty(B + M, H, device=v0.device)
-        v0 = vv[:B].copy_(v0)
         h0 = m.hidden_probs(v0)  # p(h | v0) [B, H]
         if cd1:  # CD-1: the reconstruction E[v | h], h ~ p(h | v0) (Hinton 2010)
             vk = vv[B:].copy_(m.visible_mean(self.sampler.noise.bernoulli(h0)))  # [M, V]
@@ -203,11 +209,11 @@ class RBMTrainer(Trainer):
 
     def _row_weights(self, B: int, M: int) -> Tensor:
         """[1/B] * B + [-1/M] * M: row weights that turn [v0; vk] into mean v0 - mean vk."""
-        w = getattr(self, "_row_w", None)
-        if w is None or w.shape[0] != B + M or w[0].item() != 1.0 / B:
+        cached = getattr(self, "_row_w", None)
+        if cached is None or cached[0] != (B, M):
             w = torch.cat([torch.full((B,), 1.0 / B), torch.full((M,), -1.0 / M)]).to(self.device)
-            self._row_w = w
-        return w
+            cached = self._row_w = ((B, M), w)
+        return cached[1]
 
     def _recon_every(self, v0: Tensor, h0: Tensor, every: int = 10) -> float:
         """PCD and CD-k do not reconstruct the data for their gradient; measure it every few steps."""

@@ -304,8 +304,8 @@ def test_bad_weights_are_never_kept_as_good_and_chains_restart_after_a_rollback(
         """From now on each update leaves a NaN weight; the step's metrics stay finite."""
         step = trainer._bernoulli_step
 
-        def bad_step(v0):
-            metrics = step(v0)
+        def bad_step(v0, vv=None):
+            metrics = step(v0, vv)
             with torch.no_grad():
                 m.weight[0, 0] = float("nan")
             return metrics
