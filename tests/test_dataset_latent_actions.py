@@ -10,7 +10,7 @@ import pytest
 from studio.dataset import ImageSet, Preprocess
 from studio.latent import LatentExplorer
 from studio.ui.dataset_panel import DatasetPanel
-from test_latent import NOISE, data, vae  # noqa: F401  (fixtures: the set with planted noise, a tiny VAE)
+from test_latent import NOISE, data, hybrid, vae  # noqa: F401  (fixtures: the set with planted noise, tiny models)
 
 
 @pytest.fixture()
@@ -46,6 +46,8 @@ def test_the_actions_need_an_explorer_over_this_set(panel, explorer):
     panel.context_menu()
     assert panel.find_similar_action.isEnabled() and panel.sort_outliers_action.isEnabled()
     assert panel.denoise_action.isEnabled() and not panel.original_order_action.isEnabled()
+    assert not panel.sort_free_energy_action.isEnabled()  # a VAE has no RBM over its codes
+    assert "hybrid" in panel.sort_free_energy_action.statusTip()
     other = LatentExplorer(explorer.model, explorer.images[:10])  # encoded another set
     panel.set_explorer(other)
     assert not panel.find_similar_action.isEnabled() and not panel.sort_outliers_action.isEnabled()
@@ -101,3 +103,20 @@ def test_denoise_gives_the_explorers_denoised_image_and_the_dialog_sends_it_on(q
     rgba, prov = sent.args
     assert rgba.shape == (28, 28, 4) and np.array_equal(rgba[..., 0], denoised[..., 0])
     assert prov["image_index"] == 7
+
+
+def test_sort_by_free_energy_follows_the_hybrids_rbm(qtbot, panel, hybrid, data):
+    ex = LatentExplorer(hybrid, data)
+    panel.set_explorer(ex)
+    menu = panel.context_menu()
+    assert panel.sort_free_energy_action in menu.actions() and panel.sort_free_energy_action.isEnabled()
+    messages = []
+    panel.status_message.connect(messages.append)
+    panel.sort_free_energy_action.trigger()
+    qtbot.waitUntil(lambda: panel.thumbnails.order is not None, timeout=10_000)
+    order = panel.thumbnails.order
+    assert order == ex.outlier_order("free_energy") and order != ex.outlier_order("recon")
+    fe = ex.free_energies()
+    top = [int(panel.thumbnails.index(r, 0).data(256)[3:-4]) for r in range(5)]  # "img12.png" -> 12
+    assert top == order[:5] and all(fe[top[i]] >= fe[top[i + 1]] for i in range(4))
+    assert any("Least likely codes first" in m for m in messages)

@@ -9,7 +9,9 @@ set of 10,000 images costs nothing until scrolled through.
 Latent actions (the thumbnails' context menu, enabled once the Latent tab has an explorer over
 this set: :meth:`DatasetPanel.set_explorer`): "Find similar" lists the k nearest images in
 latent space (the image itself first) in the "Similar" tab and selects them; "Sort by
-outlierness" reorders the thumbnails, most unusual first ("Original order" goes back); "Denoise
+outlierness" reorders the thumbnails, most unusual first, and, for the AE+RBM hybrid, "Sort by
+free energy" puts first the images whose codes its RBM finds least likely ("Original order" goes
+back either); "Denoise
 through the autoencoder" emits :attr:`DatasetPanel.denoised` (the main window shows it with a
 "To canvas" button). Each runs on the explorer in a worker (the explorer serialises its calls).
 With the view reordered a row is not a set index: :meth:`DatasetPanel.selected_set_indices`
@@ -359,12 +361,16 @@ class DatasetPanel(QWidget):
         self.sort_outliers_action = QAction("Sort by outlierness", self)
         self.sort_outliers_action.setToolTip("The images the model reconstructs worst first")
         self.sort_outliers_action.triggered.connect(lambda: self.sort_by_outlierness())
+        self.sort_free_energy_action = QAction("Sort by free energy", self)
+        self.sort_free_energy_action.setToolTip("The images whose codes the hybrid's RBM finds least likely first "
+                                                "(highest free energy)")
+        self.sort_free_energy_action.triggered.connect(lambda: self.sort_by_outlierness("free_energy"))
         self.original_order_action = QAction("Original order", self)
         self.original_order_action.triggered.connect(self.original_order)
         self.denoise_action = QAction("Denoise through the autoencoder", self)
         self.denoise_action.triggered.connect(lambda: self.denoise())
-        self.latent_actions = (self.find_similar_action, self.sort_outliers_action, self.original_order_action,
-                               self.denoise_action)
+        self.latent_actions = (self.find_similar_action, self.sort_outliers_action, self.sort_free_energy_action,
+                               self.original_order_action, self.denoise_action)
 
         self.grid.selectionModel().selectionChanged.connect(lambda *_: self._update_latent_actions())
 
@@ -494,12 +500,15 @@ class DatasetPanel(QWidget):
         has_selection = bool(self.selected_set_indices())
         self.find_similar_action.setEnabled(matches and has_selection)
         self.sort_outliers_action.setEnabled(matches)
+        self.sort_free_energy_action.setEnabled(matches and ex.kind == "hybrid")
         self.original_order_action.setEnabled(self.thumbnails.order is not None)
         self.denoise_action.setEnabled(ex is not None and images is not None and has_selection
                                        and tuple(ex.image_shape) == tuple(images.shape))
         why = "" if ex is not None else " (needs a VAE or an autoencoder in the Latent tab)"
         for action in self.latent_actions:
             action.setStatusTip(action.toolTip() + why)
+        if ex is not None and ex.kind != "hybrid":
+            self.sort_free_energy_action.setStatusTip(self.sort_free_energy_action.toolTip() + " (needs the AE+RBM hybrid)")
 
     def context_menu(self) -> QMenu:
         """The thumbnails' context menu (its actions enabled for the current state)."""
@@ -507,6 +516,7 @@ class DatasetPanel(QWidget):
         menu = QMenu(self)
         menu.addAction(self.find_similar_action)
         menu.addAction(self.sort_outliers_action)
+        menu.addAction(self.sort_free_energy_action)
         menu.addAction(self.original_order_action)
         menu.addSeparator()
         menu.addAction(self.denoise_action)
@@ -590,14 +600,17 @@ class DatasetPanel(QWidget):
             self.views.setCurrentWidget(self.grid)
             self.select_set_indices([int(i)])
 
-    def sort_by_outlierness(self) -> None:
-        """Reorder the thumbnails, most unusual first (``LatentExplorer.outlier_order``), in the worker."""
+    def sort_by_outlierness(self, by: str = "recon") -> None:
+        """Reorder the thumbnails, most unusual first (``LatentExplorer.outlier_order``), in the
+        worker: by reconstruction error, or (`by="free_energy"`, the hybrid) by the free energy
+        its RBM gives each image's code."""
         ex = self.explorer
-        if not self._explorer_matches_set():
+        if not self._explorer_matches_set() or (by == "free_energy" and ex.kind != "hybrid"):
             return
-        self._run(lambda: ex.outlier_order(), self._apply_outlier_order, "Sorting by outlierness")
+        what = "free energy" if by == "free_energy" else "outlierness"
+        self._run(lambda: ex.outlier_order(by), lambda order: self._apply_outlier_order(order, what), f"Sorting by {what}")
 
-    def _apply_outlier_order(self, order: list[int]) -> None:
+    def _apply_outlier_order(self, order: list[int], what: str = "outlierness") -> None:
         keep = self.selected_set_indices()
         self.thumbnails.set_order(order)
         if keep:
@@ -605,7 +618,8 @@ class DatasetPanel(QWidget):
         self.views.setCurrentWidget(self.grid)
         self.grid.scrollToTop()
         self._update_latent_actions()
-        self.status_message.emit("Most unusual images first (Original order goes back)")
+        first = "Least likely codes first" if what == "free energy" else "Most unusual images first"
+        self.status_message.emit(f"{first} (Original order goes back)")
 
     def original_order(self) -> None:
         keep = self.selected_set_indices()
