@@ -34,6 +34,7 @@ UI worker and an analysis may share one explorer.
 """
 from __future__ import annotations
 
+import collections
 import math
 import threading
 from typing import Any, Iterator, Literal
@@ -376,6 +377,9 @@ class LatentRunner:
     no request waits. Every result that is not None goes to ``deliver(result)`` (called on the
     worker thread: a Qt view re-emits it as a signal). Errors go to ``on_error(exc)``.
 
+    Requests made with ``keep=True`` (building an explorer, an interpolation strip) are jobs,
+    not positions: they wait in order, run before the newest position, and are never dropped.
+
     ``request`` / ``set_dreaming`` / ``stop`` only note intents under a lock held for
     microseconds, so the UI never waits for a decode.
     """
@@ -385,7 +389,8 @@ class LatentRunner:
         self.on_error = on_error
         self.fps = float(fps)
         self._cond = threading.Condition()
-        self._pending = None
+        self._pending = None  # the newest replaceable request
+        self._jobs: collections.deque = collections.deque()  # kept requests, in order
         self._dream = None  # a callable giving the next dream frame, or None
         self._stopping = False
         self.requests_run = 0
@@ -394,12 +399,16 @@ class LatentRunner:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def request(self, fn) -> None:
-        """Run ``fn()`` next, replacing a request that has not started yet."""
+    def request(self, fn, *, keep: bool = False) -> None:
+        """Run ``fn()`` next, replacing a request that has not started yet; with ``keep``,
+        after the kept ones before it, replacing nothing and never replaced."""
         with self._cond:
-            if self._pending is not None:
-                self.requests_dropped += 1
-            self._pending = fn
+            if keep:
+                self._jobs.append(fn)
+            else:
+                if self._pending is not None:
+                    self.requests_dropped += 1
+                self._pending = fn
             self._cond.notify()
 
     def set_dreaming(self, step) -> None:
@@ -419,13 +428,14 @@ class LatentRunner:
     def idle(self) -> bool:
         """No request waiting (one may still be running)."""
         with self._cond:
-            return self._pending is None
+            return self._pending is None and not self._jobs
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Stop the thread (after the request it is running); True if it ended in time."""
         with self._cond:
             self._stopping = True
             self._pending = None
+            self._jobs.clear()
             self._dream = None
             self._cond.notify()
         if threading.current_thread() is not self._thread:
@@ -438,7 +448,7 @@ class LatentRunner:
         next_dream = time.monotonic()
         while True:
             with self._cond:
-                while not self._stopping and self._pending is None:
+                while not self._stopping and self._pending is None and not self._jobs:
                     if self._dream is not None:
                         wait = next_dream - time.monotonic()
                         if wait <= 0:
@@ -448,7 +458,10 @@ class LatentRunner:
                         self._cond.wait()
                 if self._stopping:
                     return
-                fn, self._pending = self._pending, None
+                if self._jobs:
+                    fn = self._jobs.popleft()
+                else:
+                    fn, self._pending = self._pending, None
                 dream = self._dream
             try:
                 if fn is not None:

@@ -129,6 +129,30 @@ def test_the_runner_keeps_only_the_newest_request():
     assert runner.stop()
 
 
+def test_kept_requests_run_in_order_and_are_never_dropped():
+    """An interpolation strip (or a new explorer) asked for while the worker is busy still runs,
+    before the newest slider position, whatever the slider does meanwhile."""
+    import threading
+    import time
+
+    got, gate = [], threading.Event()
+    runner = LatentRunner(got.append)
+    runner.request(lambda: gate.wait(5) and "busy")
+    time.sleep(0.05)
+    runner.request(lambda: 0)
+    runner.request(lambda: "strip", keep=True)
+    for i in range(1, 6):
+        runner.request(lambda i=i: i)  # the slider goes on moving
+    runner.request(lambda: "export", keep=True)
+    assert not runner.idle()
+    gate.set()
+    deadline = time.monotonic() + 5
+    while len(got) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert got == ["busy", "strip", "export", 5] and runner.requests_dropped == 5
+    assert runner.idle() and runner.stop()
+
+
 # ------------------------------------------------------------------------ interpolation
 def make_strip(qtbot, view, a=2, b=7, steps=5, method="linear"):
     view.spin_a.setValue(a)

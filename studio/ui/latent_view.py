@@ -258,7 +258,7 @@ class LatentView(QWidget):
             self._ready.emit(explorer, (generation, explorer.current(), explorer.z.numpy().copy()))
             return None
 
-        self.runner.request(build)
+        self.runner.request(build, keep=True)  # a new explorer is never dropped
 
     def clear(self) -> None:
         self.set_dreaming(False)
@@ -378,7 +378,7 @@ class LatentView(QWidget):
             self._strip.emit((gen, np.ascontiguousarray(frames), prov))
             return None
 
-        self.runner.request(run)
+        self.runner.request(run, keep=True)  # a slider moved meanwhile does not drop the strip
 
     def strip_image(self) -> np.ndarray | None:
         """The strip's frames side by side: uint8 [H, n·W, C]."""
