@@ -447,3 +447,32 @@ def test_hidden_view_stops_dreaming_and_resumes_when_shown(qtbot):
     v.shutdown()
     v.shutdown()
     assert not v.worker_alive
+
+
+def test_hiding_the_controls_gives_the_grid_the_width_and_refits_it(view, qtbot):
+    from PySide6.QtCore import Qt
+
+    view.resize(700, 900)  # a tall, narrow room: the grid's width is what limits it
+    assert view.set_model(tiny_rbm(), {})
+    qtbot.waitUntil(lambda: view.frames_shown >= 1, timeout=5000)
+    view.fit()
+    qtbot.wait(50)
+    width_before = view.graphics.width()
+    zoom_before = view.viewbox.width() / view.viewbox.viewRect().width()
+    view.graphics.setFocus()
+    qtbot.keyClick(view.graphics, Qt.Key.Key_C)  # the C shortcut
+    qtbot.waitUntil(lambda: not view.controls.isVisible(), timeout=2000)
+    assert not view.controls_button.isChecked()
+    qtbot.waitUntil(lambda: view.graphics.width() > width_before + 200, timeout=2000)
+    qtbot.wait(50)
+
+    def fitted() -> bool:  # the whole mosaic in view, and filling it in one direction
+        img, vr = view.image.boundingRect(), view.viewbox.viewRect()
+        inside = vr.contains(img.adjusted(1, 1, -1, -1))
+        return inside and (vr.height() <= img.height() * 1.05 or vr.width() <= img.width() * 1.05)
+
+    qtbot.waitUntil(fitted, timeout=2000)
+    assert view.viewbox.width() / view.viewbox.viewRect().width() > 1.3 * zoom_before  # bigger pixels
+    view.controls_button.click()  # and back
+    qtbot.waitUntil(lambda: view.controls.isVisible(), timeout=2000)
+    qtbot.waitUntil(lambda: view.graphics.width() <= width_before + 5, timeout=2000)

@@ -46,6 +46,7 @@ from PySide6.QtWidgets import (
     QSizePolicy,
     QSlider,
     QSpinBox,
+    QSplitter,
     QStackedLayout,
     QToolButton,
     QVBoxLayout,
@@ -213,13 +214,20 @@ class DreamsView(QWidget):
         self.live_button.setToolTip("Jump back to the newest frame")
         self.live_button.clicked.connect(self.go_live)
         self.scrub_label = QLabel("live")
-        self.scrub_label.setMinimumWidth(180)
+        self.scrub_label.setMinimumWidth(110)
         self.scrub_label.setStyleSheet(f"color: {MUTED};")
+        self.controls_button = QToolButton()
+        self.controls_button.setText("Controls")
+        self.controls_button.setCheckable(True)
+        self.controls_button.setChecked(True)
+        self.controls_button.setToolTip("Show or hide the controls beside the dreams (C)")
+        self.controls_button.toggled.connect(self.show_controls)
         scrub_row = QHBoxLayout()
         scrub_row.addWidget(QLabel("History"))
         scrub_row.addWidget(self.scrub, 1)
         scrub_row.addWidget(self.live_button)
         scrub_row.addWidget(self.scrub_label)
+        scrub_row.addWidget(self.controls_button)
 
         # One line: the state of the dreams, or for a few seconds the last message.
         self.status = QLabel("")
@@ -383,25 +391,52 @@ class DreamsView(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setFixedWidth(300)
-        scroll.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Expanding)
+        scroll.setMinimumWidth(240)
+        scroll.setMaximumWidth(420)
+        self.controls = scroll
 
         # Toggles read as toggles on the dark theme.
         for b in (self.pause_button, self.brush_button):
             b.setStyleSheet("QPushButton:checked { background: #2f7fb5; color: white; border: 1px solid #4fc3f7; "
                             "border-radius: 3px; padding: 3px; }")
 
+        # The dreams and the controls share a splitter: drag it, or hide the controls (C) to
+        # give the grid the whole width between the window's docks.
+        dreams = QWidget()
+        dreams.setLayout(left)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(dreams)
+        self.splitter.addWidget(scroll)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 0)
+        self.splitter.setCollapsible(0, False)
+        self.splitter.setSizes([900, 280])
+        self.splitter.splitterMoved.connect(self._refit)
         root = QHBoxLayout(self)
         root.setContentsMargins(6, 6, 6, 6)
-        root.addLayout(left, 1)
-        root.addWidget(scroll)
+        root.addWidget(self.splitter)
 
         for keys, slot in (("P", self.toggle_pause),  # Space is the window's start/pause training
                            ("S", self.single_step), ("R", self.reset_from_noise),
-                           ("Ctrl+E", self.export_grid_dialog), ("B", self.brush_button.toggle), ("F", self.fit)):
+                           ("Ctrl+E", self.export_grid_dialog), ("B", self.brush_button.toggle), ("F", self.fit),
+                           ("C", self.controls_button.toggle)):
             sc = QShortcut(QKeySequence(keys), self)
             sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             sc.activated.connect(slot)
+
+    @Slot(bool)
+    def show_controls(self, on: bool) -> None:
+        """Show or hide the controls column (the grid takes the room, fitted again)."""
+        self.controls.setVisible(bool(on))
+        if self.controls_button.isChecked() != bool(on):
+            self.controls_button.setChecked(bool(on))
+        self._refit()
+
+    def _refit(self, *_: Any) -> None:
+        """The grid's room changed (controls shown or hidden, the splitter dragged): fit it
+        again unless the user has zoomed by hand."""
+        if getattr(self, "_auto_fit", True):
+            QTimer.singleShot(0, self.fit)  # after the layout has settled
 
     # ======================================================================= public slots
     @Slot(object, dict)
@@ -551,8 +586,7 @@ class DreamsView(QWidget):
 
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
-        if getattr(self, "_auto_fit", True):
-            QTimer.singleShot(0, self.fit)  # after the layout has settled
+        self._refit()
 
     @Slot()
     def clear_mask(self) -> None:
