@@ -9,6 +9,9 @@ private, so `onednn_available()` checks once that it exists and agrees with addm
 falls back to addmm + sigmoid where it does not (other builds, other devices, autograd). Each call
 builds its oneDNN primitive (about 20 µs), so small products stay with addmm: the two cross at
 about 6-8 million multiply-adds on this machine (`bench`-style timings in `ONEDNN_MIN_MACS`).
+
+`PackedRBM` goes one step further for chains whose weights sit still (the Dreams viewer): both
+conditionals over weights reordered once into oneDNN's blocked layout.
 """
 from __future__ import annotations
 
@@ -57,3 +60,33 @@ def sigmoid_linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     ):
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "sigmoid", [], "")
     return torch.sigmoid(F.linear(x, weight, bias))
+
+
+class PackedRBM:
+    """A binary RBM's two conditionals as oneDNN primitives over weights packed once, with the
+    sigmoid fused: p(h | v) = σ((vW + c)/T) and E[v | h] = σ((hWᵀ + b)/T), float32 throughout
+    (they agree with addmm + sigmoid to about 1e-6). For chains whose weights sit still between
+    calls (`models.sampling.GibbsSampler`): at 32 chains on one core the two conditionals take
+    10-15% less time than addmm + sigmoid. `key` says which weights (and temperature) it packed."""
+
+    def __init__(self, model, temperature: float = 1.0):
+        W, b, c = (p.detach() for p in (model.weight, model.visible_bias, model.hidden_bias))
+        self.key = self.key_of(model, temperature)
+        t = float(temperature)
+        Wt = W / t if t != 1.0 else W  # σ((vW + c)/T) = σ(v(W/T) + c/T)
+        reorder = torch.ops.mkldnn._reorder_linear_weight
+        rows = 32  # a layout hint: the rows of one chain group (any number of rows works)
+        self._up = reorder(Wt.t().contiguous(), rows)  # the linear weight [H, V] of v -> h
+        self._down = reorder(Wt.contiguous(), rows)  # the linear weight [V, H] of h -> v
+        self._c, self._b = (c / t).contiguous(), (b / t).contiguous()
+
+    @staticmethod
+    def key_of(model, temperature: float) -> tuple:
+        ps = (model.weight, model.visible_bias, model.hidden_bias)
+        return tuple((p.data_ptr(), p._version) for p in ps) + (float(temperature),)
+
+    def hidden_probs(self, v: Tensor) -> Tensor:
+        return torch.ops.mkldnn._linear_pointwise(v, self._up, self._c, "sigmoid", [], "")  # [g, H]
+
+    def visible_probs(self, h: Tensor) -> Tensor:
+        return torch.ops.mkldnn._linear_pointwise(h, self._down, self._b, "sigmoid", [], "")  # [g, V]

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from .device import make_generator
-from .kernels import PACKED_MIN_MACS, onednn_available
+from .kernels import PACKED_MIN_MACS, PackedRBM, onednn_available
 from .noise import NoiseSource
 from .rbm import BernoulliRBM
 
@@ -57,35 +57,6 @@ def chain_workers(n: int) -> ThreadPoolExecutor:
                 _POOL.shutdown(wait=False)
             _POOL = pool
         return _POOL
-
-
-class PackedRBM:
-    """A binary RBM's two conditionals as oneDNN primitives over weights packed once, with the
-    sigmoid fused: p(h | v) = σ((vW + c)/T) and E[v | h] = σ((hWᵀ + b)/T), float32 throughout
-    (they agree with addmm + sigmoid to about 1e-6). For chains whose weights sit still between
-    calls: at 32 chains on one core a Gibbs step takes 10-15% less time than with addmm, which
-    re-reads the weights in their plain layout every call. `key` says which weights it packed."""
-
-    def __init__(self, model, temperature: float):
-        W, b, c = (p.detach() for p in (model.weight, model.visible_bias, model.hidden_bias))
-        self.key = self.key_of(model, temperature)
-        t = float(temperature)
-        Wt = W / t if t != 1.0 else W  # σ((vW + c)/T) = σ(v(W/T) + c/T)
-        reorder = torch.ops.mkldnn._reorder_linear_weight
-        self._up = reorder(Wt.t().contiguous(), CHAIN_GROUP)  # the linear weight [H, V] of v -> h
-        self._down = reorder(Wt.contiguous(), CHAIN_GROUP)  # the linear weight [V, H] of h -> v
-        self._c, self._b = (c / t).contiguous(), (b / t).contiguous()
-
-    @staticmethod
-    def key_of(model, temperature: float) -> tuple:
-        ps = (model.weight, model.visible_bias, model.hidden_bias)
-        return tuple((p.data_ptr(), p._version) for p in ps) + (float(temperature),)
-
-    def hidden_probs(self, v: Tensor) -> Tensor:
-        return torch.ops.mkldnn._linear_pointwise(v, self._up, self._c, "sigmoid", [], "")  # [g, H]
-
-    def visible_probs(self, h: Tensor) -> Tensor:
-        return torch.ops.mkldnn._linear_pointwise(h, self._down, self._b, "sigmoid", [], "")  # [g, V]
 
 
 def run_groups(groups: list, work) -> None:
@@ -228,11 +199,10 @@ class GibbsSampler:
         `model.sample_visible` given each group's noise stream, so the chains are theirs.
 
         Free-running chains on the CPU use weights packed for oneDNN (`PackedRBM`, for products
-        of `PACKED_MIN_MACS` and more) and, with
-        more than one core and enough work per call (`PARALLEL_MIN_FLOP`), step each chain
-        group on its own core: their weights sit still, and every core reads them. A trainer's
-        chains (weights that change every step) step all together in the calling thread,
-        whose own BLAS threads split the work best."""
+        of `PACKED_MIN_MACS` and more) and, with more than one core and enough work per call
+        (`PARALLEL_MIN_FLOP`), step each chain group on its own core: their weights sit still,
+        and every core reads them. A trainer's chains (weights that change every step) step
+        all together in the calling thread, whose own BLAS threads split the work best."""
         n, V, H = self.n_chains, self.model.n_visible, self.model.n_hidden
         dev = self.visible.device
         # new tensors every call: a viewer may still hold the previous ones

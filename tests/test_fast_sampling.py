@@ -1,4 +1,4 @@
-"""The fast Bernoulli noise and the grouped, parallel Gibbs sampler built on it."""
+"""The fast paths of the RBM engine: Bernoulli noise, grouped and parallel Gibbs chains, packed weights."""
 from __future__ import annotations
 
 import math
