@@ -131,8 +131,7 @@ class RBMTrainer(Trainer):
         if isinstance(m, BernoulliRBM):
             # the data rows of the stacked [v0; vk] the update works on, converted in place
             B = batch.shape[0]
-            M = B if not self.config.persistent and self.config.k == 1 else self.sampler.n_chains
-            vv = torch.empty(B + M, m.n_visible, device=self.device)
+            vv = torch.empty(B + self._model_rows(B), m.n_visible, device=self.device)
             metrics = self._bernoulli_step(m.images_to_visible(batch, out=vv[:B]), vv)
         else:
             metrics = self._gaussian_step(m.images_to_visible(batch))
@@ -158,7 +157,7 @@ class RBMTrainer(Trainer):
         W, b, c = m.weight, m.visible_bias, m.hidden_bias
         B, V, H = v0.shape[0], m.n_visible, m.n_hidden
         cd1 = not self.config.persistent and self.config.k == 1
-        M = B if cd1 else self.sampler.n_chains
+        M = self._model_rows(B)
         if vv is None or vv.shape != (B + M, V) or vv.data_ptr() != v0.data_ptr():
             vv = torch.empty(B + M, V, device=v0.device)
             v0 = vv[:B].copy_(v0)
@@ -206,6 +205,11 @@ class RBMTrainer(Trainer):
         torch._foreach_sub_([b, c], bias_buffers, alpha=group_b["lr"])
         self._last_negative = vk
         return {"recon_error": recon}
+
+    def _model_rows(self, B: int) -> int:
+        """Rows of the model's side of an update: the persistent chains (PCD), else one
+        negative sample per data row."""
+        return self.sampler.n_chains if self.config.persistent else B
 
     def _row_weights(self, B: int, M: int) -> Tensor:
         """[1/B] * B + [-1/M] * M: row weights that turn [v0; vk] into mean v0 - mean vk."""
