@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -33,7 +33,7 @@ from .autoencoder import AEConfig, AETrainConfig, AETrainer, ConvAutoencoder
 from .rbm import BernoulliRBM, RBMConfig
 from .rbm_trainer import RBMTrainConfig, RBMTrainer
 from .sampling import GibbsSampler
-from .training import TrainConfig, Trainer, TrainEvent, TrainingDiverged
+from .training import TrainConfig, Trainer, TrainingDiverged
 
 
 @dataclass
@@ -346,54 +346,23 @@ class HybridTrainer(Trainer):
         self.ae_trainer.prepare()
 
     # ------------------------------------------------------------------------------ loop
-    def _run(self) -> Iterator[TrainEvent]:
-        """Phase 1 then phase 2, yielding events (the base `run()` wraps it: close to stop,
-        call again to resume)."""
-        if not self._prepared and self.step == 0:
-            self.prepare()
-        self._prepared = True
-        self.model.train()
-        if self._good is None:
-            self._snapshot()
-        while self.step < self.total_steps:
-            if self.phase == 1 and self.step >= self.ae_total_steps:
-                t0 = time.perf_counter()
-                self._start_phase2()
-                self._snapshot()
-                self.elapsed += time.perf_counter() - t0
-            inner = self.active
-            inner.step = self.step - (self.rbm_start or 0)
+    def _driver(self) -> tuple[Trainer, int]:
+        """Phase 1's trainer from step 0, then (the autoencoder done) phase 2's from `rbm_start`:
+        the base loop runs both as one stream of events (close it to stop, call run() again to
+        resume)."""
+        if self.phase == 1 and self.step >= self.ae_total_steps:
             t0 = time.perf_counter()
-            idx = inner.batch_indices(inner.step)
-            batch = inner.data[idx.to(inner.data.device)]
-            for group in inner.optimizer.param_groups:
-                group["lr"] = inner.current_lr() * group.get("lr_scale", 1.0)
-            metrics = inner.train_step(batch)
-            if self.phase == 2:
-                metrics = {f"rbm_{k}": v for k, v in metrics.items()}
-            metrics["phase"] = float(self.phase)
-            inner.step += 1
-            self.step += 1
+            self._start_phase2()
+            self._snapshot()
             self.elapsed += time.perf_counter() - t0
-            self._check(metrics)
-            if self.step % self.config.snapshot_every == 0:
-                self._snapshot()
-            every = self.config.frame_every
-            frame = self.frame() if every and self.step % every == 0 else None
-            yield self._event("step", metrics, frame)
-            if inner.step % inner.batches_per_epoch == 0:
-                t0 = time.perf_counter()
-                em = inner.epoch_metrics()
-                if self.phase == 2:
-                    em = {f"rbm_{k}": v for k, v in em.items()}
-                em["phase"] = float(self.phase)
-                self._check(em, params=True)
-                self._snapshot()
-                self.elapsed += time.perf_counter() - t0
-                self.history.append({"epoch": self.epoch, "step": self.step, **em})
-                yield self._event("epoch", em)
-        self.model.eval()
-        yield self._event("done", self.history[-1] if self.history else {})
+        return self.active, self.rbm_start or 0
+
+    def _label(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Phase 2's metrics are the RBM's (prefixed `rbm_`); every event says its phase."""
+        if self.phase == 2:
+            metrics = {f"rbm_{k}": v for k, v in metrics.items()}
+        metrics["phase"] = float(self.phase)
+        return metrics
 
     def _check(self, metrics: dict[str, float], params: bool = False) -> None:
         try:

@@ -226,6 +226,16 @@ class Trainer:
             if threads:
                 torch.set_num_threads(before)
 
+    def _driver(self) -> tuple["Trainer", int]:
+        """(the trainer whose data, optimiser and `train_step` the loop drives next, the step it
+        started at): this trainer from step 0. A trainer made of phases (the hybrid) hands
+        over its active phase's trainer here, switching phases when one is done."""
+        return self, 0
+
+    def _label(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Metrics as the events carry them (a trainer made of phases tags its phase's)."""
+        return metrics
+
     def _run(self) -> Iterator[TrainEvent]:
         if not self._prepared and self.step == 0:
             self.prepare()
@@ -233,24 +243,27 @@ class Trainer:
         self.model.train()
         if self._good is None:
             self._snapshot()
-        every = self.config.frame_every
         while self.step < self.total_steps:
-            idx = self.batch_indices(self.step)
+            inner, first = self._driver()
             t0 = time.perf_counter()
-            batch = self.data.index_select(0, idx.to(self.data.device))  # a row gather, 5× faster than data[idx]
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.current_lr() * group.get("lr_scale", 1.0)
-            metrics = self.train_step(batch)
+            inner.step = self.step - first  # (itself: unchanged)
+            idx = inner.batch_indices(inner.step)
+            batch = inner.data.index_select(0, idx.to(inner.data.device))  # a row gather, 5× faster than data[idx]
+            for group in inner.optimizer.param_groups:
+                group["lr"] = inner.current_lr() * group.get("lr_scale", 1.0)
+            metrics = self._label(inner.train_step(batch))
             self.step += 1
+            inner.step = self.step - first
             self.elapsed += time.perf_counter() - t0
             self._check(metrics)
             if self.step % self.config.snapshot_every == 0:
                 self._snapshot()
+            every = self.config.frame_every
             frame = self.frame() if every and self.step % every == 0 else None
             yield self._event("step", metrics, frame)
-            if self.step % self.batches_per_epoch == 0:
+            if inner.step % inner.batches_per_epoch == 0:
                 t0 = time.perf_counter()
-                em = self.epoch_metrics()
+                em = self._label(inner.epoch_metrics())
                 self._check(em, params=True)
                 self._snapshot()
                 self.elapsed += time.perf_counter() - t0
