@@ -567,18 +567,20 @@ class DatasetPanel(QWidget):
         self.status_message.emit(f"{what}…")
         run_in_background(fn, on_result=done, on_error=failed)
 
+    def _index_or_first_selected(self, index: int | None) -> int | None:
+        """`index` as a set index, or the first selected image's (None: nothing selected)."""
+        if index is not None:
+            return int(index)
+        rows = self.selected_set_indices()
+        return rows[0] if rows else None
+
     def find_similar(self, index: int | None = None, k: int = SIMILAR_K) -> None:
         """The ``k`` nearest images to set image ``index`` (default: the first selected) in the
         worker; they fill the "Similar" tab, nearest (the image itself) first, and are selected."""
         ex = self.explorer
-        if not self._explorer_matches_set():
+        index = self._index_or_first_selected(index)
+        if not self._explorer_matches_set() or index is None:
             return
-        if index is None:
-            rows = self.selected_set_indices()
-            if not rows:
-                return
-            index = rows[0]
-        index = int(index)
         self._run(lambda: ex.nearest(index, k=k), self._show_similar, "Finding similar images")
 
     def _show_similar(self, result: list[tuple[int, float]]) -> None:
@@ -632,14 +634,9 @@ class DatasetPanel(QWidget):
         """Set image ``index`` (default: the first selected) through the autoencoder, in the
         worker; the result comes out of :attr:`denoised`."""
         ex, images = self.explorer, self.thumbnails.images
-        if ex is None or images is None or tuple(ex.image_shape) != tuple(images.shape):
+        index = self._index_or_first_selected(index)
+        if ex is None or images is None or tuple(ex.image_shape) != tuple(images.shape) or index is None:
             return
-        if index is None:
-            rows = self.selected_set_indices()
-            if not rows:
-                return
-            index = rows[0]
-        index = int(index)
         original = np.ascontiguousarray(images.images[index])
 
         def work():
