@@ -557,8 +557,23 @@ def test_dreams_tab_follows_the_training_job_then_dreams_freely(ready, qtbot):
                     and dreams.session.latest() is not None, timeout=20_000)
     live = dreams.session.latest().pixels
     assert live.shape[:3] == (8, 28, 28)  # the job's 8 persistent chains, as images
-    page.stop_button.click()
-    qtbot.waitUntil(lambda: dreams.session is not None and dreams.session.source == "sampler", timeout=20_000)
+    import threading
+
+    import studio.layer_sources as layer_sources
+
+    copied_on, real_detach = [], layer_sources.detach_model
+
+    def spy(model, lock=None):
+        copied_on.append(threading.current_thread() is threading.main_thread())
+        return real_detach(model, lock)
+
+    layer_sources.detach_model = spy
+    try:
+        page.stop_button.click()
+        qtbot.waitUntil(lambda: dreams.session is not None and dreams.session.source == "sampler", timeout=20_000)
+    finally:
+        layer_sources.detach_model = real_detach
+    assert copied_on == [False]  # the copy is taken in a worker, not on the UI thread
     assert dreams.session.model is not job.model  # a private copy: training state untouched
     first = dreams.session.latest()
     qtbot.waitUntil(lambda: dreams.session.latest() is not None and dreams.session.latest() is not first, timeout=10_000)

@@ -525,12 +525,23 @@ class MainWindow(QMainWindow):
                 self.dreams.show_training_frame(job.last_frame, self._frame_info(job))
             return
         from studio.layer_sources import detach_model
+        from studio.ui.workers import run_in_background
 
-        model = detach_model(job.model, job.step_lock)
         meta = {"kind": job.kind, "title": f"{job.title} · run #{job.id}", "job_id": job.id}
         if job.path is not None:
             meta["path"] = str(job.path)
-        self.dreams.set_model(model, meta)
+
+        def show(model) -> None:
+            if self._closing or self.dreams is None or self.current_job() is not job:
+                return  # another run was chosen meanwhile: it shows its own dreams
+            if job.state in (JobState.RUNNING, JobState.PAUSED):
+                return  # it trains again: its live chains show
+            self.dreams.set_model(model, meta)
+
+        # The private copy is taken under the job's lock in a worker: for the hybrid it takes
+        # about 20 ms, which the UI thread would otherwise spend when a run stops.
+        run_in_background(detach_model, job.model, job.step_lock, on_result=show,
+                          on_error=lambda exc: self.statusBar().showMessage(f"Dreams could not start: {exc}", 8000))
 
     @staticmethod
     def _frame_info(job: TrainingJob) -> dict[str, Any]:
