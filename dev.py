@@ -53,7 +53,7 @@ def ensure_env() -> Path:
     if STAMP.exists() and STAMP.read_text().strip() == want:
         return py
     quiet = ["-q"] if os.environ.get("CI") else []
-    has_torch = _run(py, "-c", "import torch") == 0
+    has_torch = subprocess.call([str(py), "-c", "import torch"], cwd=ROOT, stderr=subprocess.DEVNULL) == 0  # quietly
     if not has_torch:
         print(f"dev.py: installing {TORCH_PIN} (CPU build) ...", flush=True)
         _check(py, "-m", "pip", "install", *quiet, TORCH_PIN)
