@@ -115,6 +115,7 @@ class MainWindow(QMainWindow):
         self.latent_view = None  # the Latent tab, built when the engine is ready (_install_latent_tab)
         self.denoise_dialog = None  # the last "Denoise through the autoencoder" result shown
         self._latent_shown: tuple[int, int] | None = None  # (job id, step) the Latent tab explores
+        self._dreams_wanted: tuple[int, int] | None = None  # (job id, step) the Dreams tab dreams over
         self.project_path: Path | None = None  # where the project was last saved or opened from
         self.setWindowTitle("Harmonium Studio")
         self.setWindowIcon(app_icon())
@@ -524,6 +525,11 @@ class MainWindow(QMainWindow):
             if job.last_frame is not None:
                 self.dreams.show_training_frame(job.last_frame, self._frame_info(job))
             return
+        key = (job.id, int(getattr(job, "step", 0) or 0))
+        shown = self.dreams.session
+        if key == self._dreams_wanted and (shown is None or (shown.source == "sampler" and shown.meta.get("job_id") == job.id)):
+            return  # this run at this step dreams already, or its copy is on its way
+        self._dreams_wanted = key
         from studio.layer_sources import detach_model
         from studio.ui.workers import run_in_background
 
