@@ -121,28 +121,31 @@ def _common_train(options: Options) -> dict[str, Any]:
     return train
 
 
+def _build_conv(options: Options, data: Tensor, device, config_cls, model_cls, train_cfg_cls, trainer_cls,
+                model_keys: set[str]) -> Trainer:
+    """A convolutional image model (autoencoder or VAE) and its trainer: `model_keys` of
+    `options.extra` go to the model's config, the rest to the training config."""
+    c, size = _square_size(options)
+    model_extra, train_extra = _split_extra(options, model_keys, train_cfg_cls)
+    cfg = config_cls(image_size=size, channels=c, latent=options.latent or 32, width=default_width(size, c))
+    cfg = dataclasses.replace(cfg, **model_extra)
+    model = model_cls(cfg).to(device)
+    train = _common_train(options) | train_extra
+    return trainer_cls(model, data, train_cfg_cls.from_dict(train), device)
+
+
 def _build_ae(options: Options, data: Tensor, device) -> Trainer:
     from .autoencoder import AEConfig, AETrainConfig, AETrainer, ConvAutoencoder
 
-    c, size = _square_size(options)
-    model_extra, train_extra = _split_extra(options, {"width", "sigmoid_codes"}, AETrainConfig)
-    cfg = AEConfig(image_size=size, channels=c, latent=options.latent or 32, width=default_width(size, c))
-    cfg = dataclasses.replace(cfg, **model_extra)
-    model = ConvAutoencoder(cfg).to(device)
-    train = _common_train(options) | train_extra
-    return AETrainer(model, data, AETrainConfig.from_dict(train), device)
+    return _build_conv(options, data, device, AEConfig, ConvAutoencoder, AETrainConfig, AETrainer,
+                       {"width", "sigmoid_codes"})
 
 
 def _build_vae(options: Options, data: Tensor, device) -> Trainer:
     from .vae import ConvVAE, VAEConfig, VAETrainConfig, VAETrainer
 
-    c, size = _square_size(options)
-    model_extra, train_extra = _split_extra(options, {"width", "beta", "likelihood", "sigma"}, VAETrainConfig)
-    cfg = VAEConfig(image_size=size, channels=c, latent=options.latent or 32, width=default_width(size, c))
-    cfg = dataclasses.replace(cfg, **model_extra)
-    model = ConvVAE(cfg).to(device)
-    train = _common_train(options) | train_extra
-    return VAETrainer(model, data, VAETrainConfig.from_dict(train), device)
+    return _build_conv(options, data, device, VAEConfig, ConvVAE, VAETrainConfig, VAETrainer,
+                       {"width", "beta", "likelihood", "sigma"})
 
 
 def _build_hybrid(options: Options, data: Tensor, device) -> Trainer:
