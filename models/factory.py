@@ -201,3 +201,25 @@ def evaluate(model: nn.Module, images: Tensor, *, ais_runs: int = 100, ais_betas
     if evaluator is None:
         raise ValueError(f"no evaluation for {type(model).__name__}")
     return evaluator(images)
+
+
+# ------------------------------------------------------------------------- drawing samples
+SAMPLE_BURN_IN = 1000  # Gibbs steps before an RBM's chains are read as samples
+
+
+@torch.no_grad()
+def sample_images(model: nn.Module, n: int, *, seed: int = 0, steps: int | None = None) -> Tensor:
+    """`n` independent dreams of `model` as images [n, C, H, W] in [0, 1] on the CPU: the
+    recipe that scoring (`models.quality`), `harmonium sample` and the benches share.
+
+    RBMs and the hybrid run `steps` Gibbs steps (default `SAMPLE_BURN_IN`) of free-running
+    chains from the model's own starting state and show E[v | h] of the last step; a VAE decodes
+    prior draws. A plain autoencoder cannot dream (ValueError)."""
+    steps = SAMPLE_BURN_IN if steps is None else int(steps)
+    sample = getattr(model, "sample", None)
+    if sample is not None and not isinstance(model, RBMBase) and not hasattr(model, "rbm"):
+        g = torch.Generator(device=model.device).manual_seed(seed) if model.device.type != "mps" else None
+        return sample(n, generator=g).float().clamp(0, 1).cpu()
+    sampler = make_sampler(model, n_chains=n, seed=seed)
+    sampler.step(steps)
+    return sampler.images("probs").float().clamp(0, 1).cpu()
