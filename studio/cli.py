@@ -3,7 +3,7 @@
     harmonium train [FOLDER] --model rbm|grbm|ae|vae|hybrid --size 28 --hidden 100 --epochs 50 \
                     [--color] [--seed N] --out model.safetensors
     harmonium sample CKPT --n 64 --steps 1000 [--temperature T] --out DIR
-    harmonium eval CKPT [FOLDER]
+    harmonium eval CKPT [FOLDER] [--heldout FOLDER2] [--holdout 0.2] [--samples N] [--steps N] [--seed N]
     harmonium scan FOLDER [--json]
 
 Training iterates the same event generator as the studio, under a progress bar. Ctrl+C stops
@@ -208,9 +208,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
     from models.device import default_device
-    from models.factory import evaluate
+    from models.factory import SAMPLE_BURN_IN, evaluate
+    from models.quality import score_model, split_heldout
+    from models.rbm import RBMBase
     from studio.dataset import Preprocess
 
+    if not 0.0 < args.holdout < 1.0:
+        _err(f"--holdout is the fraction of the images to hold out, between 0 and 1 (got {args.holdout})")
+        return EXIT_USAGE
+    if args.samples is not None and args.samples < 2:
+        _err(f"--samples must be at least 2 (got {args.samples})")
+        return EXIT_USAGE
+    if args.steps is not None and args.steps < 0:
+        _err(f"--steps cannot be negative (got {args.steps})")
+        return EXIT_USAGE
     device = default_device(args.device)
     ckpt = _checkpoint_or_exit(args.checkpoint, device)
     pre = Preprocess.from_dict(ckpt.preprocess or {})
@@ -218,15 +229,47 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if len(images) == 0:
         _err("no usable images to evaluate on")
         return EXIT_FAILED
-    metrics = evaluate(ckpt.model, torch.from_numpy(images.images), ais_runs=args.ais_runs, ais_betas=args.ais_betas)
-    print(f"{ckpt.kind} model {Path(args.checkpoint).name} on {len(images)} images:")
+    data = torch.from_numpy(images.images)
+    where = args.folder or "the demo set"
+    if args.heldout:
+        held = _load(args.heldout, pre, args.quiet)
+        if len(held) < 2:
+            _err(f"{args.heldout} has {len(held)} usable image(s); scoring needs at least 2 held-out images")
+            return EXIT_FAILED
+        train, heldout = data, torch.from_numpy(held.images)
+        sets = f"{len(heldout)} held-out images from {args.heldout}, {len(train)} training images from {where}"
+    else:
+        try:
+            train_idx, heldout_idx = split_heldout(len(data), args.holdout, seed=args.seed)
+        except ValueError as e:
+            _err(f"{e}; give held-out images with --heldout FOLDER")
+            return EXIT_FAILED
+        train, heldout = data[train_idx], data[heldout_idx]
+        sets = f"{len(heldout)} of the {len(data)} images of {where} held out (seed {args.seed}), the other {len(train)} as training images"
+    model = ckpt.model
+    metrics = evaluate(model, heldout, ais_runs=args.ais_runs, ais_betas=args.ais_betas, seed=args.seed, base_images=train)
+    print(f"{ckpt.kind} model {Path(args.checkpoint).name} against {sets}:")
     print(f"  reconstruction error (MSE per unit): {metrics['recon_error']:.5f}")
-    if "log_likelihood" in metrics:
+    if "log_z" in metrics:
         print(f"  AIS log Z: {metrics['log_z']:.3f}  (±3σ band {metrics['log_z_low']:.3f} … {metrics['log_z_high']:.3f})")
-        print(f"  test log-likelihood: {metrics['log_likelihood']:.2f} nats per image")
     for k, v in metrics.items():
         if k not in {"recon_error", "log_z", "log_z_low", "log_z_high", "log_likelihood"}:
             print(f"  {k}: {v:.4f}")
+    if not (isinstance(model, RBMBase) or hasattr(model, "sample") or hasattr(model, "make_sampler")):
+        print(f"  a {ckpt.kind} model cannot dream, so there are no samples to score")
+        return EXIT_OK
+    try:
+        report = score_model(model, train, heldout, n_samples=args.samples, seed=args.seed, steps=args.steps, ais=False)
+    except ValueError as e:
+        _err(f"cannot score the model's dreams: {e}")
+        return EXIT_FAILED
+    report.log_likelihood = metrics.get("log_likelihood")
+    chains = isinstance(model, RBMBase) or hasattr(model, "rbm")
+    steps = f" after {SAMPLE_BURN_IN if args.steps is None else args.steps} Gibbs steps" if chains else ""
+    print(f"  {report.n_samples} dreams{steps} (seed {args.seed}), scored in {report.seconds:.1f} s:")
+    warnings = set(report.warnings())
+    for line in report.lines():
+        print(f"  {'warning: ' if line in warnings else ''}{line}")
     return EXIT_OK
 
 
@@ -275,9 +318,15 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="folder for sample_NNNN.png and grid.png")
     s.set_defaults(func=cmd_sample)
 
-    e = sub.add_parser("eval", help="reconstruction error and, for binary RBMs, AIS log-likelihood")
+    e = sub.add_parser("eval", help="score a model's dreams against held-out images (MMD², diversity, memorisation; "
+                                    "AIS log-likelihood for binary RBMs) and its reconstruction error")
     e.add_argument("checkpoint")
-    e.add_argument("folder", nargs="?", help="images to score (default: the demo set)")
+    e.add_argument("folder", nargs="?", help="the images (default: the demo set); part is held out unless --heldout is given")
+    e.add_argument("--heldout", metavar="FOLDER2", help="held-out images: then all of FOLDER is the training reference")
+    e.add_argument("--holdout", type=float, default=0.2, help="fraction of FOLDER to hold out (default 0.2; 4-500 images)")
+    e.add_argument("--samples", type=int, default=None, help="dreams to score (default: twice the held-out images, 64-500)")
+    e.add_argument("--steps", type=int, default=None, help="Gibbs steps before a chain is read (default 1000)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the split, the dreams and AIS")
     e.add_argument("--ais-runs", type=int, default=100)
     e.add_argument("--ais-betas", type=int, default=14_500)
     e.set_defaults(func=cmd_eval)
