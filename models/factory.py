@@ -79,7 +79,10 @@ def _build_rbm(options: Options, data: Tensor, device) -> Trainer:
              "batch_size": options.batch_size, "learning_rate": 0.01, "centering": options.kind == "rbm",
              "lr_schedule": "linear", "lr_final_fraction": 0.05}
     if options.kind == "grbm":
-        train.update(learning_rate=0.005, grad_clip=1.0)
+        # Adam gives each parameter its own step size: W, the biases and log σ² have gradients
+        # of very different sizes, and one global clip (norm 1.0, as before) froze the weights
+        # (std 0.035 after training: the mean image plus noise). 70 faces: MMD² 0.082 → 0.033.
+        train.update(learning_rate=1e-3, optimizer="adam")
     if options.learning_rate:
         train["learning_rate"] = options.learning_rate
     train.update(options.extra)
@@ -148,9 +151,12 @@ def _build_vae(options: Options, data: Tensor, device) -> Trainer:
                        {"width", "beta", "likelihood", "sigma"})
 
 
+HYBRID_RBM_UPDATES = 6000
+
+
 def _build_hybrid(options: Options, data: Tensor, device) -> Trainer:
     """`options.epochs` is the autoencoder's phase; the RBM's phase takes `rbm_epochs` from
-    `options.extra` (default: HybridTrainConfig's), `options.n_chains` its chains."""
+    `options.extra` (default: about HYBRID_RBM_UPDATES updates), `options.n_chains` its chains."""
     from .autoencoder import AEConfig
     from .hybrid import HybridConfig, HybridModel, HybridTrainConfig, HybridTrainer
 
@@ -161,6 +167,14 @@ def _build_hybrid(options: Options, data: Tensor, device) -> Trainer:
     train = _common_train(options)
     train["ae_epochs"] = train.pop("epochs")
     train["rbm_n_chains"] = options.n_chains
+    # The code RBM is cheap (L×H weights): give it about HYBRID_RBM_UPDATES updates whatever the
+    # set's size. A fixed 200 epochs gave 70 faces 600 updates, too few for the RBM to learn
+    # more than independent bits (MMD² 0.027 against 0.019 with 6,000 updates).
+    # A shorter autoencoder phase than its default (`--epochs`) shortens the RBM's by as much.
+    rbm_batch = int(train_extra.get("rbm_batch_size", HybridTrainConfig.rbm_batch_size))
+    share = min(1.0, train["ae_epochs"] / default_epochs(len(data), options.batch_size))
+    rbm_per_epoch = max(1, len(data) // max(1, min(rbm_batch, len(data))))
+    train["rbm_epochs"] = max(1, min(5000, math.ceil(HYBRID_RBM_UPDATES * share / rbm_per_epoch)))
     train |= train_extra
     return HybridTrainer(model, data, HybridTrainConfig.from_dict(train), device)
 

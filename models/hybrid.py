@@ -11,8 +11,8 @@ a blurry average. The hybrid splits the work (in the spirit of Hinton & Salakhut
 2. the whole set is encoded (batched, no gradients);
 3. a `BernoulliRBM` with L visible units learns the distribution of the codes by PCD, taking
    the codes as probabilities;
-4. persistent Gibbs chains over the RBM produce codes, and the decoder turns the chains'
-   means E[v | h] into images.
+4. persistent Gibbs chains over the RBM produce binary codes, and the decoder turns the
+   chains' code samples into images (not their means E[v | h]: see `LatentGibbsSampler.images`).
 
 `HybridModel` holds both parts as submodules, so its state_dict is `autoencoder.*` + `rbm.*`
 and one checkpoint file holds both. `LatentGibbsSampler` has the surface of `GibbsSampler`
@@ -180,9 +180,16 @@ class LatentGibbsSampler:
         return self.gibbs.states(kind)
 
     @torch.no_grad()
-    def images(self, kind: Literal["probs", "samples"] = "probs", batch_size: int = 256) -> Tensor:
-        """The chains decoded: images [n, C, H, W] in [0, 1] on the CPU."""
-        return decode_codes(self.model.autoencoder, self.states(kind), batch_size)
+    def images(self, kind: Literal["probs", "samples", "code_means"] = "probs", batch_size: int = 256) -> Tensor:
+        """The chains decoded: images [n, C, H, W] in [0, 1] on the CPU.
+
+        "probs" and "samples" both decode each chain's current binary code sample (the decoder
+        gives pixel means either way). "code_means" decodes E[v | h] instead: uncertain code
+        bits sit near 0.5, and the decoder (trained on codes pushed to 0 or 1) turns such codes
+        into the average image, so every chain looks alike (measured on 70 faces: MMD² 0.059
+        against 0.027 for decoded samples)."""
+        codes = self.gibbs.mean if kind == "code_means" else self.gibbs.visible
+        return decode_codes(self.model.autoencoder, codes, batch_size)
 
     def state_tensors(self) -> dict[str, Tensor]:
         return self.gibbs.state_tensors()
@@ -208,9 +215,9 @@ class HybridTrainConfig(TrainConfig):
     learning_rate: float = 1e-3
     loss: str = "bce"
     code_noise: float = 2.0  # std of the noise on the code logits (pushes codes towards 0/1)
-    rbm_epochs: int = 200
-    rbm_batch_size: int = 20
-    rbm_learning_rate: float = 0.05
+    rbm_epochs: int = 200  # the factory sets it from the set's size (about `RBM_UPDATES` updates)
+    rbm_batch_size: int = 10
+    rbm_learning_rate: float = 0.1
     rbm_lr_schedule: str = "linear"
     rbm_k: int = 1
     rbm_n_chains: int = 64
@@ -364,6 +371,10 @@ class HybridTrainer(Trainer):
         metrics["phase"] = float(self.phase)
         return metrics
 
+    def _watched(self) -> tuple[nn.Module, str]:
+        """Phase 2 changes only the code RBM: the autoencoder is not copied or scanned again."""
+        return (self.model.rbm, "rbm.") if self.phase == 2 else (self.model, "")
+
     def _check(self, metrics: dict[str, float], params: bool = False) -> None:
         try:
             super()._check(metrics, params)
@@ -379,7 +390,7 @@ class HybridTrainer(Trainer):
         """Phase 1: reconstructions of a fixed batch; phase 2: the decoded persistent chains."""
         if self.rbm_trainer is None:
             return self.ae_trainer.frame()
-        return decode_codes(self.model.autoencoder, self.rbm_trainer.sampler.mean)
+        return decode_codes(self.model.autoencoder, self.rbm_trainer.sampler.visible)  # code samples, not means
 
     # ----------------------------------------------------------------------------- state
     def extra_state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:

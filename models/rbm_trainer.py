@@ -14,7 +14,10 @@ running mean of the hidden activations on data. The parameters stay in the ordin
 (uncentered) form, so sampling and checkpoints need not know about the offsets.
 
 The Gaussian-Bernoulli RBM takes the same estimator through autograd of the free energy
-difference F(v_data) - F(v_model), with gradient clipping and a floor on σ² (Liao et al. 2022).
+difference F(v_data) - F(v_model), with a floor on σ² (Liao et al. 2022). Its gradients differ
+in size by orders of magnitude between W, the biases and log σ² (Cho, Ilin & Raiko 2011 adapt
+the learning rate for this reason), so it trains with Adam by default: a step size per
+parameter. Plain SGD is available and then clips the gradient norm at 10 (Liao et al.).
 """
 from __future__ import annotations
 
@@ -45,6 +48,7 @@ class RBMTrainConfig(TrainConfig):
     weight_decay: float = 1e-4  # L2 on the weights only
     centering: bool = False
     center_rate: float = 0.01  # sliding factor of the hidden offset λ
+    optimizer: str = "sgd"  # "sgd" (momentum) | "adam" (Gaussian RBM only: per-parameter step sizes)
     frame_every: int = 10
 
 
@@ -59,8 +63,8 @@ class RBMTrainer(Trainer):
 
     def __init__(self, model: RBMBase, data: Tensor, config: RBMTrainConfig | None = None, device=None):
         config = config or RBMTrainConfig()
-        if isinstance(model, GaussianBernoulliRBM) and config.grad_clip is None:
-            config.grad_clip = 1.0
+        if isinstance(model, GaussianBernoulliRBM) and config.grad_clip is None and config.optimizer == "sgd":
+            config.grad_clip = 10.0  # plain SGD on a Gaussian RBM: clip the norm as Liao et al. (2022) do
         super().__init__(model, data, config, device)
         self.model: RBMBase
         n_chains = config.n_chains if config.persistent else self.batch_size
@@ -78,6 +82,12 @@ class RBMTrainer(Trainer):
             {"params": [m.weight], "weight_decay": self.config.weight_decay},
             {"params": [p for n, p in m.named_parameters() if n != "weight"], "weight_decay": 0.0},
         ]
+        if self.config.optimizer == "adam":
+            if isinstance(m, BernoulliRBM):
+                raise ValueError("the binary RBM trains with SGD and momentum (optimizer='sgd')")
+            return torch.optim.Adam(groups, lr=self.config.learning_rate, betas=(self.config.momentum, 0.999))
+        if self.config.optimizer != "sgd":
+            raise ValueError(f"unknown optimizer {self.config.optimizer!r} (sgd, adam)")
         return torch.optim.SGD(groups, lr=self.config.learning_rate, momentum=self.config.momentum)
 
     # -------------------------------------------------------------------------- preparing
@@ -126,7 +136,10 @@ class RBMTrainer(Trainer):
 
     def train_step(self, batch: Tensor) -> dict[str, float]:
         for group in self.optimizer.param_groups:
-            group["momentum"] = self._momentum()
+            if "betas" in group:  # Adam: the momentum schedule is its first moment's decay
+                group["betas"] = (self._momentum(), group["betas"][1])
+            else:
+                group["momentum"] = self._momentum()
         m = self.model
         if isinstance(m, BernoulliRBM):
             # the data rows of the stacked [v0; vk] the update works on, converted in place

@@ -279,13 +279,30 @@ class Trainer:
         return self
 
     # ------------------------------------------------------------------------ divergence
+    def _watched(self) -> tuple[nn.Module, str]:
+        """(the part of the model that training changes now, its prefix in the state dict): the
+        whole model here; a trainer made of phases names the active phase's part, so snapshots
+        and checks do not copy and scan frozen weights every epoch."""
+        return self.model, ""
+
+    def _bad_tensors(self) -> list[str]:
+        """Names of the watched parameters and floating-point buffers (batch-norm statistics,
+        ...) that hold a NaN or an infinity."""
+        part, prefix = self._watched()
+        named = list(part.named_parameters()) + [(k, b) for k, b in part.named_buffers() if b.is_floating_point()]
+        return [prefix + k for k, t in named if not torch.isfinite(t).all()]
+
     def _snapshot(self) -> None:
         """Keep a last-good copy of the weights, never of weights that are already bad: a step's
         metrics may be computed before its update, so the weights themselves are checked here
         (bad ones raise `TrainingDiverged`, rolling back to the previous copy)."""
-        if self._good is not None and not all(torch.isfinite(p).all() for p in self.model.parameters()):
+        if self._good is not None and self._bad_tensors():
             self._check({}, params=True)
-        self._good = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        part, prefix = self._watched()
+        if self._good is None or part is self.model:
+            self._good = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:  # the rest of the model has not changed since the last full copy
+            self._good.update({prefix + k: v.detach().clone() for k, v in part.state_dict().items()})
         self._good_step = self.step
 
     def on_rollback(self) -> None:
@@ -295,7 +312,7 @@ class Trainer:
     def _check(self, metrics: dict[str, float], params: bool = False) -> None:
         bad = [k for k, v in metrics.items() if not math.isfinite(v)]
         if params:
-            bad += [k for k, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+            bad += self._bad_tensors()
         if not bad:
             return
         assert self._good is not None
