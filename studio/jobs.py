@@ -26,10 +26,25 @@ intent back (napari's model/view split). Tests, scripts and the CLI can drive it
     come from any thread; one thread pulls. :attr:`TrainingJob.step_lock` is held while a step
     runs: hold it to read or save the model consistently (:meth:`Session.save_model` does).
 
+    *Quality*: a run that ends (done, or stopped after at least one epoch) can be scored
+    (:meth:`TrainingJob.score`, seconds: never on the UI thread) against the images it did not
+    train on (:attr:`TrainingJob.scoring_set`). The report lands in :attr:`TrainingJob.quality`
+    (``quality_status``: "" → "scoring" → "ready" | "failed"), is announced as a "quality" event
+    and goes into the checkpoint's metadata when the model is saved.
+
 :class:`Session`
     The studio's document: the current :class:`~studio.dataset.ImageSet`, its sources and
     :class:`~studio.dataset.Preprocess`, and the training jobs. Changes are announced through
     :attr:`Session.events` (plain callbacks, called on the thread that made the change).
+
+    *Held-out images*: a fixed part of every loaded set (``models.quality.split_heldout`` with
+    fraction 0.1, at least 4 and at most 300 images, seed 0: the same images in the same order
+    give the same split in every session, so a saved model is scored later on images it never
+    saw) is kept out of training. New jobs train on the rest (:meth:`Session.scoring_set`). A
+    set too small to spare 4 images and keep 4 (fewer than 8) trains on everything and its runs
+    get no quality card, which says why: a score against the training images themselves would
+    reward copying them. Opened models are scored against the current images when they have
+    the model's size (and keep the card saved in their file, if any).
 
 :func:`hyperparameters`
     What a person can set for each model kind, with defaults read from the factory and the
@@ -70,6 +85,7 @@ __all__ = [
     "JobState",
     "JobUpdate",
     "LoadCancelled",
+    "ScoringSet",
     "Session",
     "TrainingJob",
     "describe_error",
@@ -293,6 +309,61 @@ def hyperparameters(kind: str) -> list[HyperParam]:
     ]
 
 
+# ----------------------------------------------------------------------------- held-out images
+
+#: The held-out part of a loaded set (see :meth:`Session.scoring_set`).
+HELDOUT_FRACTION = 0.1
+HELDOUT_MIN = 4
+HELDOUT_MAX = 300
+
+
+@dataclass(frozen=True)
+class ScoringSet:
+    """The images of a set split for scoring: ``images`` is the whole set (uint8
+    ``[N, C, H, W]``, shared, never copied here), the two index arrays part it. An empty
+    ``heldout_index`` means the set was too small to hold any out (``note`` says so)."""
+
+    images: np.ndarray
+    train_index: np.ndarray
+    heldout_index: np.ndarray
+    note: str = ""
+
+    @property
+    def has_heldout(self) -> bool:
+        return len(self.heldout_index) > 0
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """(C, H, W) of one image."""
+        return tuple(int(s) for s in self.images.shape[1:])
+
+    def train(self) -> np.ndarray:
+        """The training images (a copy when some are held out)."""
+        return self.images if not self.has_heldout else self.images[self.train_index]
+
+    def heldout(self) -> np.ndarray:
+        return self.images[self.heldout_index]
+
+
+def split_images(images: np.ndarray) -> ScoringSet:
+    """``images`` (uint8 ``[N, C, H, W]``) with its fixed held-out part (imports torch)."""
+    from models.quality import MIN_TRAIN, split_heldout
+
+    n = int(images.shape[0])
+    try:
+        train, heldout = split_heldout(n, HELDOUT_FRACTION, seed=0, min_heldout=HELDOUT_MIN,
+                                       max_heldout=HELDOUT_MAX)
+    except ValueError:
+        every = np.arange(n, dtype=np.int64)
+        need = HELDOUT_MIN + MIN_TRAIN
+        return ScoringSet(images, every, every[:0],
+                          note=f"No quality card: {n} image{'s are' if n != 1 else ' is'} too few to keep "
+                               f"{HELDOUT_MIN} aside for a fair score (the model trains on all of them). "
+                               f"Open at least {need} images to get one.")
+    return ScoringSet(images, np.sort(np.asarray(train, dtype=np.int64)),
+                      np.sort(np.asarray(heldout, dtype=np.int64)))
+
+
 # ----------------------------------------------------------------------------- jobs
 
 
@@ -334,6 +405,10 @@ class JobUpdate:
     frame: np.ndarray | None = None  # newest frame as a uint8 mosaic (see `tile`), None: unchanged
     filters: np.ndarray | None = None  # weight-filter uint8 mosaic (128 = 0), None: none / unchanged
     frame_serial: int = 0
+    quality: Any = None  # the run's models.quality.QualityReport (frozen once made), or None
+    quality_status: str = ""  # "" (none yet) | "scoring" | "ready" | "failed" | "unavailable"
+    quality_note: str = ""  # why there is no card, or what went wrong
+    quality_step: int = -1  # the step the report is about
 
     @property
     def progress(self) -> float:
@@ -387,7 +462,18 @@ class TrainingJob:
         self.last_frame: np.ndarray | None = None  # float32 [n, C, H, W] in [0, 1]
         self.frame_serial = 0
         self.generator_closed = False
-        self.events = Emitter()  # emit(job, "state" | "step" | "failed"), on the pulling thread
+        #: emit(job, "state" | "step" | "failed"), on the pulling thread; (job, "quality") on the
+        #: scoring thread (and on the caller's of :meth:`begin_scoring`).
+        self.events = Emitter()
+        #: What the run can be scored on (the set it trained on and its held-out part), or None.
+        self.scoring_set: ScoringSet | None = None
+        #: Keywords for ``models.quality.score_model`` (tests make scoring quick with ``steps``).
+        self.score_options: dict[str, Any] = {}
+        self.quality: Any = None  # models.quality.QualityReport
+        self.quality_status = ""  # "" | "scoring" | "ready" | "failed" | "unavailable"
+        self.quality_note = ""
+        self.quality_step = -1  # the step the report (or the last attempt) is about
+        self._scoring = threading.Lock()  # held while a report is computed
         for rec in history:
             self._record_epoch(int(rec.get("step", 0)), {k: v for k, v in rec.items() if k not in ("epoch", "step")})
 
@@ -589,6 +675,108 @@ class TrainingJob:
         self._set_state(JobState.FAILED)
         self.events.emit(self, "failed")
 
+    # --------------------------------------------------------------------- quality
+    @property
+    def can_dream(self) -> bool:
+        """Whether the model draws samples (a plain autoencoder does not: it gets no card)."""
+        return self.kind != "ae"
+
+    @property
+    def wants_score(self) -> bool:
+        """A finished run (done, or stopped after at least one epoch) whose model has no report
+        for its current step yet, and images to be scored on."""
+        if not self.can_dream or self.model is None or self._state is JobState.FAILED:
+            return False
+        if self._state is JobState.STOPPED:
+            if not self._epoch_series:
+                return False
+        elif self._state is not JobState.DONE:
+            return False
+        data = self.scoring_set
+        if data is None or not data.has_heldout:
+            return False
+        return self.quality_status != "scoring" and self.quality_step != self.step
+
+    def begin_scoring(self) -> bool:
+        """Mark the run "scoring" (cheap: the UI thread may call it, then run :meth:`score` in
+        a worker); False when it needs no score now."""
+        with self._cond:
+            if not self.wants_score:
+                return False
+            self.quality_status = "scoring"
+            self.quality_note = ""
+        self.events.emit(self, "quality")
+        return True
+
+    @property
+    def scoring(self) -> bool:
+        return self.quality_status == "scoring"
+
+    def score(self, **options: Any) -> Any:
+        """Compute the quality report of the model as it is now (seconds: call it off the UI
+        thread), store it in :attr:`quality` and announce it ("quality" event). Scores a private
+        copy of the model taken under :attr:`step_lock`, so training may resume meanwhile.
+        Returns the report, or None (no images to score on, or it failed: see
+        :attr:`quality_note`). ``options`` go to ``models.quality.score_model`` (over
+        :attr:`score_options`)."""
+        if not self.scoring and not self.begin_scoring():
+            return self.quality if self.quality_status == "ready" else None
+        if not self._scoring.acquire(blocking=False):
+            return None  # another thread is on it
+        try:
+            return self._score({**self.score_options, **options})
+        finally:
+            self._scoring.release()
+            with self._cond:
+                self._cond.notify_all()
+
+    def _score(self, options: dict[str, Any]) -> Any:
+        import copy
+
+        data = self.scoring_set
+        report, status, note = None, "failed", ""
+        step = self.step
+        try:
+            with self.step_lock:
+                model = copy.deepcopy(self.model)
+                step = self.step
+            import torch
+
+            from models.quality import score_model
+
+            assert data is not None and data.has_heldout
+            report = score_model(model, torch.from_numpy(np.ascontiguousarray(data.train())),
+                                 torch.from_numpy(np.ascontiguousarray(data.heldout())), **options)
+            status = "ready"
+        except Exception as exc:  # noqa: BLE001 - a note for people; the run itself is fine
+            note = f"The model could not be scored: {str(exc).strip() or type(exc).__name__}"
+        with self._cond:
+            if status == "ready":
+                self.quality = report
+            self.quality_status, self.quality_note, self.quality_step = status, note, step
+        self.events.emit(self, "quality")
+        return report
+
+    def wait_scored(self, timeout: float | None = None) -> bool:
+        """Block until no report is being computed (saving waits for the card of a run that has
+        just ended); True unless ``timeout`` passed first."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._scoring.locked(), timeout)
+
+    def set_quality(self, report: Any, step: int) -> None:
+        """A report made earlier (an opened checkpoint's), for the model at ``step``."""
+        with self._cond:
+            self.quality, self.quality_step = report, int(step)
+            self.quality_status, self.quality_note = ("ready", "") if report is not None else ("", "")
+        self.events.emit(self, "quality")
+
+    def quality_for_checkpoint(self) -> dict[str, Any] | None:
+        """The report as JSON-able data, if it is about the model as it is now."""
+        q = self.quality
+        if q is None or self.quality_status != "ready" or self.quality_step != self.step:
+            return None
+        return q.to_dict()
+
     # --------------------------------------------------------------------- history
     def _record(self, ev: TrainEvent) -> None:
         self.last_event = ev
@@ -675,7 +863,28 @@ class TrainingJob:
             elapsed=elapsed, eta=eta, steps_per_second=self.steps_per_second,
             metrics=dict(self.last_metrics), epoch_metrics=dict(self.last_epoch_metrics),
             error=self.error, frame=mosaic, filters=fil, frame_serial=serial,
+            **self.quality_info(),
         )
+
+    def quality_info(self) -> dict[str, Any]:
+        """``quality``, ``quality_status``, ``quality_note``, ``quality_step`` as views show them
+        (the fields of :class:`JobUpdate`; "unavailable" for a model that does not dream)."""
+        with self._cond:
+            return {"quality": self.quality,
+                    "quality_status": "unavailable" if not self.can_dream else self.quality_status,
+                    "quality_note": self._quality_note(), "quality_step": self.quality_step}
+
+    def _quality_note(self) -> str:
+        if not self.can_dream:
+            return "A plain autoencoder does not dream, so it has no quality card."
+        data = self.scoring_set
+        if self.quality_note or self.quality_status:
+            return self.quality_note
+        if data is not None and not data.has_heldout:
+            return data.note
+        if data is None and getattr(self, "checkpoint", None) is not None:
+            return "Not scored: open images of this model's size to score it against them."
+        return ""
 
 
 # ----------------------------------------------------------------------------- the session
@@ -698,6 +907,10 @@ class Session:
         self._device = None
         #: ``build(options, data, device) -> Trainer``; tests swap it to inject failures.
         self.trainer_factory: Callable[..., Trainer] | None = None
+        #: Keywords for ``models.quality.score_model`` given to every job (tests: quick scores).
+        self.score_options: dict[str, Any] = {}
+        self._split: ScoringSet | None = None  # the current images' split, made when first needed
+        self._split_lock = threading.Lock()
 
     # --------------------------------------------------------------------- device
     @property
@@ -728,7 +941,9 @@ class Session:
         return load_images(list(sources), pp, progress=progress, cancel=cancel)
 
     def set_images(self, images: ImageSet, sources: Sequence[str] | None) -> None:
-        self.images = images
+        with self._split_lock:
+            self.images = images
+            self._split = None
         self.sources = [str(s) for s in sources or []]
         self.preprocess = images.preprocess
         self.events.emit("images", images)
@@ -738,6 +953,23 @@ class Session:
         images = self.load(sources, preprocess)
         self.set_images(images, sources)
         return images
+
+    def scoring_set(self, images: ImageSet | None = None) -> ScoringSet | None:
+        """The current images (or ``images``) with their fixed held-out part, made on first use
+        (imports torch: not for the UI thread before the engine is loaded). None without images."""
+        images = images if images is not None else self.images
+        if images is None or len(images) == 0:
+            return None
+        with self._split_lock:  # never held while torch is imported: set_images takes it
+            if images is self.images and self._split is not None and self._split.images is images.images:
+                return self._split
+        split = split_images(images.images)  # the same split for the same images, whoever makes it
+        with self._split_lock:
+            if images is self.images:
+                if self._split is not None and self._split.images is images.images:
+                    return self._split
+                self._split = split
+        return split
 
     @property
     def source_label(self) -> str:
@@ -781,18 +1013,23 @@ class Session:
         options = self.options_for(kind, params)
         factory = self.trainer_factory
         device = self.device
+        split = self.scoring_set(images)
+        assert split is not None
 
         def make():
             import torch
 
             from models.factory import build
 
-            return (factory or build)(options, torch.from_numpy(images.images), device)
+            train = np.ascontiguousarray(split.train())  # the held-out images stay out
+            return (factory or build)(options, torch.from_numpy(train), device)
 
         titles = kind_titles()
         job = TrainingJob(make, kind=kind, title=titles.get(kind, kind),
                           preprocess=images.preprocess.to_dict(), source=self.source_label)
         job.options = options  # type: ignore[attr-defined]
+        job.scoring_set = split
+        job.score_options = dict(self.score_options)
         self.add_job(job)
         return job
 
@@ -816,13 +1053,18 @@ class Session:
                 job.stop()
 
     # --------------------------------------------------------------------- files
-    def save_model(self, job: TrainingJob, path: str | Path) -> Path:
-        """Write ``job``'s model (and its resumable training state) as a safetensors checkpoint.
-        Waits for the current step to end; safe from any thread."""
+    def save_model(self, job: TrainingJob, path: str | Path, *, wait_for_score: float = 120.0) -> Path:
+        """Write ``job``'s model (and its resumable training state) as a safetensors checkpoint,
+        with its quality report (``extra["quality"]``, when it is about the model saved).
+        Waits for the current step to end, and for a report being computed (at most
+        ``wait_for_score`` seconds: saving right after a run keeps its card); safe from any
+        thread but the UI's."""
         from models.checkpoint import save_checkpoint
 
         if job.model is None:
             raise ValueError("this job has no model yet: start training first")
+        if job.scoring:
+            job.wait_scored(wait_for_score)
         opened = getattr(job, "checkpoint", None)
         if job.trainer is None and opened is not None and Path(opened.path).is_file():
             # Opened and not trained since: copy the file, keeping its training state.
@@ -830,13 +1072,20 @@ class Session:
 
             from models.checkpoint import atomic_write
 
-            if Path(path).resolve() != Path(opened.path).resolve():
+            quality = job.quality_for_checkpoint()
+            same = Path(path).resolve() == Path(opened.path).resolve()
+            if quality is not None and (opened.meta.get("extra") or {}).get("quality") != quality:
+                _rewrite_extra(opened, path, {"quality": quality, "quality_step": job.quality_step})
+            elif not same:
                 atomic_write(path, lambda tmp: shutil.copyfile(opened.path, tmp))
             job.path = Path(path)
             return Path(path)
         with job.step_lock:
-            out = save_checkpoint(path, job.model, trainer=job.trainer, preprocess=job.preprocess,
-                                  extra={"source": job.source, "state": job.state.value})
+            extra: dict[str, Any] = {"source": job.source, "state": job.state.value}
+            quality = job.quality_for_checkpoint()
+            if quality is not None:
+                extra.update(quality=quality, quality_step=job.quality_step)
+            out = save_checkpoint(path, job.model, trainer=job.trainer, preprocess=job.preprocess, extra=extra)
         job.path = Path(out)
         return Path(out)
 
@@ -862,14 +1111,62 @@ class Session:
                     raise ValueError(
                         f"this model was trained on {want.describe()} images but the current set is "
                         f"{images.preprocess.describe()}; set the preprocessing to match to resume it")
-            return ckpt.make_trainer(torch.from_numpy(images.images), self.device)
+            split = self.scoring_set(images)
+            assert split is not None
+            job.scoring_set = split
+            return ckpt.make_trainer(torch.from_numpy(np.ascontiguousarray(split.train())), self.device)
 
+        extra = ckpt.meta.get("extra") or {}
         job = TrainingJob(make if resumable else None, model=ckpt.model, kind=ckpt.kind,
                           title=kind_titles().get(ckpt.kind, ckpt.kind), preprocess=pp,
-                          source=(ckpt.meta.get("extra") or {}).get("source", ""), history=ckpt.history)
+                          source=extra.get("source", ""), history=ckpt.history)
         job.path = Path(path)
         job.checkpoint = ckpt  # type: ignore[attr-defined]
         tmeta = ckpt.meta.get("trainer") or {}
         job._state = JobState.STOPPED if resumable else JobState.DONE
         job._step_hint = int(tmeta.get("step", 0))
+        job.score_options = dict(self.score_options)
+        # Its card, as saved (no recomputing); else it is scored against the current images'
+        # held-out part when they have the model's size (the same split it was trained with,
+        # if it was trained here on these images).
+        saved = extra.get("quality")
+        if isinstance(saved, dict) and ckpt.kind != "ae":
+            try:
+                from models.quality import QualityReport
+
+                job.set_quality(QualityReport.from_dict(saved), job.step)  # saved only with its model
+            except (TypeError, ValueError, KeyError):
+                pass  # an unreadable card: scored again
+        images = self.images
+        if images is not None and len(images) and _image_shape(ckpt.model) == tuple(images.shape):
+            job.scoring_set = self.scoring_set(images)
         return job
+
+
+def _image_shape(model: Any) -> tuple[int, ...] | None:
+    """(C, H, W) of the images ``model`` makes (the RBMs keep it in their config)."""
+    shape = getattr(model, "image_shape", None) or getattr(getattr(model, "config", None), "image_shape", None)
+    return tuple(int(s) for s in shape) if shape else None
+
+
+def _rewrite_extra(ckpt: Any, path: str | Path, extra: dict[str, Any]) -> None:
+    """Write the opened checkpoint ``ckpt`` to ``path`` (atomically; it may be its own file)
+    with ``extra`` merged into its metadata's ``extra``: every tensor, the training state
+    included, stays as it is."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from models.checkpoint import META_KEY, atomic_write, file_sha256
+
+    with safe_open(str(ckpt.path), framework="pt") as f:
+        header = dict(f.metadata() or {})
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta = json.loads(header[META_KEY])
+    meta["extra"] = {**(meta.get("extra") or {}), **extra}
+    header[META_KEY] = json.dumps(meta, allow_nan=True)
+    out = atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+    if Path(out).resolve() == Path(ckpt.path).resolve():
+        ckpt.meta = meta  # the file changed under the opened checkpoint: keep it true
+        ckpt.sha256 = file_sha256(out)

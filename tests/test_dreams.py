@@ -476,3 +476,28 @@ def test_hiding_the_controls_gives_the_grid_the_width_and_refits_it(view, qtbot)
     view.controls_button.click()  # and back
     qtbot.waitUntil(lambda: view.controls.isVisible(), timeout=2000)
     qtbot.waitUntil(lambda: view.graphics.width() <= width_before + 5, timeout=2000)
+
+
+def test_view_warns_over_the_grid_when_the_dreams_collapsed_and_the_warning_can_be_closed(view, qtbot, tmp_path):
+    from models.quality import QualityReport
+
+    def report(diversity: float = 0.9, memorisation: float = 1.0) -> QualityReport:
+        return QualityReport(mmd2=0.1, floor=0.05, ceiling=0.4, diversity=diversity, memorisation=memorisation,
+                             bandwidth=3.0, n_samples=64, n_train=16, n_heldout=4)
+
+    assert view.set_model(tiny_rbm(), {"job_id": 1})
+    assert not view.set_quality(report(), key=(1, 10))  # healthy: no banner
+    assert view.quality_banner.isHidden() and view.quality_banner_text == ""
+    assert view.set_quality(report(diversity=0.02), key=(1, 10))
+    qtbot.waitUntil(view.quality_banner.isVisible, timeout=2000)
+    assert view.quality_banner_text.startswith("These dreams have collapsed: nearly all chains show the same image.")
+    # over the grid, full width of the dreams' column
+    assert view.quality_banner.geometry().bottom() <= view.graphics.geometry().top()
+    view.grab().save(str(tmp_path / "banner.png"))
+    view.quality_close.click()
+    assert view.quality_banner.isHidden()
+    assert not view.set_quality(report(diversity=0.02), key=(1, 10))  # closed for this report
+    assert view.set_quality(report(memorisation=0.05), key=(1, 20))  # a new report warns again
+    assert "copy your training images" in view.quality_banner_text
+    assert view.set_model(tiny_rbm(), {"job_id": 2})  # another model: its own report decides
+    assert view.quality_banner.isHidden()

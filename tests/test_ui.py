@@ -28,6 +28,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent, QKeySequence  # noqa: E40
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox  # noqa: E402
 
 TINY = {"hidden": 16, "epochs": 400, "batch_size": 5, "n_chains": 8, "seed": 1}
+QUICK_SCORE = {"steps": 20, "n_samples": 32, "ais": False}
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -60,7 +61,9 @@ def window(qtbot, settings, monkeypatch):
     from studio.ui.main_window import MainWindow
 
     make_application()
-    w = MainWindow(Session(Preprocess(size=28)), settings=settings)
+    session = Session(Preprocess(size=28))
+    session.score_options = QUICK_SCORE  # ended runs are scored in the background: quickly here
+    w = MainWindow(session, settings=settings)
     w.show()
     qtbot.waitExposed(w)
     yield w
@@ -507,7 +510,9 @@ def test_job_done_and_session_round_trip(tmp_path, image_folder):
     session = Session(Preprocess(size=28))
     session.open_images([str(image_folder)])
     assert len(session.images) == 20 and len(session.images.rejected) == 1
-    job = session.new_job("rbm", {**TINY, "epochs": 3})
+    # 16 of the 20 images train (4 are held out for scoring): batches of 4 give 12 steps, past
+    # the first frame (step 10).
+    job = session.new_job("rbm", {**TINY, "epochs": 3, "batch_size": 4})
     assert job.state is JobState.IDLE and job.trainer is None  # built by the puller, not here
     job.start()
     events = list(job.iterate())
@@ -585,3 +590,33 @@ def test_dreams_tab_follows_the_training_job_then_dreams_freely(ready, qtbot):
     layer = ready.canvas_view.canvas.layers[-1]
     assert np.array_equal(layer.pixels, rgba)  # the very pixels of the grid on screen
     assert layer.provenance["kind"] == "rbm"
+
+
+def test_an_ended_run_is_scored_off_the_ui_thread_its_card_and_the_dreams_say_so(ready, qtbot, monkeypatch):
+    """Done → "scoring…" on the card while a worker scores it against the 4 held-out images →
+    the numbers and the warning on the card → the Dreams tab's banner over its free dreams."""
+    import models.quality as quality
+
+    scored_on, release = [], threading.Event()
+    collapsed = quality.QualityReport(mmd2=0.11, floor=0.05, ceiling=0.4, diversity=0.02, memorisation=1.1,
+                                      bandwidth=3.0, n_samples=32, n_train=16, n_heldout=4, seconds=0.5)
+
+    def spy(model, train, heldout, **kw):
+        scored_on.append((threading.current_thread() is threading.main_thread(), len(train), len(heldout)))
+        release.wait(20)
+        return collapsed
+
+    monkeypatch.setattr(quality, "score_model", spy)
+    page, job = start_tiny(ready, "rbm", epochs=3)
+    qtbot.waitUntil(lambda: bool(scored_on), timeout=30_000)
+    assert job.state is JobState.DONE
+    qtbot.waitUntil(lambda: page.quality_card.card is not None and page.quality_card.card.status == "scoring",
+                    timeout=5_000)
+    assert page.quality_card.isVisible() and "scoring…" in page.quality_card.headline.text()
+    release.set()
+    qtbot.waitUntil(lambda: page.quality_card.card.status == "ready", timeout=20_000)
+    assert scored_on == [(False, 16, 4)]  # once, in a worker, on the images it did not train on
+    assert page.quality_card.value_text("diversity").startswith("0.02")
+    assert "collapsed" in page.quality_card.warnings_text()
+    qtbot.waitUntil(lambda: "collapsed" in ready.dreams.quality_banner_text, timeout=20_000)
+    assert ready.dreams.session.source == "sampler" and ready.dreams.session.meta["job_id"] == job.id

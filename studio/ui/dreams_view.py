@@ -15,7 +15,9 @@ Controls: chains, Gibbs steps per frame, temperature, probabilities / samples, r
 dataset images), pause / single step, zoom, a scrubber over the recent history, the dream brush
 (drag on a chain to paint the pixels that keep dreaming; the rest of that chain stays clamped),
 snapshots to the canvas and exports (grid PNG, a chain's evolution as GIF / APNG, written in a
-background thread). Keys: P pause/resume, S single step, R reset, Ctrl+E export the grid,
+background thread). When the shown model's quality report says its dreams have collapsed or
+copy the training images (:meth:`DreamsView.set_quality`), a dismissible banner over the grid
+says so in plain words. Keys: P pause/resume, S single step, R reset, Ctrl+E export the grid,
 B brush, F fit.
 """
 from __future__ import annotations
@@ -35,6 +37,7 @@ from PySide6.QtWidgets import (
     QButtonGroup,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGraphicsRectItem,
     QGridLayout,
     QGroupBox,
@@ -63,6 +66,7 @@ from studio.dreams import (
     GridLayout,
     mosaic,
 )
+from studio.quality_card import dreams_banner
 from studio.ui.widgets import pixel_view
 
 MUTED = "#8a9099"
@@ -152,6 +156,8 @@ class DreamsView(QWidget):
         self._shown: DreamFrame | None = None
         self._error_shown: str | None = None
         self._exporter: concurrent.futures.ThreadPoolExecutor | None = None  # made on the first export
+        self._quality_key: Any = None  # which report the banner is about
+        self._dismissed: set[Any] = set()  # reports whose banner the user closed
         self._fps_count = 0
         self._fps_t0 = time.monotonic()
         self.shown_fps = 0.0
@@ -236,9 +242,33 @@ class DreamsView(QWidget):
         self._message_text = ""
         self._message_time = -1e9
 
+        # --- the quality banner: collapsed dreams, copies of training images ------------------
+        self.quality_banner = QFrame()
+        self.quality_banner.setObjectName("QualityBanner")
+        self.quality_banner.setStyleSheet(
+            "#QualityBanner { background: #3d3320; border: 1px solid #ffb74d; border-radius: 4px; }")
+        self.quality_label = QLabel()
+        self.quality_label.setWordWrap(True)
+        self.quality_label.setStyleSheet("color: #ffd8a0;")
+        self.quality_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.quality_close = QToolButton()
+        self.quality_close.setText("✕")
+        self.quality_close.setAutoRaise(True)
+        self.quality_close.setToolTip("Hide this warning for this model")
+        self.quality_close.clicked.connect(self.dismiss_quality_banner)
+        banner = QHBoxLayout(self.quality_banner)
+        banner.setContentsMargins(8, 4, 4, 4)
+        warn = QLabel("⚠")
+        warn.setStyleSheet("color: #ffb74d; font-size: 14pt;")
+        banner.addWidget(warn, 0, Qt.AlignmentFlag.AlignTop)
+        banner.addWidget(self.quality_label, 1)
+        banner.addWidget(self.quality_close, 0, Qt.AlignmentFlag.AlignTop)
+        self.quality_banner.hide()
+
         left = QVBoxLayout()
         left.setContentsMargins(0, 0, 0, 0)
         left.addWidget(self.caption)
+        left.addWidget(self.quality_banner)
         left.addLayout(self._stack, 1)
         left.addLayout(scrub_row)
         left.addWidget(self.status)
@@ -510,6 +540,30 @@ class DreamsView(QWidget):
             self.dataset_images = arr if arr.ndim == 4 and len(arr) else None
         self._update_controls()
 
+    def set_quality(self, report: Any, key: Any = None) -> bool:
+        """The quality report of the model shown (a ``models.quality.QualityReport`` or None):
+        a banner over the grid when its dreams have collapsed or copy the training images,
+        unless the user closed the banner of this report (``key``, e.g. (job id, step)) before.
+        Showing another model hides it. Returns whether the banner shows."""
+        text = dreams_banner(report) if report is not None else None
+        self._quality_key = key
+        on = bool(text) and (key is None or key not in self._dismissed)
+        self.quality_label.setText(text or "")
+        self.quality_banner.setVisible(on)
+        return on
+
+    @Slot()
+    def dismiss_quality_banner(self) -> None:
+        """Close the banner (it stays closed for this report)."""
+        if self._quality_key is not None:
+            self._dismissed.add(self._quality_key)
+        self.quality_banner.hide()
+
+    @property
+    def quality_banner_text(self) -> str:
+        """The banner's words while it shows, else ""."""
+        return self.quality_label.text() if not self.quality_banner.isHidden() else ""
+
     @Slot()
     def clear(self) -> None:
         """Show nothing (stops the sampler)."""
@@ -740,6 +794,8 @@ class DreamsView(QWidget):
 
     def _set_session(self, session: DreamSession | None) -> None:
         self.session = session
+        self.quality_banner.hide()  # about the model shown before; set_quality for the new one
+        self._quality_key = None
         self._pinned = None
         self._display_frozen = False
         self._shown = None

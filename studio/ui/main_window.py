@@ -2,7 +2,9 @@
 
 The window is a view and a dispatcher of intent: the :class:`~studio.jobs.Session` holds the
 state, :class:`~studio.ui.workers.JobsController` runs the jobs, loaders and file tasks run in
-workers. The UI thread never waits on training, loading, saving or opening.
+workers. The UI thread never waits on training, loading, saving, opening or scoring (a run
+that ends is scored in the background by the controller; the Dreams tab shows a banner when
+its dreams collapsed or copy the training images).
 
 Start-up is staged so the window shows fast: the window (without torch or pyqtgraph) is built
 and shown first, then :meth:`MainWindow.start` imports the model engine in the background
@@ -511,6 +513,7 @@ class MainWindow(QMainWindow):
             view.set_dataset_images(self.session.images.images)
         self.replace_tab("Dreams", view)
         self.controller.state_changed.connect(self._job_state_for_dreams)
+        self.controller.scored.connect(self._job_scored)
 
     def _current_job_id(self) -> int | None:
         job = self.current_job()
@@ -543,11 +546,27 @@ class MainWindow(QMainWindow):
             if job.state in (JobState.RUNNING, JobState.PAUSED):
                 return  # it trains again: its live chains show
             self.dreams.set_model(model, meta)
+            self._dreams_quality(job)
 
         # The private copy is taken under the job's lock in a worker: for the hybrid it takes
         # about 20 ms, which the UI thread would otherwise spend when a run stops.
         run_in_background(detach_model, job.model, job.step_lock, on_result=show,
                           on_error=lambda exc: self.statusBar().showMessage(f"Dreams could not start: {exc}", 8000))
+
+    def _dreams_quality(self, job: TrainingJob) -> None:
+        """The Dreams tab's banner follows the quality report of the run it dreams over (the
+        report of the model at its current step only)."""
+        view = self.dreams
+        shown = view.session if view is not None else None
+        if shown is None or shown.source != "sampler" or shown.meta.get("job_id") != job.id:
+            return
+        fresh = job.quality_status == "ready" and job.quality_step == job.step
+        view.set_quality(job.quality if fresh else None, key=(job.id, job.quality_step))
+
+    def _job_scored(self, job_id: int) -> None:
+        job = self.current_job()
+        if job is not None and job.id == job_id:
+            self._dreams_quality(job)
 
     @staticmethod
     def _frame_info(job: TrainingJob) -> dict[str, Any]:
@@ -651,6 +670,7 @@ class MainWindow(QMainWindow):
             self._pending_jobs.append(job)
         else:
             self._show_opened_job(job)
+        self.controller.score(job)  # no card saved in it: scored against the current images, if they fit
 
     def _show_opened_job(self, job: TrainingJob) -> None:
         panel = self.training_panel
@@ -832,6 +852,7 @@ class MainWindow(QMainWindow):
                 self._pending_jobs.append(job)
             else:
                 self._show_opened_job(job)
+            self.controller.score(job)
         dataset = project.dataset
         if dataset is not None:
             pp = Preprocess.from_dict(dataset.preprocess)

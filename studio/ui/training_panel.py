@@ -3,7 +3,10 @@
 Each :class:`TrainingPage` has the kind's hyperparameters (a form built from
 :func:`studio.jobs.hyperparameters`), Start / Pause / Resume / Stop, a progress bar with the
 time left, the runs of that kind, live curves and a mosaic (the RBM's weight filters, or the
-newest frame for kinds without image-shaped weights). Pages send intent to the
+newest frame for kinds without image-shaped weights). Under the progress, the run's
+:class:`QualityCard` (see :mod:`studio.quality_card`): "scoring…" while the ended run is scored
+in the background, then MMD² between its floor and noise, diversity, memorisation, the
+log-likelihood of binary RBMs and warnings in plain words. Pages send intent to the
 :class:`~studio.ui.workers.JobsController` and show the plain-data updates it relays; redraws of
 the curves are throttled (at most ten a second), whatever the update rate.
 """
@@ -11,12 +14,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QPainter, QPen
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QFrame,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QProgressBar,
@@ -33,6 +39,7 @@ from superqt import QCollapsible
 from superqt.utils import qthrottled
 
 from studio.jobs import HyperParam, JobState, JobUpdate, Session, TrainingJob, format_duration, hyperparameters
+from studio.quality_card import TOOLTIPS, Card, card_for
 from studio.ui.plots import CurvesWidget, MosaicView, pretty
 from studio.ui.workers import JobsController
 
@@ -45,6 +52,8 @@ STATE_TEXT = {
     "failed": "Failed",
 }
 STATE_COLOR = {"running": "#81c784", "paused": "#ffb74d", "failed": "#e57373", "done": "#4fc3f7"}
+MUTED = "#8a9099"
+WARN = "#ffb74d"  # warnings on the quality card: amber, readable on the dark theme
 
 
 def _editor(p: HyperParam) -> QWidget:
@@ -122,6 +131,159 @@ class ParamsForm(QWidget):
         return out
 
 
+class MMDBar(QWidget):
+    """A small horizontal scale: the floor (training images against held-out ones) at the left,
+    noise at the right, log-spaced, and a dot for the model (amber when it is no better than
+    noise)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.positions: tuple[float, float, float] | None = None
+        self.labels = ("floor", "noise")
+        self.warn = False
+        self.setToolTip(TOOLTIPS["bar"])
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setFixedHeight(self._height())
+
+    def _height(self) -> int:
+        return self.fontMetrics().height() + 18
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return QSize(240, self._height())
+
+    def set_scale(self, positions: tuple[float, float, float] | None, floor_text: str, noise_text: str,
+                  warn: bool = False) -> None:
+        self.positions, self.labels, self.warn = positions, (floor_text, noise_text), warn
+        self.update()
+
+    def model_x(self) -> float | None:
+        """The dot's centre in widget pixels (None without a scale)."""
+        if self.positions is None:
+            return None
+        return self._x(self.positions[1])
+
+    def _x(self, t: float) -> float:
+        pad = 8.0
+        return pad + t * (self.width() - 2 * pad)
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        if self.positions is None:
+            return
+        floor, model, ceiling = self.positions
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        y = 8.0
+        x0, x1 = self._x(0.0), self._x(1.0)
+        p.setPen(QPen(QColor("#3a3f46"), 4, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap))
+        p.drawLine(QPointF(x0, y), QPointF(x1, y))
+        p.setPen(QPen(QColor("#4d545d"), 4, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap))
+        p.drawLine(QPointF(self._x(floor), y), QPointF(self._x(ceiling), y))
+        for t, colour in ((floor, "#81c784"), (ceiling, "#e57373")):
+            p.setPen(QPen(QColor(colour), 2))
+            p.drawLine(QPointF(self._x(t), y - 6), QPointF(self._x(t), y + 6))
+        colour = QColor(WARN if self.warn else "#4fc3f7")
+        p.setPen(QPen(QColor("#1b1d21"), 1.5))
+        p.setBrush(colour)
+        p.drawEllipse(QPointF(self._x(model), y), 5.5, 5.5)
+        font = QFont(self.font())
+        font.setPointSizeF(max(7.0, font.pointSizeF() * 0.9))
+        p.setFont(font)
+        p.setPen(QColor(MUTED))
+        h = self.height() - y - 6
+        left, right = self.labels
+        p.drawText(QRectF(max(0.0, self._x(floor) - 40), y + 6, 200, h),
+                   int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop), left)
+        p.drawText(QRectF(min(self.width(), self._x(ceiling) + 40) - 200, y + 6, 200, h),
+                   int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop), right)
+        p.end()
+
+
+class QualityCard(QFrame):
+    """The run's quality card (see :mod:`studio.quality_card`); hidden when the run has none."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("QualityCard")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setStyleSheet("#QualityCard { border: 1px solid #3a3f46; border-radius: 4px; }")
+        self.card: Card | None = None
+        self.headline = QLabel()
+        self.headline.setTextFormat(Qt.TextFormat.RichText)
+        self.note = QLabel()
+        self.note.setWordWrap(True)
+        self.note.setStyleSheet(f"color: {MUTED};")
+        self.bar = MMDBar()
+        self.grid = QGridLayout()
+        self.grid.setContentsMargins(0, 0, 0, 0)
+        self.grid.setHorizontalSpacing(10)
+        self.grid.setVerticalSpacing(2)
+        self.grid.setColumnStretch(1, 1)
+        self.row_labels: dict[str, tuple[QLabel, QLabel]] = {}
+        self.warnings = QLabel()
+        self.warnings.setWordWrap(True)
+        self.warnings.setTextFormat(Qt.TextFormat.RichText)
+        self.warnings.setObjectName("QualityWarnings")
+        self.warnings.setStyleSheet(f"color: {WARN};")
+        self.caveat = QLabel()
+        self.caveat.setWordWrap(True)
+        self.caveat.setStyleSheet(f"color: {MUTED};")
+        for label in (self.note, self.warnings, self.caveat):
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(8, 6, 8, 6)
+        lay.setSpacing(4)
+        lay.addWidget(self.headline)
+        lay.addWidget(self.note)
+        lay.addWidget(self.bar)
+        lay.addLayout(self.grid)
+        lay.addWidget(self.warnings)
+        lay.addWidget(self.caveat)
+        self.show_card(Card("hidden"))
+
+    def show_card(self, c: Card) -> None:
+        if c == self.card:
+            return  # nothing changed: no relayout
+        self.card = c
+        self.setVisible(c.visible)
+        colour = WARN if c.flags else "#c8ccd2"
+        self.headline.setText(f"<b style='color:{colour}'>{c.headline}</b>")
+        self.note.setText(c.note)
+        self.note.setVisible(bool(c.note))
+        if c.bar is not None:
+            self.bar.set_scale(c.bar, *c.bar_labels, warn="noise" in c.flags)
+        self.bar.setVisible(c.bar is not None)
+        for pair in self.row_labels.values():
+            for w in pair:
+                self.grid.removeWidget(w)
+                w.hide()
+                w.deleteLater()
+        self.row_labels.clear()
+        for i, r in enumerate(c.rows):
+            name, value = QLabel(r.label), QLabel(r.value)
+            name.setStyleSheet(f"color: {MUTED};")
+            value.setStyleSheet(f"color: {WARN};" if r.warn else "")
+            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            value.setWordWrap(True)
+            for w in (name, value):
+                w.setToolTip(r.tooltip)
+            self.grid.addWidget(name, i, 0, Qt.AlignmentFlag.AlignTop)
+            self.grid.addWidget(value, i, 1)
+            self.row_labels[r.key] = (name, value)
+        self.warnings.setText("<br>".join(f"⚠ {w}" for w in c.warnings))
+        self.warnings.setVisible(bool(c.warnings))
+        self.caveat.setText(c.caveat)
+        self.caveat.setVisible(bool(c.caveat))
+
+    def value_text(self, key: str) -> str:
+        """The value shown in row ``key`` ("" without that row)."""
+        pair = self.row_labels.get(key)
+        return pair[1].text() if pair is not None else ""
+
+    def warnings_text(self) -> str:
+        """The warnings shown ("" when there are none)."""
+        return self.warnings.text() if not self.warnings.isHidden() else ""
+
+
 class TrainingPage(QWidget):
     """Everything about training one model kind."""
 
@@ -189,6 +351,7 @@ class TrainingPage(QWidget):
         self.error_label.setStyleSheet("color: #e57373;")
         self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.error_label.hide()
+        self.quality_card = QualityCard()
 
         self.curves = CurvesWidget()
         self.mosaic_title = QLabel()
@@ -210,6 +373,7 @@ class TrainingPage(QWidget):
         tl.addWidget(self.progress)
         tl.addWidget(self.status)
         tl.addWidget(self.error_label)
+        tl.addWidget(self.quality_card)
 
         # The controls take what they need; curves and mosaic share the rest (a splitter).
         self.splitter = QSplitter(Qt.Orientation.Vertical)
@@ -342,6 +506,8 @@ class TrainingPage(QWidget):
         if u.error and u.state == "failed":
             self.error_label.setText(u.error)
             self.error_label.show()
+        # From the job itself, not the update: a worker's last update may predate the scoring.
+        self.quality_card.show_card(card_for(self.job.quality_info(), current_step=self.job.step))
         idx = self.runs.findData(u.job_id)
         if idx >= 0:
             label = self._run_label(self.job)

@@ -6,7 +6,9 @@
   update when the state changes. While the job is paused the thread sleeps on the job's
   condition variable (no polling).
 * :class:`JobsController` owns the workers: start / pause / resume / stop a job, several at once,
-  and :meth:`JobsController.shutdown` stops them all within a deadline.
+  and :meth:`JobsController.shutdown` stops them all within a deadline. When a run ends (done,
+  or stopped after an epoch) it scores the model with :func:`run_in_background` (the job's
+  :meth:`~studio.jobs.TrainingJob.score`, seconds) and announces the card (``scored``).
 * :class:`LoadWorker` loads images (progress, cancel) off the UI thread.
 * :func:`run_in_background` runs a function in Qt's thread pool through superqt's
   ``create_worker`` (saving and opening models, importing the engine).
@@ -85,13 +87,15 @@ class JobsController(QObject):
     """Starts and stops the workers of the session's jobs. Lives on the UI thread.
 
     Signals carry plain data: ``updated(JobUpdate)``, ``failed(job_id, message)``,
-    ``state_changed(job_id, state)``, ``worker_finished(job_id)``.
+    ``state_changed(job_id, state)``, ``worker_finished(job_id)``, ``scored(job_id)`` (a quality
+    report, or a note why there is none, has landed on the job).
     """
 
     updated = Signal(object)
     failed = Signal(int, str)
     state_changed = Signal(int, str)
     worker_finished = Signal(int)
+    scored = Signal(int)
 
     def __init__(self, session: Session, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -100,6 +104,7 @@ class JobsController(QObject):
         self._jobs: dict[int, TrainingJob] = {}
         self._last_state: dict[int, str] = {}
         self._reported: set[int] = set()
+        self._shut_down = False  # no scoring once the studio is closing
 
     # ----------------------------------------------------------------- intent
     def start(self, job: TrainingJob) -> None:
@@ -155,9 +160,34 @@ class JobsController(QObject):
         if self._last_state.get(update.job_id) != update.state:
             self._last_state[update.job_id] = update.state
             self.state_changed.emit(update.job_id, update.state)
+            job = self._jobs.get(update.job_id)
+            if job is not None and update.state in (JobState.DONE.value, JobState.STOPPED.value):
+                self.score(job)
         if update.state == JobState.FAILED.value and update.error and update.job_id not in self._reported:
             self._reported.add(update.job_id)
             self.failed.emit(update.job_id, update.error)
+
+    # ----------------------------------------------------------------- quality
+    def score(self, job: TrainingJob) -> bool:
+        """Score ``job``'s model in the background if it is due (a run that ended, an opened
+        model with images to score on): the page shows "scoring…" at once, the card when it
+        lands. False when there is nothing to score now."""
+        self._jobs.setdefault(job.id, job)
+        if self._shut_down or not job.begin_scoring():
+            return False
+        self._announce(job)
+        run_in_background(job.score, on_result=lambda _report, j=job: self._scored(j),
+                          on_error=lambda exc, j=job: self._scored(j, exc))
+        return True
+
+    def _scored(self, job: TrainingJob, exc: BaseException | None = None) -> None:
+        if exc is not None:  # score() keeps its own errors; this is a bug: say so on the card
+            job.quality_status, job.quality_note = "failed", f"The model could not be scored: {exc}"
+            job.quality_step = job.step  # not again at this step
+        self._announce(job)
+        self.scored.emit(job.id)
+        if job.wants_score:  # trained on (and stopped again) while it was being scored
+            self.score(job)
 
     def _announce(self, job: TrainingJob) -> None:
         """Intent applied on the UI thread: views hear about it at once (no filters: the worker
@@ -175,7 +205,9 @@ class JobsController(QObject):
         return sum(j.steps_per_second for j in self._jobs.values() if j.state is JobState.RUNNING)
 
     def shutdown(self, timeout: float = 1.0) -> bool:
-        """Stop every job and wait for the workers; True when all ended within ``timeout``."""
+        """Stop every job and wait for the workers; True when all ended within ``timeout``.
+        No run is scored from now on (a score already under way finishes in the pool)."""
+        self._shut_down = True
         for job in list(self._jobs.values()):
             if job.state.active or job.state is JobState.IDLE:
                 job.stop()
