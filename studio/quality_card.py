@@ -141,7 +141,8 @@ def card(quality: Any = None, status: str = "", note: str = "", step: int = -1,
         return Card("hidden")
     if status == "scoring":
         return Card("scoring", headline="Quality: scoring…",
-                    note="Drawing dreams and comparing them with your held-out images (a few seconds).")
+                    note="Drawing dreams and comparing them with your held-out images: seconds, "
+                         "up to a minute for a binary RBM (its log-likelihood).")
     if status == "failed":
         return Card("failed", headline="Quality: not scored", note=note)
     if quality is None:
