@@ -1,12 +1,16 @@
 """The `harmonium` command line: train, sample, eval, scan (and, with no command, the studio).
 
     harmonium train [FOLDER] --model rbm|grbm|ae|vae|hybrid --size 28 --hidden 100 --epochs 50 \
-                    [--color] [--seed N] --out model.safetensors
+                    [--color] [--seed N] [--batch-size N] [--lr X] [--resume CKPT] \
+                    [--k N] [--pcd | --cd] [--chains N] [--momentum M] [--weight-decay W] \
+                    [--centering | --no-centering] [--tempering N] [--optimizer sgd|adam] \
+                    [--rbm-epochs N] [--beta B] --out model.safetensors
     harmonium sample CKPT --n 64 --steps 1000 [--temperature T] --out DIR
     harmonium eval CKPT [FOLDER] [--heldout FOLDER2] [--holdout 0.2] [--samples N] [--steps N] [--seed N]
     harmonium scan FOLDER [--json]
 
-Training iterates the same event generator as the studio, under a progress bar. Ctrl+C stops
+Training prints the settings in force (the kind's defaults chosen from the data; * marks those
+given), then iterates the same event generator as the studio, under a progress bar. Ctrl+C stops
 it and saves a resumable checkpoint; a diverging run saves the last good model and explains.
 """
 from __future__ import annotations
@@ -63,6 +67,135 @@ def _checkpoint_or_exit(path: str, device=None):
 
 
 # -------------------------------------------------------------------------------- train
+#: The training algorithm's flags: argparse dest -> (what it sets, {kind: the field it sets}).
+#: The field is a training-config field, except "hidden" / "latent" (`Options`) and the VAE's
+#: "beta" (its model config when training starts, its training config when resuming).
+TRAIN_FLAGS: dict[str, tuple[str, dict[str, str]]] = {
+    "hidden": ("hidden units", {"rbm": "hidden", "grbm": "hidden", "hybrid": "hidden"}),
+    "latent": ("code size", {"ae": "latent", "vae": "latent", "hybrid": "latent"}),
+    "k": ("Gibbs steps per update", {"rbm": "k", "grbm": "k", "hybrid": "rbm_k"}),
+    "persistent": ("persistent or plain contrastive divergence", {"rbm": "persistent", "grbm": "persistent"}),
+    "chains": ("persistent chains", {"rbm": "n_chains", "grbm": "n_chains", "hybrid": "rbm_n_chains"}),
+    "momentum": ("final momentum", {"rbm": "final_momentum", "grbm": "final_momentum", "hybrid": "rbm_final_momentum"}),
+    "weight_decay": ("L2 weight decay", {"rbm": "weight_decay", "grbm": "weight_decay", "ae": "weight_decay",
+                                         "vae": "weight_decay", "hybrid": "rbm_weight_decay"}),
+    "centering": ("centering of the binary RBM", {"rbm": "centering"}),
+    "tempering": ("parallel tempering of PCD's chains", {"rbm": "tempering", "grbm": "tempering"}),
+    "optimizer": ("the RBM's optimiser", {"rbm": "optimizer", "grbm": "optimizer"}),
+    "rbm_epochs": ("epochs of the hybrid's RBM phase", {"hybrid": "rbm_epochs"}),
+    "beta": ("the VAE's KL weight", {"vae": "beta"}),
+}
+
+#: Training-config fields that a resumed run cannot change, and why.
+FIXED_ON_RESUME = {
+    "persistent": "its persistent chains are saved with it",
+    "n_chains": "its persistent chains are saved with it",
+    "rbm_n_chains": "its persistent chains are saved with it",
+    "centering": "its centering offsets are saved with it",
+    "optimizer": "its optimiser state is saved with it",
+    "weight_decay": "the weight decay is saved in its optimiser state",
+    "rbm_weight_decay": "the weight decay is saved in its optimiser state",
+}
+
+
+def _flag(dest: str, value) -> str:
+    """The flag as the person typed it."""
+    if dest == "persistent":
+        return "--pcd" if value else "--cd"
+    if dest == "centering":
+        return "--centering" if value else "--no-centering"
+    return "--" + dest.replace("_", "-")
+
+
+def _kinds(kinds) -> str:
+    kinds = list(kinds)
+    return kinds[0] if len(kinds) == 1 else f"{', '.join(kinds[:-1])} and {kinds[-1]}"
+
+
+def train_settings(args: argparse.Namespace, kind: str) -> dict[str, object]:
+    """The algorithm flags given in `args`, as {field of `kind`'s configs: value}. A flag that
+    does not apply to `kind`, or a value out of range, raises ValueError with one sentence."""
+    from dataclasses import fields
+
+    from models.rbm_trainer import RBMTrainConfig
+
+    out: dict[str, object] = {}
+    for dest, (what, by_kind) in TRAIN_FLAGS.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        flag = _flag(dest, value)
+        if kind not in by_kind:
+            raise ValueError(f"{flag} ({what}) applies to {_kinds(by_kind)} models, not to {kind}")
+        out[by_kind[kind]] = value
+    checks = [
+        ("k", lambda v: v >= 1, "at least 1"), ("chains", lambda v: v >= 1, "at least 1"),
+        ("momentum", lambda v: 0 <= v < 1, "in [0, 1)"), ("weight_decay", lambda v: v >= 0, "0 or more"),
+        ("tempering", lambda v: v == 0 or v >= 2, "0 (off) or at least 2 replicas"),
+        ("rbm_epochs", lambda v: v >= 1, "at least 1"), ("beta", lambda v: v >= 0, "0 or more"),
+        ("hidden", lambda v: v >= 1, "at least 1"), ("latent", lambda v: v >= 1, "at least 1"),
+    ]
+    for dest, ok, want in checks:
+        value = getattr(args, dest, None)
+        if value is not None and not ok(value):
+            raise ValueError(f"{_flag(dest, value)} must be {want} (got {value})")
+    if args.tempering is not None and "tempering" not in {f.name for f in fields(RBMTrainConfig)}:
+        raise ValueError("--tempering needs parallel tempering in RBM training, which this version "
+                         "of models/rbm_trainer.py does not have (RBMTrainConfig has no 'tempering')")
+    if args.optimizer == "adam" and kind == "rbm":
+        raise ValueError("--optimizer adam applies to grbm models only: the binary RBM trains with SGD and momentum")
+    return out
+
+
+def _check_resume(args: argparse.Namespace, ckpt, settings: dict[str, object]) -> dict[str, object]:
+    """The overrides of the saved training config for a resumed run; flags that would change
+    the model (or what a resumed run cannot change) raise ValueError with one sentence."""
+    kind, model, pre = ckpt.kind, ckpt.model, ckpt.preprocess or {}
+    name = Path(args.resume).name
+    if args.model is not None and args.model != kind:
+        raise ValueError(f"--model {args.model}: {name} holds a model of kind {kind}; resume it as it is, or train a new one without --resume")
+    hidden = model.n_hidden if kind in ("rbm", "grbm") else getattr(model.config, "n_hidden", None)
+    latent = model.latent if kind == "hybrid" else getattr(model.config, "latent", None)
+    fixed = [("--hidden", args.hidden, hidden, f"has {hidden} hidden units"), ("--latent", args.latent, latent, f"has a code of {latent}"),
+             ("--size", args.size, pre.get("size"), f"was trained on {pre.get('size')}-pixel images"),
+             ("--crop", args.crop, pre.get("crop"), f"was trained with --crop {pre.get('crop')}"),
+             ("--color", args.color or None, bool(pre.get("color")), "was trained on grayscale images"),
+             ("--binarize", args.binarize, pre.get("binarize"), f"was trained with --binarize {pre.get('binarize')}" if pre.get("binarize") else "was trained on grey levels")]
+    for flag, given, saved, what in fixed:
+        if given is not None and given != saved:
+            shown = flag if isinstance(given, bool) else f"{flag} {given}"
+            raise ValueError(f"{shown} would change the model: {name} {what}; "
+                             "resume without it, or train a new model")
+    saved_cfg = (ckpt.meta.get("trainer") or {}).get("train_config", {})
+    for field, value in settings.items():
+        if field in FIXED_ON_RESUME and field in saved_cfg and saved_cfg[field] != value:
+            dest = next(d for d, (_, m) in TRAIN_FLAGS.items() if m.get(kind) == field)
+            raise ValueError(f"{_flag(dest, value)} cannot change when resuming: {FIXED_ON_RESUME[field]} "
+                             f"({name} has {field} {saved_cfg[field]}); train a new model to change it")
+    if args.batch_size is not None and args.batch_size != saved_cfg.get("batch_size", args.batch_size):
+        raise ValueError(f"--batch-size cannot change when resuming: the run's steps count batches of "
+                         f"{saved_cfg['batch_size']}; train a new model to change it")
+    overrides = {k: v for k, v in settings.items() if k not in ("hidden", "latent")}
+    if args.lr is not None:
+        overrides["learning_rate"] = args.lr
+    if args.epochs:
+        overrides["epochs"] = args.epochs
+    if "rbm_epochs" in overrides:
+        if args.epochs:
+            raise ValueError("give the resumed hybrid its new total with --epochs or its RBM phase's with --rbm-epochs, not both")
+        overrides["epochs"] = int(saved_cfg.get("ae_epochs", 0)) + int(overrides["rbm_epochs"])
+    return overrides
+
+
+def _check_chains(settings: dict[str, object], persistent: bool) -> None:
+    if persistent:
+        return
+    if "n_chains" in settings:
+        raise ValueError("--chains sets PCD's persistent chains; with --cd there are none")
+    if int(settings.get("tempering") or 0) > 1:
+        raise ValueError("--tempering mixes PCD's persistent chains; with --cd there are none")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
@@ -72,24 +205,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     from models.factory import Options, build
     from models.training import TrainingDiverged
     from studio.dataset import Preprocess
+    from studio.train_summary import describe_training
 
     device = default_device(args.device)
     seed_everything(args.seed)
     if args.resume:
         ckpt = _checkpoint_or_exit(args.resume, device)
+        kind = ckpt.kind
+        settings = train_settings(args, kind)  # ValueError: one sentence, exit 2 (main)
+        overrides = _check_resume(args, ckpt, settings)
+        saved_cfg = (ckpt.meta.get("trainer") or {}).get("train_config", {})
+        _check_chains(settings, bool(overrides.get("persistent", saved_cfg.get("persistent", True))))
         pre = Preprocess.from_dict(ckpt.preprocess or {})
         images = _load(args.folder, pre, args.quiet)
-        overrides = {"epochs": args.epochs} if args.epochs else {}
         trainer = ckpt.make_trainer(torch.from_numpy(images.images), device, **overrides)
-        kind = ckpt.kind
+        given = set(overrides)
+        if kind == "hybrid" and args.epochs:
+            given.add("rbm_epochs")  # a resumed hybrid's --epochs is the new total: its RBM phase changes
     else:
-        pre = Preprocess(size=args.size, color=args.color, crop=args.crop, binarize=args.binarize)
+        kind = args.model or "rbm"
+        settings = train_settings(args, kind)
+        _check_chains(settings, bool(settings.get("persistent", True)))
+        pre = Preprocess(size=28 if args.size is None else args.size, color=args.color, crop=args.crop or "center", binarize=args.binarize)
         images = _load(args.folder, pre, args.quiet)
         if len(images) == 0:
             _err("no usable images: nothing to train on")
             return EXIT_FAILED
         opts = Options(
-            kind=args.model,
+            kind=kind,
             image_shape=images.images.shape[1:],
             hidden=args.hidden,
             latent=args.latent,
@@ -98,16 +241,19 @@ def cmd_train(args: argparse.Namespace) -> int:
             learning_rate=args.lr,
             seed=args.seed,
             frame_every=0,
+            extra={k: v for k, v in settings.items() if k not in ("hidden", "latent")},
         )
         try:
             trainer = build(opts, torch.from_numpy(images.images), device)
         except ValueError as e:
             _err(str(e))
             return EXIT_USAGE
-        kind = args.model
-    out = Path(args.out)
+        given = set(settings)
+        given |= {f for f, v in [("batch_size", args.batch_size), ("learning_rate", args.lr),
+                                 ("ae_epochs" if kind == "hybrid" else "epochs", args.epochs)] if v is not None}
     if not args.quiet:
-        print(f"training {kind} on {describe_device(device)}: {trainer.total_steps} steps, {trainer.config.epochs} epochs", file=sys.stderr)
+        print(describe_training(trainer, given, where=describe_device(device)), file=sys.stderr)
+    out = Path(args.out)
 
     def save(note: str) -> None:
         save_checkpoint(out, trainer.model, trainer=trainer, preprocess=pre.to_dict(), extra={"source": args.folder or "demo", "note": note})
@@ -291,20 +437,47 @@ def parser() -> argparse.ArgumentParser:
     _add = sub.add_parser
     sub.add_parser = lambda *a, **k: _add(*a, parents=[common], **k)  # every command takes --device, -q
 
-    t = sub.add_parser("train", help="train a model on a folder of images (the demo set if none)")
+    t = sub.add_parser("train", help="train a model on a folder of images (the demo set if none)",
+                       description="Every setting left out is the kind's own default, chosen from the data; "
+                                   "the settings in force are printed when training starts (* marks yours).")
     t.add_argument("folder", nargs="?", help="folder of images (default: the built-in demo set)")
-    t.add_argument("--model", choices=["rbm", "grbm", "ae", "vae", "hybrid"], default="rbm")
-    t.add_argument("--size", type=int, default=28, help="image side in pixels (16-128)")
+    t.add_argument("--model", choices=["rbm", "grbm", "ae", "vae", "hybrid"], default=None, help="default rbm")
+    t.add_argument("--size", type=int, default=None, help="image side in pixels (16-128; default 28)")
     t.add_argument("--color", action="store_true", help="RGB instead of grayscale")
-    t.add_argument("--crop", choices=["center", "fit", "stretch"], default="center")
+    t.add_argument("--crop", choices=["center", "fit", "stretch"], default=None, help="default center")
     t.add_argument("--binarize", choices=["threshold", "dither"], default=None)
-    t.add_argument("--hidden", type=int, default=None, help="hidden units of the RBM (default 100)")
-    t.add_argument("--latent", type=int, default=None, help="code size of the AE / VAE / hybrid")
-    t.add_argument("--epochs", type=int, default=None, help="total epochs (default: about 5,000 updates, 20-500 epochs)")
-    t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--hidden", type=int, default=None, help="hidden units of the RBM (rbm, grbm: 100; hybrid: 64)")
+    t.add_argument("--latent", type=int, default=None, help="code size of the AE / VAE (32) / hybrid (16)")
+    t.add_argument("--epochs", type=int, default=None, help="epochs; the hybrid's autoencoder phase "
+                   "(default: about 5,000 updates, 20-500 epochs; resuming: the new total)")
+    t.add_argument("--batch-size", type=int, default=None, help="default: 64, fewer on a small set (ten batches an epoch)")
     t.add_argument("--lr", type=float, default=None, help="learning rate (default: the model's)")
+    a = t.add_argument_group("training algorithm", "for RBMs (rbm, grbm) and the hybrid's RBM phase unless said "
+                             "otherwise; a flag that does not apply to the model is refused. Defaults: the kind's own, "
+                             "printed when training starts")
+    a.add_argument("--k", type=int, default=None, metavar="N", help="Gibbs steps per update (CD-k / PCD-k)")
+    cd = a.add_mutually_exclusive_group()
+    cd.add_argument("--pcd", dest="persistent", action="store_const", const=True, default=None,
+                    help="persistent contrastive divergence (the default; rbm, grbm)")
+    cd.add_argument("--cd", dest="persistent", action="store_const", const=False,
+                    help="plain contrastive divergence, chains started at the data (rbm, grbm)")
+    a.add_argument("--chains", type=int, default=None, metavar="N", help="persistent chains (PCD's dreams)")
+    a.add_argument("--momentum", type=float, default=None, metavar="M",
+                   help="momentum after the first epochs (Adam's β₁ for a grbm on Adam)")
+    a.add_argument("--weight-decay", type=float, default=None, metavar="W",
+                   help="L2 weight decay of the weights (also ae, vae)")
+    a.add_argument("--centering", action=argparse.BooleanOptionalAction, default=None,
+                   help="centred gradients (binary rbm only)")
+    a.add_argument("--tempering", type=int, default=None, metavar="N",
+                   help="parallel tempering of PCD's chains over N replicas (0: off; rbm, grbm)")
+    a.add_argument("--optimizer", choices=["sgd", "adam"], default=None,
+                   help="rbm: sgd only; grbm: either")
+    a.add_argument("--rbm-epochs", type=int, default=None, metavar="N",
+                   help="epochs of the hybrid's RBM phase (hybrid only)")
+    a.add_argument("--beta", type=float, default=None, metavar="B", help="the KL weight of a β-VAE (vae only)")
     t.add_argument("--seed", type=int, default=None)
-    t.add_argument("--resume", metavar="CKPT", help="continue training from a checkpoint")
+    t.add_argument("--resume", metavar="CKPT", help="continue training from a checkpoint (the algorithm flags, "
+                   "--lr and --epochs apply as overrides where they can)")
     t.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
     t.set_defaults(func=cmd_train)
 

@@ -217,3 +217,131 @@ def test_eval_of_too_few_images_says_so_in_one_sentence(rbm_ckpt, tmp_path, caps
     assert "too few to hold out" in err and "--heldout" in err and "Traceback" not in err
     assert main(["eval", str(rbm_ckpt), str(small), "--holdout", "1.5", "-q"]) == 2
     assert "between 0 and 1" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ the training algorithm's flags
+def settings_line(err: str) -> str:
+    """The settings `harmonium train` prints when it starts (both lines for the hybrid)."""
+    lines = err.splitlines()
+    i = next(i for i, line in enumerate(lines) if line.startswith("training "))
+    return "\n".join(lines[i : i + 2] if lines[i + 1 : i + 2] and lines[i + 1].startswith("  phase 2") else lines[i : i + 1])
+
+
+def test_the_printed_settings_are_the_defaults_chosen_from_the_data():
+    from models.factory import Options, build, default_batch_size
+    from studio.train_summary import describe_training
+
+    lines = {}
+    for n in (40, 400):
+        data = torch.randint(0, 256, (n, 1, 16, 16), dtype=torch.uint8)
+        trainer = build(Options(kind="rbm", image_shape=(1, 16, 16), seed=0, frame_every=0), data, "cpu")
+        lines[n] = text = describe_training(trainer)
+        c = trainer.config
+        assert text.startswith(f"rbm on {n} images 1×16×16: 256 visible × {trainer.model.n_hidden} hidden · ")
+        assert f"· batch {default_batch_size(n)} ·" in text
+        assert f"· {c.epochs} epochs = {trainer.total_steps:,} updates" in text
+        assert f"{'PCD' if c.persistent else 'CD'}-{c.k}" in text and f"weight decay {c.weight_decay:g}" in text
+        assert "*" not in text  # nothing was given
+    assert default_batch_size(40) != default_batch_size(400)
+    assert lines[40].split(" · ")[3:] != lines[400].split(" · ")[3:]
+
+
+def test_algorithm_flags_are_printed_marked_and_saved_and_resume_overrides_them(folder, tmp_path, capsys):
+    ckpt = tmp_path / "cd.safetensors"
+    assert main(["train", str(folder), "--size", "16", "--hidden", "24", "--epochs", "1", "--batch-size", "10", "--seed", "1",
+                 "--k", "2", "--cd", "--momentum", "0.8", "--weight-decay", "0.01", "--no-centering", "--out", str(ckpt)]) == 0
+    line = settings_line(capsys.readouterr().err)
+    assert line.startswith("training rbm on CPU") and "30 images 1×16×16: 256 visible × 24 hidden* · CD-2* · " in line
+    for part in ("batch 10*", "momentum 0.5→0.8*", "weight decay 0.01*", "centering off*", "1 epoch* = 3 updates", "(* from your flags)"):
+        assert part in line, part
+    cfg = load_checkpoint(ckpt).meta["trainer"]["train_config"]
+    assert (cfg["k"], cfg["persistent"], cfg["final_momentum"], cfg["weight_decay"], cfg["centering"]) == (2, False, 0.8, 0.01, False)
+
+    more = tmp_path / "more.safetensors"  # what a resumed run may change, it changes
+    assert main(["train", str(folder), "--resume", str(ckpt), "--epochs", "2", "--k", "3", "--momentum", "0.85",
+                 "--cd", "--hidden", "24", "--out", str(more)]) == 0
+    line = settings_line(capsys.readouterr().err)
+    assert "CD-3*" in line and "momentum 0.5→0.85*" in line and "weight decay 0.01 ·" in line and "2 epochs* = 6 updates" in line
+    cfg = load_checkpoint(more).meta["trainer"]["train_config"]
+    assert (cfg["k"], cfg["final_momentum"], cfg["epochs"], cfg["persistent"]) == (3, 0.85, 2, False)
+    # ... and what it cannot change, or what would change the model, it refuses in one sentence
+    for flags, words in [(["--pcd"], "--pcd cannot change when resuming"), (["--hidden", "30"], "--hidden 30 would change the model"),
+                         (["--size", "28"], "16-pixel images"), (["--model", "vae"], "kind rbm"),
+                         (["--weight-decay", "0.1"], "optimiser state"), (["--batch-size", "8"], "batches of 10")]:
+        assert main(["train", str(folder), "--resume", str(ckpt), *flags, "--out", str(tmp_path / "x.safetensors"), "-q"]) == 2
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("kind,flags,named", [
+    ("vae", ["--k", "2"], "--k (Gibbs steps per update) applies to rbm, grbm and hybrid models, not to vae"),
+    ("ae", ["--momentum", "0.8"], "applies to rbm, grbm and hybrid models, not to ae"),
+    ("hybrid", ["--centering"], "--centering (centering of the binary RBM) applies to rbm models, not to hybrid"),
+    ("grbm", ["--no-centering"], "--no-centering (centering of the binary RBM) applies to rbm models, not to grbm"),
+    ("hybrid", ["--cd"], "--cd (persistent or plain contrastive divergence) applies to rbm and grbm models"),
+    ("rbm", ["--beta", "4"], "--beta (the VAE's KL weight) applies to vae models, not to rbm"),
+    ("vae", ["--rbm-epochs", "3"], "applies to hybrid models, not to vae"),
+    ("ae", ["--hidden", "10"], "--hidden (hidden units) applies to rbm, grbm and hybrid models, not to ae"),
+    ("rbm", ["--latent", "8"], "--latent (code size) applies to ae, vae and hybrid models, not to rbm"),
+    ("rbm", ["--optimizer", "adam"], "applies to grbm models only"),
+    ("rbm", ["--cd", "--chains", "10"], "with --cd there are none"),
+    ("rbm", ["--tempering", "1"], "0 (off) or at least 2 replicas"),
+    ("rbm", ["--k", "0"], "--k must be at least 1"),
+])
+def test_a_flag_that_does_not_apply_is_refused_in_one_sentence(folder, tmp_path, capsys, kind, flags, named):
+    out = tmp_path / "x.safetensors"
+    assert main(["train", str(folder), "--model", kind, "--epochs", "1", *flags, "--out", str(out), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert named in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert not out.exists()
+
+
+def test_cd_and_pcd_exclude_each_other(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--cd", "--pcd", "--out", str(tmp_path / "x.safetensors")])
+    assert info.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_tempering_reaches_the_rbm_trainer_or_is_refused_plainly(folder, tmp_path, capsys):
+    from dataclasses import fields
+
+    from models.rbm_trainer import RBMTrainConfig
+
+    ckpt = tmp_path / "pt.safetensors"
+    rc = main(["train", str(folder), "--size", "16", "--hidden", "16", "--epochs", "1", "--seed", "1",
+               "--tempering", "3", "--chains", "12", "--out", str(ckpt)])
+    err = capsys.readouterr().err
+    if "tempering" not in {f.name for f in fields(RBMTrainConfig)}:
+        assert rc == 2 and "RBMTrainConfig has no 'tempering'" in err
+        return
+    assert rc == 0 and "PCD-1, 12 chains*, tempered over 3 replicas*" in settings_line(err)
+    cfg = load_checkpoint(ckpt).meta["trainer"]["train_config"]
+    assert (cfg["tempering"], cfg["n_chains"], cfg["persistent"]) == (3, 12, True)
+    assert main(["train", str(folder), "--cd", "--tempering", "3", "--out", str(tmp_path / "x.safetensors"), "-q"]) == 2
+    assert "with --cd there are none" in capsys.readouterr().err
+
+
+def test_hybrid_and_vae_flags_reach_their_configs(folder, tmp_path, capsys):
+    hyb = tmp_path / "h.safetensors"
+    assert main(["train", str(folder), "--model", "hybrid", "--latent", "8", "--hidden", "12", "--epochs", "1", "--seed", "1",
+                 "--k", "3", "--chains", "20", "--momentum", "0.7", "--weight-decay", "0.001", "--rbm-epochs", "2",
+                 "--out", str(hyb)]) == 0
+    text = settings_line(capsys.readouterr().err)
+    phase1, phase2 = text.splitlines()
+    assert "30 images 1×28×28, phase 1, the autoencoder: latent 8* (conv width" in phase1 and "1 epoch* = " in phase1
+    assert phase2.startswith("  phase 2, the RBM on its codes: 8 visible × 12 hidden* · PCD-3*, 20 chains* · ")
+    assert "momentum 0.5→0.7*" in phase2 and "weight decay 0.001*" in phase2 and "2 epochs* = 6 updates" in phase2
+    cfg = load_checkpoint(hyb).meta["trainer"]["train_config"]
+    assert {k: cfg[k] for k in ("rbm_k", "rbm_n_chains", "rbm_final_momentum", "rbm_weight_decay", "rbm_epochs", "ae_epochs")} == \
+        {"rbm_k": 3, "rbm_n_chains": 20, "rbm_final_momentum": 0.7, "rbm_weight_decay": 0.001, "rbm_epochs": 2, "ae_epochs": 1}
+
+    vae = tmp_path / "v.safetensors"
+    assert main(["train", str(folder), "--model", "vae", "--latent", "8", "--epochs", "1", "--seed", "1",
+                 "--beta", "4", "--out", str(vae)]) == 0
+    line = settings_line(capsys.readouterr().err)
+    assert "30 images 1×28×28: latent 8* (conv width" in line and "· β 4* · bernoulli likelihood · adam lr " in line
+    assert load_checkpoint(vae).model.config.beta == 4.0
+    more = tmp_path / "v2.safetensors"  # a resumed VAE takes a new β through its training config
+    assert main(["train", str(folder), "--resume", str(vae), "--epochs", "2", "--beta", "2", "--out", str(more)]) == 0
+    assert "· β 2* ·" in settings_line(capsys.readouterr().err)
+    assert load_checkpoint(more).meta["trainer"]["train_config"]["beta"] == 2.0
