@@ -31,6 +31,7 @@ from torch import Tensor
 
 from .rbm import BernoulliRBM, GaussianBernoulliRBM, RBMBase, bernoulli
 from .sampling import GibbsSampler
+from .tempering import TemperedSampler, base_from_data
 from .training import TrainConfig, Trainer, streamed_mean_std
 
 
@@ -48,6 +49,9 @@ class RBMTrainConfig(TrainConfig):
     weight_decay: float = 1e-4  # L2 on the weights only
     centering: bool = False
     center_rate: float = 0.01  # sliding factor of the hidden offset λ
+    # PCD's chains mixed by parallel tempering with this many replicas (0: plain PCD), tempered
+    # toward the data's base rate (models/tempering.py; Desjardins et al. 2010)
+    tempering: int = 0
     optimizer: str = "sgd"  # "sgd" (momentum) | "adam" (Gaussian RBM only: per-parameter step sizes)
     frame_every: int = 10
 
@@ -68,7 +72,11 @@ class RBMTrainer(Trainer):
         super().__init__(model, data, config, device)
         self.model: RBMBase
         n_chains = config.n_chains if config.persistent else self.batch_size
-        self.sampler = GibbsSampler(model, n_chains=n_chains, k=config.k, seed=self.seed)
+        if config.persistent and config.tempering > 1:
+            # the base (the data's base rate) is set at the first update, after `prepare`
+            self.sampler = TemperedSampler(model, n_chains=n_chains, k=config.k, seed=self.seed, replicas=config.tempering)
+        else:
+            self.sampler = GibbsSampler(model, n_chains=n_chains, k=config.k, seed=self.seed)
         self.sampler.free_running = False  # the weights change every step: step the chains in this thread
         V, H = model.n_visible, model.n_hidden
         self.visible_offset = torch.zeros(V, device=self.device)  # μ
@@ -122,6 +130,12 @@ class RBMTrainer(Trainer):
         started at the data (CD-k; the last visible half-step as probabilities for binary
         units, Hinton 2010). `h0` = p(h | v0) when already computed."""
         if self.config.persistent:
+            if isinstance(self.sampler, TemperedSampler) and self.sampler.base is None:
+                # tempered toward the data's base rate (after `prepare` standardised a Gaussian
+                # RBM's pixels); a fresh run's chains start from its draws
+                self.sampler.set_base(base_from_data(self.model, self.data))
+                if self.step == 0:
+                    self.sampler.reset()
             self.sampler.step(self.config.k)
             return self.sampler.visible
         m, g = self.model, self.sampler.generator

@@ -257,11 +257,19 @@ class DreamSession:
         show: Show = "probs",
         seed: int | None = None,
         history: int = 240,
+        tempering: bool | int = True,
     ) -> "DreamSession":
         """A free-running session over a trained `model` (RBM, Gaussian RBM, hybrid, VAE).
         `meta` may hold ``checkpoint_sha256``, ``path``, ``title``, ``seed``. Raises ValueError
-        (with a message for a person) for a model that cannot dream, e.g. a plain autoencoder."""
+        (with a message for a person) for a model that cannot dream, e.g. a plain autoencoder.
+
+        An RBM's chains mix by parallel tempering (`models.tempering`, `tempering` as in
+        `models.factory.make_sampler`) toward the base rate of its training data: the one its
+        checkpoint (``meta["path"]``) records, or that of the images a reset starts from; with
+        neither, they are plain Gibbs chains until a reset from images."""
         from models.factory import make_sampler
+        from models.rbm import RBMBase
+        from models.tempering import base_from_checkpoint
 
         meta = dict(meta or {})
         if seed is None and meta.get("seed") is not None:
@@ -270,13 +278,19 @@ class DreamSession:
         was_training = getattr(model, "training", False)
         if hasattr(model, "eval"):
             model.eval()  # dreams never train: dropout / batch norm in inference mode
+        base = None
+        if tempering and isinstance(model, RBMBase) and meta.get("path"):
+            base = base_from_checkpoint(model, meta["path"])
         try:
-            sampler = make_sampler(model, n_chains=settings.n_chains, seed=seed, k=1, temperature=settings.temperature)
+            sampler = make_sampler(model, n_chains=settings.n_chains, seed=seed, k=1, temperature=settings.temperature,
+                                   **({"tempering": tempering, "base": base} if isinstance(model, RBMBase) else {}))
         except ValueError as e:
             if was_training and hasattr(model, "train"):
                 model.train()
             raise ValueError(f"{e}: the Dreams tab needs an RBM, a Gaussian RBM, a hybrid or a VAE") from None
-        return cls(sampler, model=model, meta=meta, settings=settings, seed=seed, history=history)
+        session = cls(sampler, model=model, meta=meta, settings=settings, seed=seed, history=history)
+        session.tempering = tempering
+        return session
 
     @classmethod
     def for_training(cls, meta: Mapping[str, Any] | None = None, *, history: int = 240) -> "DreamSession":
@@ -479,6 +493,17 @@ class DreamSession:
             from models.rbm import RBMBase
 
             if isinstance(self.model, RBMBase):
+                tempering = getattr(self, "tempering", False)
+                if tempering:  # the data at hand: temper toward its base rate
+                    from models.factory import make_sampler
+                    from models.tempering import TemperedSampler, base_from_data
+
+                    base = base_from_data(self.model, torch.from_numpy(np.ascontiguousarray(images)))
+                    if isinstance(s, TemperedSampler):
+                        s.set_base(base)
+                    else:
+                        s = self.sampler = make_sampler(self.model, n_chains=n, seed=self.seed, k=1, temperature=s.temperature,
+                                                        tempering=tempering, base=base)
                 s.reset(n, start=self.model.images_to_visible(batch))
             else:  # the hybrid / VAE encode images themselves
                 s.reset(n, start=batch)
