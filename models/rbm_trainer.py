@@ -49,6 +49,7 @@ class RBMTrainConfig(TrainConfig):
     weight_decay: float = 1e-4  # L2 on the weights only
     centering: bool = False
     center_rate: float = 0.01  # sliding factor of the hidden offset λ
+    sample_data: bool = False  # binary RBM: train on binary draws of the grey levels, not the levels themselves
     # PCD's chains mixed by parallel tempering with this many replicas (0: plain PCD), tempered
     # toward the data's base rate (models/tempering.py; Desjardins et al. 2010)
     tempering: int = 0
@@ -159,7 +160,10 @@ class RBMTrainer(Trainer):
             # the data rows of the stacked [v0; vk] the update works on, converted in place
             B = batch.shape[0]
             vv = torch.empty(B + self._model_rows(B), m.n_visible, device=self.device)
-            metrics = self._bernoulli_step(m.images_to_visible(batch, out=vv[:B]), vv)
+            v0 = m.images_to_visible(batch, out=vv[:B])
+            if self.config.sample_data:  # grey levels as probabilities: a fresh binary draw per visit
+                self.sampler.noise.bernoulli(v0, v0, torch.empty_like(v0))
+            metrics = self._bernoulli_step(v0, vv)
         else:
             metrics = self._gaussian_step(m.images_to_visible(batch))
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
