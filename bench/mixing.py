@@ -37,6 +37,13 @@ to test / to the reference after 1,000 sweeps, and "moves":
     all chains at one 6: plain / plain 5,329 / tempered: to ref 0.292 / 0.277 / 0.092,
     class entropy 0.11 / 0.32 / 1.75
 
+On the 2-core CPU (one thread, a busy machine; the model trained here is another one): a
+tempered sweep of 500 chains takes 25 ms, a plain one 2.5 ms. MMD² to test after 1,000 sweeps:
+plain from noise 0.111 (268 of the 500 chains 7s; 0.088 after 10,228 sweeps, the tempered run's
+wall time), from the base rate 0.017 (0.024), tempered 0.036 (moves 0.34 against 0.06 and 0.13),
+tempered toward the visible biases 0.153; all chains at one 6: class entropy 0.04, 0.44 after
+10,228 plain sweeps, 1.35 tempered.
+
     .venv/bin/python bench/mixing.py [--steps 1000] [--seed 0] [--chains 500] [--reference 0]
 """
 from __future__ import annotations

@@ -87,6 +87,18 @@ model's own pixel means, which fared no better: 0.09 and worse) the intermediate
 hold only a few kinds of digit, and the exchanges, however often accepted, carry nothing new
 down. Without the data's base rate at hand, `models.factory.make_sampler` therefore keeps plain
 chains.
+
+PCD's negative phase (`RBMTrainConfig.tempering`), same digits and recipe (batch 50, 100
+chains, 250 epochs of PCD-1 in ~15 s of one core), each trained for the same CPU time, AIS test
+log-likelihood (nats, 4 seeds) and MMD² to test of its tempered samples (1,000 sweeps):
+
+    PCD                          -117.8  -115.1  -113.2  -116.7   mean -115.7   MMD² 0.035 0.086 0.023 0.078
+    PCD + 10 replicas (~92 ep.)  -114.2  -115.8  -112.7  -114.8   mean -114.3   MMD² 0.029 0.029 0.020 0.028
+
+A tempered update costs ~2.7× a plain one. The log-likelihood gain (1.4 ± 0.9 nats) is within
+the seeds' spread, so plain PCD stays the default; the tempered runs' own equilibrium is closer
+to the data on every seed (with as many updates as PCD, ~3× the time: -111.1 and -117.0 nats,
+MMD² 0.012 and 0.025 on seeds 0 and 1).
 """
 from __future__ import annotations
 
