@@ -45,6 +45,13 @@ tempered toward the visible biases 0.153; all chains at one 6: class entropy 0.0
 10,228 plain sweeps, 1.35 tempered.
 
     .venv/bin/python bench/mixing.py [--steps 1000] [--seed 0] [--chains 500] [--reference 0]
+    .venv/bin/python bench/mixing.py --pcd 0,1,2,3     # PCD against PCD + tempering (below)
+
+`--pcd SEEDS` instead compares PCD's negative phase with and without tempering (10 replicas,
+`RBMTrainConfig.tempering`) at equal CPU time: bench/rbm_quality.py's former recipe (batch 50,
+100 chains, 250 epochs of PCD-1 with centering), the tempered run given as many epochs as fit in
+the plain run's CPU time, each scored by AIS (models.likelihood) and by the MMD² of its own
+tempered samples. Figures: models/tempering.py.
 """
 from __future__ import annotations
 
@@ -132,6 +139,57 @@ def entropy(classes: torch.Tensor) -> float:
     return float(-(q * q.log()).sum()) + 0.0  # no "-0.00"
 
 
+def compare_pcd(seeds: list[int], replicas: int = 10) -> None:
+    """PCD against PCD + parallel tempering at equal CPU time (see the module docstring)."""
+    from models.likelihood import ais_log_partition, base_rate_bias, log_likelihood
+    from models.rbm import BernoulliRBM, RBMConfig
+    from models.rbm_trainer import RBMTrainConfig, RBMTrainer
+
+    train, test = digits_28(0)
+    te = test.reshape(len(test), -1).float() / 255
+    bw = median_bandwidth(te)
+
+    def trainer(seed: int, tempering: int, epochs: int) -> RBMTrainer:
+        torch.manual_seed(seed)
+        model = BernoulliRBM(RBMConfig(784, 100, (1, 28, 28)))
+        cfg = RBMTrainConfig(epochs=epochs, batch_size=50, learning_rate=0.01, lr_schedule="linear", lr_final_fraction=0.02,
+                             persistent=True, n_chains=100, k=1, momentum=0.5, final_momentum=0.9, momentum_epochs=5,
+                             weight_decay=1e-3, centering=True, frame_every=0, seed=seed, tempering=tempering)
+        return RBMTrainer(model, train, cfg, device="cpu")
+
+    def epoch_seconds(tempering: int) -> float:  # CPU time of an epoch, after the first
+        tr, t0 = trainer(99, tempering, 250), None
+        run = tr.run()
+        for _ in run:
+            if tr.epoch >= 1 and t0 is None:
+                t0, e0 = time.process_time(), tr.epoch
+            if t0 is not None and tr.epoch >= e0 + 3:
+                break
+        run.close()
+        return (time.process_time() - t0) / 3
+
+    plain = epoch_seconds(0)
+    budget = 250 * plain
+    epochs = {0: 250, replicas: max(5, min(250, int(budget / epoch_seconds(replicas))))}
+    print(f"PCD-1 on the digits, 250 epochs ≈ {budget:.1f} s of CPU; with {replicas} replicas {epochs[replicas]} epochs fit", flush=True)
+    for seed in seeds:
+        for tempering in (0, replicas):
+            tr = trainer(seed, tempering, epochs[tempering])
+            t0 = time.process_time()
+            run = tr.run()
+            for _ in run:
+                if time.process_time() - t0 > 1.05 * budget:
+                    run.close()
+                    break
+            m = tr.model
+            ais = ais_log_partition(m, n_runs=100, base_visible_bias=base_rate_bias(m.images_to_visible(train)), seed=0)
+            ll = log_likelihood(m, m.images_to_visible(test), ais.log_z).mean().item()
+            s = TemperedSampler(m, n_chains=300, seed=0, base=base_from_data(m, train)).step(1000)
+            name = f"PCD + {replicas} replicas" if tempering else "PCD"
+            print(f"  seed {seed}  {name:16s} {tr.epoch:3d} epochs in {time.process_time() - t0:5.1f} s CPU  "
+                  f"AIS test log-likelihood {ll:8.2f} nats  MMD² of its tempered samples {mmd2(s.mean, te, bw):.4f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=1000, help="sweeps of every sampler")
@@ -141,8 +199,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--reference", type=int, default=0, help="sweeps of a long 20-replica run to compare with (0: none)")
+    ap.add_argument("--pcd", default="", help="seeds: compare PCD with PCD + tempering instead (e.g. 0,1,2,3)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.pcd:
+        compare_pcd([int(x) for x in args.pcd.split(",")])
+        return
     dev = torch.device(args.device)
     train, test = digits_28(args.seed)
     t0 = time.perf_counter()
