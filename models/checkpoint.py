@@ -209,7 +209,8 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
         with safe_open(str(path), framework="pt") as f:
             names = list(f.keys())
             model_names = [n for n in names if not n.startswith(TRAINER_PREFIX)]
-            missing = sorted(set(expected) - set(model_names))
+            optional = set(getattr(model, "optional_tensors", ()))  # newer buffers older files lack
+            missing = sorted(set(expected) - set(model_names) - optional)
             unexpected = sorted(set(model_names) - set(expected))
             if missing:
                 raise _fail(path, f"tensors missing: {', '.join(missing[:5])}")
@@ -231,7 +232,7 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
         raise
     except Exception as e:
         raise _fail(path, f"its tensors could not be read ({e})") from None
-    model.load_state_dict(state)
+    model.load_state_dict(state, strict=not optional)  # an optional tensor a file lacks keeps its built value
     model.to(device)
     model.eval()
     return Checkpoint(path, kind, model, meta, trainer_tensors, file_sha256(path))

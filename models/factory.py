@@ -255,18 +255,33 @@ SAMPLE_BURN_IN = 1000  # Gibbs steps before an RBM's chains are read as samples
 
 
 @torch.no_grad()
-def sample_images(model: nn.Module, n: int, *, seed: int = 0, steps: int | None = None) -> Tensor:
+def sample_images(model: nn.Module, n: int, *, seed: int = 0, steps: int | None = None, data: Tensor | None = None) -> Tensor:
     """`n` independent dreams of `model` as images [n, C, H, W] in [0, 1] on the CPU: the
     recipe that scoring (`models.quality`), `harmonium sample` and the benches share.
 
     RBMs and the hybrid run `steps` Gibbs steps (default `SAMPLE_BURN_IN`) of free-running
-    chains from the model's own starting state and show E[v | h] of the last step; a VAE decodes
-    prior draws. A plain autoencoder cannot dream (ValueError)."""
+    chains from the model's own starting state and show E[v | h] of the last step (a binary
+    RBM), the sampled pixels (a Gaussian RBM) or the decoded code samples (the hybrid); a VAE
+    decodes prior draws. A plain autoencoder cannot dream (ValueError).
+
+    `data`, the training images (uint8 [N, C, H, W]): a pixel RBM's chains are then tempered
+    toward their base rate and start from its draws (`models.tempering`: plain Gibbs chains
+    from the visible biases stay in a few modes). The hybrid tempers its code chains toward
+    the mean training code it keeps."""
     steps = SAMPLE_BURN_IN if steps is None else int(steps)
     sample = getattr(model, "sample", None)
     if sample is not None and not isinstance(model, RBMBase) and not hasattr(model, "rbm"):
         g = torch.Generator(device=model.device).manual_seed(seed) if model.device.type != "mps" else None
         return sample(n, generator=g).float().clamp(0, 1).cpu()
-    sampler = make_sampler(model, n_chains=n, seed=seed)
+    base = None
+    if data is not None and isinstance(model, RBMBase):
+        from .tempering import base_from_data
+
+        base = base_from_data(model, data)
+    sampler = make_sampler(model, n_chains=n, seed=seed, base=base)
     sampler.step(steps)
-    return sampler.images("probs").float().clamp(0, 1).cpu()
+    # A Gaussian RBM's dreams are its sampled pixels: E[v | h] alone is a blend of a few
+    # filters, smoother and more alike than the images (70 faces: MMD² 0.085 as means, 0.057
+    # as samples; 300 texture patches: 0.019 against 0.015).
+    show = "samples" if isinstance(model, GaussianBernoulliRBM) else "probs"
+    return sampler.images(show).float().clamp(0, 1).cpu()

@@ -348,7 +348,7 @@ def score_model(model, train, heldout, *, n_samples: int | None = None, seed: in
 
     start = time.perf_counter()
     n = default_n_samples(len(heldout)) if n_samples is None else int(n_samples)
-    samples = sample_images(model, n, seed=seed, steps=steps)
+    samples = sample_images(model, n, seed=seed, steps=steps, data=torch.as_tensor(train))  # tempered toward the training set's base rate
     report = score_samples(samples, train, heldout, seed=seed)
     if ais and isinstance(model, BernoulliRBM):
         metrics = evaluate(model, torch.as_tensor(heldout), ais_runs=ais_runs, ais_betas=ais_betas, seed=seed,

@@ -196,7 +196,9 @@ def test_hybrid_runs_both_phases_as_one_stream_and_dreams_in_range(data):
     assert all(f.shape[1:] == SHAPE for _, f in frames)
 
     model = tr.model
-    assert set(model.state_dict()) == {f"autoencoder.{k}" for k in model.autoencoder.state_dict()} | {f"rbm.{k}" for k in model.rbm.state_dict()}
+    assert set(model.state_dict()) == {f"autoencoder.{k}" for k in model.autoencoder.state_dict()} | {f"rbm.{k}" for k in model.rbm.state_dict()} | {"code_mean"}
+    codes = model.autoencoder.encode_images(data)
+    assert torch.allclose(model.code_mean, codes.mean(0), atol=1e-5)  # kept for the code chains' tempering
     s = make_sampler(model, 10, seed=0)
     assert isinstance(s, LatentGibbsSampler)
     first = s.step(1).images("probs")

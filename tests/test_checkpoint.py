@@ -162,3 +162,27 @@ def test_tampered_tensors_are_refused(tmp_path):
         t["weight"][0, 0] = float("nan")
 
     refused(rewrite(path, tmp_path / "nan.safetensors", tensors=nan), "NaN")
+
+
+def test_a_hybrid_saved_before_the_code_mean_existed_still_opens(tmp_path):
+    """Files from the previous version lack the hybrid's `code_mean` buffer: they open, and their
+    code chains fall back to plain Gibbs; any other missing tensor is still refused."""
+    from models.factory import make_sampler
+    from models.hybrid import HybridConfig, HybridModel
+    from models.autoencoder import AEConfig
+    from models.sampling import GibbsSampler
+    from models.tempering import TemperedSampler
+
+    m = HybridModel(HybridConfig(AEConfig(image_size=28, latent=8, width=4, sigmoid_codes=True), n_hidden=6))
+    with torch.no_grad():
+        m.code_mean.fill_(0.4)
+    path = save_checkpoint(tmp_path / "h.safetensors", m)
+    assert isinstance(make_sampler(load_checkpoint(path).model, 4, seed=0).gibbs, TemperedSampler)
+    old = rewrite(path, tmp_path / "old.safetensors", tensors=lambda t: t.pop("code_mean"))
+    model = load_checkpoint(old).model
+    assert torch.equal(model.code_mean, torch.full((8,), -1.0))  # unknown
+    sampler = make_sampler(model, 4, seed=0)
+    assert type(sampler.gibbs) is GibbsSampler
+    assert torch.equal(model.rbm.weight, m.rbm.weight)
+    broken = rewrite(path, tmp_path / "broken.safetensors", tensors=lambda t: t.pop("rbm.weight"))
+    refused(broken, "missing", "rbm.weight")
