@@ -25,6 +25,9 @@ intent back (napari's model/view split). Tests, scripts and the CLI can drive it
     Thread safety: user intent (:meth:`start`, :meth:`pause`, :meth:`resume`, :meth:`stop`) may
     come from any thread; one thread pulls. :attr:`TrainingJob.step_lock` is held while a step
     runs: hold it to read or save the model consistently (:meth:`Session.save_model` does).
+    Every change of state bumps :attr:`TrainingJob.state_serial`, and each :class:`JobUpdate`
+    carries the serial it was made at: views order updates made on different threads by it,
+    never by the order they arrive in (an update queued before a stop may arrive after it).
 
     *Quality*: a run that ends (done, or stopped after at least one epoch) can be scored
     (:meth:`TrainingJob.score`, seconds: never on the UI thread) against the images it did not
@@ -405,6 +408,10 @@ class JobUpdate:
     frame: np.ndarray | None = None  # newest frame as a uint8 mosaic (see `tile`), None: unchanged
     filters: np.ndarray | None = None  # weight-filter uint8 mosaic (128 = 0), None: none / unchanged
     frame_serial: int = 0
+    #: Grows with every change of the job's state (:attr:`TrainingJob.state_serial`): an update
+    #: that arrives with a smaller one than a view has seen was made before that change, and its
+    #: ``state`` is out of date (see ``JobsController._on_update``).
+    state_serial: int = 0
     quality: Any = None  # the run's models.quality.QualityReport (frozen once made), or None
     quality_status: str = ""  # "" (none yet) | "scoring" | "ready" | "failed" | "unavailable"
     quality_note: str = ""  # why there is no card, or what went wrong
@@ -446,6 +453,7 @@ class TrainingJob:
         self._step_hint = 0  # the step of an opened checkpoint, until its trainer is built
         self._gen: Iterator[TrainEvent] | None = None
         self._state = JobState.IDLE
+        self._state_serial = 0  # + 1 on every change of state (under _cond)
         self._cond = threading.Condition()
         self._stop_requested = False
         #: Held while a step runs (and while the trainer is built): hold it to read the model.
@@ -490,6 +498,11 @@ class TrainingJob:
         return self._state.finished
 
     @property
+    def state_serial(self) -> int:
+        """How many times the state has changed: orders updates made on different threads."""
+        return self._state_serial
+
+    @property
     def trainer(self) -> Trainer | None:
         return self._trainer
 
@@ -525,6 +538,8 @@ class TrainingJob:
     # --------------------------------------------------------------------- user intent
     def _set_state(self, state: JobState) -> None:
         with self._cond:
+            if state is not self._state:
+                self._state_serial += 1
             self._state = state
             self._cond.notify_all()
         self.events.emit(self, "state")
@@ -566,6 +581,8 @@ class TrainingJob:
             if self._state.finished and self._state is not JobState.STOPPED:
                 return
             self._stop_requested = True
+            if self._state is not JobState.STOPPED:
+                self._state_serial += 1
             self._state = JobState.STOPPED
             self._cond.notify_all()
         # Nobody pulling right now? Close the generator here; otherwise the puller does.
@@ -635,6 +652,7 @@ class TrainingJob:
                 with self._cond:
                     if self._state is JobState.RUNNING:
                         self._state = JobState.DONE
+                        self._state_serial += 1
                     self._cond.notify_all()
                 self.events.emit(self, "state")
             elif self._stop_requested:
@@ -834,7 +852,9 @@ class TrainingJob:
     def update(self, frame: bool = True, filters: bool = False, since_frame: int = -1) -> JobUpdate:
         """A plain-data snapshot for views. ``frame``: include the newest frame if its serial is
         past ``since_frame``; ``filters``: include the weight-filter mosaic (skipped while a step
-        runs on another thread)."""
+        runs on another thread). ``state`` and ``state_serial`` are read together."""
+        with self._cond:
+            state, state_serial = self._state, self._state_serial
         ev = self.last_event
         trainer = self._trainer
         total_steps = ev.total_steps if ev is not None else (trainer.total_steps if trainer is not None else 0)
@@ -858,11 +878,11 @@ class TrainingJob:
             if fil is not None:
                 fil = to_uint8(fil)
         return JobUpdate(
-            job_id=self.id, kind=self.kind, title=self.title, state=self._state.value, step=step,
+            job_id=self.id, kind=self.kind, title=self.title, state=state.value, step=step,
             total_steps=total_steps, epoch=ev.epoch if ev is not None else 0, total_epochs=total_epochs,
             elapsed=elapsed, eta=eta, steps_per_second=self.steps_per_second,
             metrics=dict(self.last_metrics), epoch_metrics=dict(self.last_epoch_metrics),
-            error=self.error, frame=mosaic, filters=fil, frame_serial=serial,
+            error=self.error, frame=mosaic, filters=fil, frame_serial=serial, state_serial=state_serial,
             **self.quality_info(),
         )
 

@@ -501,3 +501,23 @@ def test_view_warns_over_the_grid_when_the_dreams_collapsed_and_the_warning_can_
     assert "copy your training images" in view.quality_banner_text
     assert view.set_model(tiny_rbm(), {"job_id": 2})  # another model: its own report decides
     assert view.quality_banner.isHidden()
+
+
+def test_view_snapshots_a_new_sessions_grid_before_any_display_tick_and_keeps_the_same_model(view, qtbot):
+    """What has a frame can be snapshotted at once (no waiting for the display timer), and the
+    model that dreams already, set again, keeps dreaming: its grid is not cleared."""
+    view._timer.stop()  # no display ticks: nothing below may wait for one
+    model, meta = tiny_rbm(), {"checkpoint_sha256": "ab" * 32, "kind": "rbm"}
+    assert view.set_model(model, meta)
+    qtbot.waitUntil(lambda: view.session.latest() is not None, timeout=5000)
+    assert view.shown_frame is None
+    got = view.snapshot_grid()
+    assert got is not None and view.shown_frame is not None
+    rgba, prov = got
+    assert np.array_equal(rgba[..., 0], view.image.image) and prov["checkpoint_sha256"] == "ab" * 32
+    session, shown = view.session, view.shown_frame
+    assert view.set_model(model, dict(meta))  # the same model again
+    assert view.session is session and view.shown_frame is shown and view.worker_alive
+    assert view.snapshot_grid() is not None
+    assert view.set_model(tiny_rbm(), meta)  # another model: dreams of its own
+    assert view.session is not session

@@ -620,3 +620,73 @@ def test_an_ended_run_is_scored_off_the_ui_thread_its_card_and_the_dreams_say_so
     assert "collapsed" in page.quality_card.warnings_text()
     qtbot.waitUntil(lambda: "collapsed" in ready.dreams.quality_banner_text, timeout=20_000)
     assert ready.dreams.session.source == "sampler" and ready.dreams.session.meta["job_id"] == job.id
+
+
+def test_job_updates_carry_a_state_serial_that_grows_with_every_change_of_state():
+    """What lets the views tell an update made before a change of state from one made after."""
+    job = TrainingJob(trainer=FakeTrainer(), kind="fake")
+    serials = [job.update(frame=False).state_serial]
+    for intent in (job.start, job.pause, job.resume, job.stop):
+        intent()
+        serials.append(job.update(frame=False).state_serial)
+    assert serials == sorted(set(serials))  # strictly growing
+    job.stop()  # stopped again: no change of state, no new serial
+    assert job.update(frame=False).state_serial == serials[-1]
+
+
+def _settle(qtbot) -> None:
+    """Every background task finished and every queued callback delivered."""
+    from PySide6.QtCore import QThreadPool
+
+    for _ in range(3):
+        QThreadPool.globalInstance().waitForDone(30_000)
+        QApplication.processEvents()
+        qtbot.wait(1)
+
+
+def test_an_update_made_before_stop_but_delivered_after_it_changes_nothing(ready, qtbot, monkeypatch):
+    """Regression (a flaky Dreams test): the worker's update queued before Stop reached the
+    window after the window's own "stopped": the state went stopped → running → stopped, the
+    model was copied and set twice and the grid could not be snapshotted until the next display
+    tick; a late training frame flipped the tab back to a frozen training view. Reproduced here
+    without timing: the stale update and a late frame are delivered by hand after the stop."""
+    import studio.layer_sources as layer_sources
+
+    dreams, controller = ready.dreams, ready.controller
+    page, job = start_tiny(ready, "rbm")
+    qtbot.waitUntil(lambda: dreams.session is not None and dreams.session.source == "training"
+                    and dreams.session.latest() is not None, timeout=20_000)
+    stale = job.update(frame=True, since_frame=-1)  # made while it trains: "running", with a frame
+    assert stale.state == "running" and stale.frame is not None
+    states: list[str] = []
+    controller.state_changed.connect(lambda jid, state: states.append(state) if jid == job.id else None)
+    copies, real_detach = [], layer_sources.detach_model
+    monkeypatch.setattr(layer_sources, "detach_model",
+                        lambda model, lock=None: (copies.append(model), real_detach(model, lock))[1])
+
+    page.stop_button.click()
+    qtbot.waitUntil(lambda: not controller.running_threads() and job.id not in controller.workers, timeout=20_000)
+    qtbot.waitUntil(lambda: dreams.session is not None and dreams.session.source == "sampler"
+                    and dreams.session.latest() is not None, timeout=20_000)
+    _settle(qtbot)
+    free = dreams.session
+    assert job.state is JobState.STOPPED and states == ["stopped"] and len(copies) == 1
+    dreams._timer.stop()  # no display tick from here on: nothing below may wait for one
+
+    controller._on_update(stale)  # the worker's update from before the stop, delivered late
+    late = job.update(frame=True, since_frame=-1)  # and a training frame after it (the closing word's)
+    assert late.frame is not None
+    controller._on_update(late)
+    ready._frame_ready(stale)  # the page's frame signal, straight to the window, both ways
+    ready._frame_ready(late)
+    _settle(qtbot)
+
+    assert job.state is JobState.STOPPED and states == ["stopped"]  # never "running" again
+    assert page._last_update.state == "stopped" and page._last_update.steps_per_second == 0
+    assert len(copies) == 1  # the model was copied once, and set once
+    assert dreams.session is free and free.source == "sampler"  # still dreaming freely
+    got = dreams.snapshot_grid()  # at once, without a display tick
+    assert got is not None
+    rgba, provenance = got
+    assert rgba.ndim == 3 and provenance["model"] == "rbm" and provenance["dreams_source"] == "sampler"
+    dreams._timer.start()

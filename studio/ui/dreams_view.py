@@ -474,7 +474,13 @@ class DreamsView(QWidget):
         """Dream freely over a trained model (RBM, Gaussian RBM, hybrid, VAE): a sampler in a
         worker thread. `meta`: ``checkpoint_sha256``, ``path``, ``title``, ``seed`` (all
         optional). Use a model no job is training (e.g. a checkpoint's): it is put in eval
-        mode. Returns False (with a message shown) for a model that cannot dream."""
+        mode. Returns False (with a message shown) for a model that cannot dream. The model
+        that dreams already, with the same `meta`, is kept dreaming as it is: the grid on
+        screen stays (its chains, history and brush too)."""
+        s = self.session
+        if (s is not None and s.source == "sampler" and s.model is model and s.meta == dict(meta or {})
+                and self.runner is not None and self.runner.alive):
+            return True
         self._stop_runner()
         try:
             session = DreamSession.from_model(
@@ -686,8 +692,15 @@ class DreamsView(QWidget):
         """Emit :attr:`snapshotToCanvas` with the selected chain on screen."""
         return self._snapshot(self.selected_chain)
 
+    def _on_screen(self) -> DreamFrame | None:
+        """The frame on screen; when the session has frames but no display tick has shown one
+        yet (a new session), its newest is shown first: what has a frame can be snapshotted."""
+        if self._shown is None:
+            self._show_current()
+        return self._shown
+
     def _snapshot(self, chain: int | None) -> tuple[np.ndarray, dict] | None:
-        s, shown = self.session, self._shown
+        s, shown = self.session, self._on_screen()
         if s is None or shown is None:
             self._message("Nothing to snapshot yet")
             return None
@@ -706,7 +719,7 @@ class DreamsView(QWidget):
 
     def export_grid_png(self, path: str | Path) -> concurrent.futures.Future:
         """Write the grid on screen as a PNG, in the export thread; returns its Future."""
-        s, shown = self.session, self._shown
+        s, shown = self.session, self._on_screen()
         if s is None or shown is None:
             raise ValueError("nothing to export yet")
         serial = shown.serial
@@ -746,7 +759,7 @@ class DreamsView(QWidget):
 
     @Slot()
     def export_grid_dialog(self) -> None:
-        s, shown = self.session, self._shown
+        s, shown = self.session, self._on_screen()
         if s is None or shown is None:
             self._message("Nothing to export yet")
             return
@@ -1014,11 +1027,7 @@ class DreamsView(QWidget):
         s = self.session
         if s is None:
             return
-        frame = s.frame(self._pinned) if self._pinned is not None else s.latest()
-        if frame is not None and self._pinned is not None and frame.serial != self._pinned:
-            self._pinned = frame.serial  # the pinned frame left the history: hold the oldest
-        if frame is not None and (self._shown is None or frame.serial != self._shown.serial):
-            self._show(frame)
+        self._show_current()
         if s.mask_version != self._mask_version:
             self._refresh_overlay()
         self._update_scrubber()
@@ -1027,6 +1036,17 @@ class DreamsView(QWidget):
         if err and err != self._error_shown:
             self._error_shown = err
             self._message(err)
+
+    def _show_current(self) -> None:
+        """Put the frame that belongs on screen (the pinned one, else the newest) there."""
+        s = self.session
+        if s is None:
+            return
+        frame = s.frame(self._pinned) if self._pinned is not None else s.latest()
+        if frame is not None and self._pinned is not None and frame.serial != self._pinned:
+            self._pinned = frame.serial  # the pinned frame left the history: hold the oldest
+        if frame is not None and (self._shown is None or frame.serial != self._shown.serial):
+            self._show(frame)
 
     def _show(self, frame: DreamFrame) -> None:
         img = mosaic(frame.pixels, PAD)

@@ -545,6 +545,8 @@ class MainWindow(QMainWindow):
                 return  # another run was chosen meanwhile: it shows its own dreams
             if job.state in (JobState.RUNNING, JobState.PAUSED):
                 return  # it trains again: its live chains show
+            if self._dreams_wanted != key:
+                return  # a newer copy was asked for since: that one is set, once
             self.dreams.set_model(model, meta)
             self._dreams_quality(job)
 
@@ -578,10 +580,16 @@ class MainWindow(QMainWindow):
             self._explore_with(self.current_job())
 
     def _frame_ready(self, update) -> None:
+        """A training frame for the Dreams tab. The job's own state decides, not the order
+        updates arrive in: a frame that lands after its job stopped (made before the stop, or
+        the worker's closing word) must not replace the free-running dreams with a frozen
+        training view."""
         if self.dreams is None or update.job_id != self._current_job_id() or update.frame is None:
             return
         job = self.current_job()
-        if job is not None and job.last_frame is not None:
+        if job is None or not job.state.active or update.state not in (JobState.RUNNING.value, JobState.PAUSED.value):
+            return
+        if job.last_frame is not None:
             self.dreams.show_training_frame(job.last_frame, self._frame_info(job))
 
     def _dream_to_canvas(self, rgba, provenance: dict) -> None:

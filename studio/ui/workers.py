@@ -6,7 +6,9 @@
   update when the state changes. While the job is paused the thread sleeps on the job's
   condition variable (no polling).
 * :class:`JobsController` owns the workers: start / pause / resume / stop a job, several at once,
-  and :meth:`JobsController.shutdown` stops them all within a deadline. When a run ends (done,
+  and :meth:`JobsController.shutdown` stops them all within a deadline. Views hear of states in
+  the order they happened (by :attr:`~studio.jobs.JobUpdate.state_serial`), not in the order
+  updates arrive: a worker's update queued before a stop never makes a stopped job "running". When a run ends (done,
   or stopped after an epoch) it scores the model with :func:`run_in_background` (the job's
   :meth:`~studio.jobs.TrainingJob.score`, seconds) and announces the card (``scored``).
 * :class:`LoadWorker` loads images (progress, cancel) off the UI thread.
@@ -15,6 +17,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -102,7 +105,8 @@ class JobsController(QObject):
         self.session = session
         self.workers: dict[int, TrainingWorker] = {}
         self._jobs: dict[int, TrainingJob] = {}
-        self._last_state: dict[int, str] = {}
+        # The newest state views have heard of, per job: (state serial, state, error).
+        self._last_state: dict[int, tuple[int, str, str | None]] = {}
         self._reported: set[int] = set()
         self._shut_down = False  # no scoring once the studio is closing
 
@@ -156,9 +160,20 @@ class JobsController(QObject):
         self.worker_finished.emit(job_id)
 
     def _on_update(self, update: JobUpdate) -> None:
+        """Pass ``update`` on to the views. States only move forward from their point of view:
+        an update made before a change of state they have already heard of (a worker's, queued
+        before a stop that :meth:`_announce` reported at once) keeps its numbers but takes the
+        newer state, so a stopped job never looks "running" again and ``state_changed`` fires
+        once per real change (one model copy for the Dreams tab, one score)."""
+        seen = self._last_state.get(update.job_id)
+        if seen is not None and update.state_serial < seen[0]:
+            serial, state, error = seen
+            update = dataclasses.replace(
+                update, state_serial=serial, state=state, error=error,
+                steps_per_second=update.steps_per_second if state == JobState.RUNNING.value else 0.0)
         self.updated.emit(update)
-        if self._last_state.get(update.job_id) != update.state:
-            self._last_state[update.job_id] = update.state
+        self._last_state[update.job_id] = (update.state_serial, update.state, update.error)
+        if seen is None or seen[1] != update.state:
             self.state_changed.emit(update.job_id, update.state)
             job = self._jobs.get(update.job_id)
             if job is not None and update.state in (JobState.DONE.value, JobState.STOPPED.value):
