@@ -251,10 +251,11 @@ def hyperparameters(kind: str) -> list[HyperParam]:
         from models.rbm_trainer import RBMTrainConfig
 
         # The factory's own choices for RBMs (models/factory.py, _build_rbm).
-        lr = 0.01 if kind == "rbm" else 0.005
+        lr = 0.01 if kind == "rbm" else 0.001
         return [
-            HyperParam("hidden", "Hidden units", "int", 100, 1, 10_000,
-                       tooltip="Feature detectors the RBM learns; each is one weight filter."),
+            HyperParam("hidden", "Hidden units", "int", 0, 0, 10_000, special="auto",
+                       tooltip="Feature detectors the RBM learns; each is one weight filter. "
+                               "Auto: about one per three images, 100 to 500."),
             *_common_params(lr),
             HyperParam("k", "Gibbs steps (k)", "int", _field_default(RBMTrainConfig, "k", 1), 1, 100,
                        target="extra", tooltip="Gibbs steps per update: CD-k / PCD-k."),
