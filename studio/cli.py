@@ -321,12 +321,17 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     from models.device import default_device, seed_everything
     from models.factory import make_sampler
+    from models.rbm import BernoulliRBM
+    from models.tempering import base_from_checkpoint
 
     device = default_device(args.device)
     seed_everything(args.seed)
     ckpt = _checkpoint_or_exit(args.checkpoint, device)
+    base = None
+    if isinstance(ckpt.model, BernoulliRBM):  # temper the chains toward the training data's base rate (kept in the file)
+        base = base_from_checkpoint(ckpt.model, args.checkpoint)
     try:
-        sampler = make_sampler(ckpt.model, n_chains=args.n, seed=args.seed, temperature=args.temperature)
+        sampler = make_sampler(ckpt.model, n_chains=args.n, seed=args.seed, temperature=args.temperature, base=base)
     except ValueError as e:
         _err(f"{e}: sample from an RBM, Gaussian RBM, VAE or hybrid checkpoint")
         return EXIT_USAGE
