@@ -300,9 +300,9 @@ def hyperparameters(kind: str) -> list[HyperParam]:
             HyperParam("n_hidden", "RBM hidden units", "int", _field_default(HybridConfig, "n_hidden", 64),
                        1, 10_000, target="extra", tooltip="Hidden units of the RBM on the codes."),
             *_common_params(_field_default(HybridTrainConfig, "learning_rate", 1e-3)),
-            HyperParam("rbm_epochs", "RBM epochs", "int", _field_default(HybridTrainConfig, "rbm_epochs", 200),
-                       0, 100_000, target="extra",
-                       tooltip="Epochs of phase 2 (the RBM on the codes); 'Epochs' is phase 1."),
+            HyperParam("rbm_epochs", "RBM epochs", "int", 0, 0, 100_000, target="extra", special="auto",
+                       tooltip="Epochs of phase 2 (the RBM on the codes); 'Epochs' is phase 1. "
+                               "Auto: about 6,000 updates, whatever the number of images."),
             HyperParam("n_chains", "Chains", "int", n_chains, 1, 4096,
                        tooltip="Persistent chains of the RBM: the dreams."),
         ]

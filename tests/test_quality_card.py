@@ -14,6 +14,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -314,3 +315,27 @@ def test_scoring_runs_off_the_ui_thread_and_shows_scoring_meanwhile(page, qtbot,
     assert on_ui == [False]
     assert page.quality_card.card.status == "ready" and "collapsed" in page.quality_card.warnings_text()
     assert not page.controller.score(job)  # once per step
+
+
+@pytest.mark.parametrize("kind", ["rbm", "grbm", "vae", "hybrid"])
+def test_the_studio_forms_defaults_train_what_the_cli_defaults_train(tmp_path, kind):
+    """The training page's untouched form gives the model and training settings that
+    `harmonium train` chooses from the data (the form once retyped older defaults: a Gaussian
+    RBM at learning rate 0.005, a hybrid with 200 RBM epochs whatever the set's size)."""
+    from models.factory import Options, build
+    from studio.jobs import hyperparameters
+
+    out = tmp_path / "pics"
+    out.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(40):
+        Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(out / f"p{i:02d}.png")
+    s = Session(Preprocess(size=28))
+    s.open_images([str(out)])
+    form = {p.key: p.default for p in hyperparameters(kind)}
+    studio = build(s.options_for(kind, form), torch.from_numpy(s.images.images))
+    cli = build(Options(kind=kind, image_shape=tuple(s.images.shape), frame_every=10), torch.from_numpy(s.images.images))
+    a, b = studio.config.to_dict(), cli.config.to_dict()
+    a.pop("seed"), b.pop("seed")
+    assert a == b
+    assert sum(p.numel() for p in studio.model.parameters()) == sum(p.numel() for p in cli.model.parameters())
