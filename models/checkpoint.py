@@ -86,6 +86,23 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     return path
 
 
+
+def copy_with_extra(src: str | os.PathLike, dst: str | os.PathLike, extra: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """Write the checkpoint `src` to `dst` (atomically; it may be the same file) with `extra`
+    merged into its metadata's "extra": every tensor, the training state included, stays as it
+    is. Returns (the path written, the new metadata)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(src), framework="pt") as f:
+        header = dict(f.metadata() or {})
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta = json.loads(header[META_KEY])
+    meta["extra"] = {**(meta.get("extra") or {}), **extra}
+    header[META_KEY] = json.dumps(meta, allow_nan=True)
+    out = atomic_write(dst, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+    return out, meta
+
 def save_checkpoint(
     path: str | os.PathLike,
     model: nn.Module,

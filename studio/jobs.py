@@ -1171,23 +1171,11 @@ def _image_shape(model: Any) -> tuple[int, ...] | None:
 
 
 def _rewrite_extra(ckpt: Any, path: str | Path, extra: dict[str, Any]) -> None:
-    """Write the opened checkpoint ``ckpt`` to ``path`` (atomically; it may be its own file)
-    with ``extra`` merged into its metadata's ``extra``: every tensor, the training state
-    included, stays as it is."""
-    import json
+    """Write the opened checkpoint ``ckpt`` to ``path`` with ``extra`` merged into its metadata
+    (``models.checkpoint.copy_with_extra``); when that is its own file, keep ``ckpt`` true to it."""
+    from models.checkpoint import copy_with_extra, file_sha256
 
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    from models.checkpoint import META_KEY, atomic_write, file_sha256
-
-    with safe_open(str(ckpt.path), framework="pt") as f:
-        header = dict(f.metadata() or {})
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    meta = json.loads(header[META_KEY])
-    meta["extra"] = {**(meta.get("extra") or {}), **extra}
-    header[META_KEY] = json.dumps(meta, allow_nan=True)
-    out = atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+    out, meta = copy_with_extra(ckpt.path, path, extra)
     if Path(out).resolve() == Path(ckpt.path).resolve():
-        ckpt.meta = meta  # the file changed under the opened checkpoint: keep it true
+        ckpt.meta = meta  # the file changed under the opened checkpoint
         ckpt.sha256 = file_sha256(out)
