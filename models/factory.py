@@ -204,8 +204,8 @@ def make_sampler(model: nn.Module, n_chains: int = 64, seed: int | None = None, 
 
     RBMs: `tempering` mixes the chains by parallel tempering (`models.tempering`) toward `base`,
     the base rate of the training data (`base_from_data`, `base_from_checkpoint`), and starts
-    them from its draws. True (the default): with `DEFAULT_REPLICAS` replicas when a base is
-    given, plain Gibbs chains otherwise (tempering toward the model's own visible biases did not
+    them from its draws. True (the default): with `DEFAULT_REPLICAS` replicas for a binary RBM
+    when a base is given, plain Gibbs chains otherwise (tempering toward the model's own visible biases did not
     mix the digits RBM at 10× the cost: bench/mixing.py). An int > 1: that many replicas, toward
     the visible biases when no base is given. False, 0 or 1: plain Gibbs chains."""
     if isinstance(model, RBMBase):
@@ -254,14 +254,15 @@ SAMPLE_BURN_IN = 1000  # Gibbs steps before an RBM's chains are read as samples
 @torch.no_grad()
 def sample_images(model: nn.Module, n: int, *, seed: int = 0, steps: int | None = None, data: Tensor | None = None) -> Tensor:
     """`n` independent dreams of `model` as images [n, C, H, W] in [0, 1] on the CPU: the
-    recipe that scoring (`models.quality`), `harmonium sample` and the benches share.
+    recipe that scoring (`models.quality`) and the benches share (`harmonium sample` and the
+    Dreams tab take the base rate from the checkpoint instead of `data`).
 
     RBMs and the hybrid run `steps` Gibbs steps (default `SAMPLE_BURN_IN`) of free-running
     chains from the model's own starting state and show E[v | h] of the last step (a binary
     RBM), the sampled pixels (a Gaussian RBM) or the decoded code samples (the hybrid); a VAE
     decodes prior draws. A plain autoencoder cannot dream (ValueError).
 
-    `data`, the training images (uint8 [N, C, H, W]): a pixel RBM's chains are then tempered
+    `data`, the training images (uint8 [N, C, H, W]): a binary RBM's chains are then tempered
     toward their base rate and start from its draws (`models.tempering`: plain Gibbs chains
     from the visible biases stay in a few modes). The hybrid tempers its code chains toward
     the mean training code it keeps."""
