@@ -159,10 +159,14 @@ def _build_ae(options: Options, data: Tensor, device) -> Trainer:
 
 
 def _build_vae(options: Options, data: Tensor, device) -> Trainer:
+    from .mixture import default_components
     from .vae import ConvVAE, VAEConfig, VAETrainConfig, VAETrainer
 
+    # Dreams come from a mixture fitted to the training codes (`ConvVAE.fit_prior`): 10
+    # components, fewer for small sets (at least 5 images each).
+    options = dataclasses.replace(options, extra={"prior_components": default_components(len(data)), **options.extra})
     return _build_conv(options, data, device, VAEConfig, ConvVAE, VAETrainConfig, VAETrainer,
-                       {"width", "beta", "likelihood", "sigma"})
+                       {"width", "beta", "likelihood", "sigma", "prior_components"})
 
 
 HYBRID_RBM_UPDATES = 6000
