@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import struct
+import threading
+import time
+import tracemalloc
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +27,7 @@ import studio.project as project_mod
 from models.checkpoint import CheckpointError
 from models.factory import Options, build
 from models.rbm import BernoulliRBM, RBMConfig
-from studio.canvas import Canvas, GradientMap, Layer, Levels, Palette
+from studio.canvas import Canvas, CanvasState, GradientMap, Layer, Levels, Palette
 from studio.dataset import Preprocess
 from studio.jobs import Session, TrainingJob
 from studio.project import (
@@ -281,6 +287,7 @@ def _bit_flip(saved: Path, out: Path) -> Path:
     return out
 
 
+# Files that cannot open at all: the archive, its manifest or its canvas is broken.
 CASES = {
     "random bytes": (_random_bytes, "not a Harmonium project"),
     "truncated zip": (_truncate, "truncated"),
@@ -293,19 +300,30 @@ CASES = {
                        "not a Harmonium project"),
     "newer version": (lambda s, o: rewrite(s, o, manifest=lambda m: m.update(format_version=PROJECT_VERSION + 1)),
                       "newer Harmonium"),
-    "missing model entry": (lambda s, o: rewrite(s, o, drop={"models/rbm-2.safetensors"}),
-                            "model “Binary RBM (training)” is missing"),
-    "corrupt model": (_corrupt_model, "model “Binary RBM” is damaged"),
-    "flipped byte": (_bit_flip, "model “Binary RBM” is damaged"),
-    "tampered layer PNG": (_tampered_png, "checksum does not match"),
-    "missing layer PNG": (lambda s, o: rewrite(s, o, drop={_first_layer_png(s)}), "pixels of layer “texture” is missing"),
-    "invalid layer settings": (lambda s, o: rewrite(s, o, manifest=lambda m: m["canvas"]["layers"][3].update(opacity=5)),
-                               "layer “float frame” has invalid settings"),
     "canvas too big": (lambda s, o: rewrite(s, o, manifest=lambda m: m["canvas"].update(width=99999)),
                        "canvas settings are invalid"),
-    "bad preprocess": (lambda s, o: rewrite(s, o, manifest=lambda m: m["dataset"]["preprocess"].update(size=3)),
-                       "preprocessing is invalid"),
+    "canvas size a string": (lambda s, o: rewrite(s, o, manifest=lambda m: m["canvas"].update(width="40")),
+                             "canvas settings are invalid"),
+    "files a list": (lambda s, o: rewrite(s, o, manifest=lambda m: m.update(files=[])), "'files' is missing"),
+    "nested too deeply": (lambda s, o: rewrite(s, o, manifest=lambda m: m["meta"].update(deep=json.loads("[" * 200 + "]" * 200))),
+                          "nested too deeply"),
+    "JSON too deep to parse": (lambda s, o: rewrite(s, o, replace={"project.json": b"[" * 100_000 + b"]" * 100_000}),
+                               "nested too deeply"),
+    "an int of 10,000 digits": (lambda s, o: rewrite(s, o, replace={"project.json": b'{"format": ' + b"9" * 10_000 + b"}"}),
+                                "not valid JSON"),
+    "duplicate member names": (lambda s, o: _duplicate_member(s, o, "project.json"), "two files named 'project.json'"),
 }
+
+
+def _duplicate_member(saved: Path, out: Path, name: str) -> Path:
+    """The archive with a second member of the same name (which one would count?)."""
+    import warnings
+
+    out.write_bytes(saved.read_bytes())
+    with warnings.catch_warnings(), zipfile.ZipFile(out, "a") as zf:
+        warnings.simplefilter("ignore")  # zipfile warns of the duplicate
+        zf.writestr(name, b"{}")
+    return out
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -326,8 +344,375 @@ def test_broken_projects_are_refused_with_a_clear_message(case, saved, tmp_path)
 
 
 def test_the_intact_project_still_opens(saved):
-    # the control for the cases above: the same helpers on an intact file open fine
+    # the control for the cases above and below: the same helpers on an intact file open fine
+    opened = open_project(saved)
+    assert len(opened.canvas.layers) == 6 and len(opened.models) == 2 and opened.problems == []
+
+
+# ----------------------------------------------------------------------------- opening whatever it can
+
+
+def _fix_sha(name: str, data: bytes):
+    """A manifest edit that makes ``name``'s checksum match ``data`` (so only the deeper check can tell)."""
+    import hashlib
+
+    return lambda m: m["files"].__setitem__(name, hashlib.sha256(data).hexdigest())
+
+
+def _huge_npy_header(saved: Path, out: Path) -> Path:
+    """The float layer's .npy with a header declaring 100,000 × 100,000 pixels (np.load would
+    allocate 120 GB before noticing the data is short); its checksum made to match."""
+    name = next(e["source"]["file"] for e in read_manifest(saved)["canvas"]["layers"] if e["name"] == "float frame")
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (100_000, 100_000, 3)})
+    data = buf.getvalue() + bytes(300)
+    return rewrite(saved, out, replace={name: data}, manifest=_fix_sha(name, data))
+
+
+def _bz2_model(saved: Path, out: Path) -> Path:
+    """A model member compressed with bzip2 (whose inflation zipfile cannot bound): never read."""
+    out.write_bytes(saved.read_bytes())
+    with zipfile.ZipFile(saved) as zin, zipfile.ZipFile(out, "w") as zout:
+        for info in zin.infolist():
+            kind = zipfile.ZIP_BZIP2 if info.filename == "models/rbm-1.safetensors" else zipfile.ZIP_STORED
+            zout.writestr(info.filename, zin.read(info), compress_type=kind)
+    return out
+
+
+def _edit(fn):
+    return lambda s, o: rewrite(s, o, manifest=fn)
+
+
+ALL_LAYERS = ["texture", "texture copy", "rgba", "float frame", "animated", "hidden gray+alpha"]
+NOT_TEXTURE = ALL_LAYERS[2:]  # "texture copy" shares the pixels of "texture"
+
+# Files that open without one part: the part is skipped and reported in one sentence each,
+# everything else opens as saved.  (make, problems expected in order, models kept, layers kept)
+SKIPPED = {
+    "missing model member": (lambda s, o: rewrite(s, o, drop={"models/rbm-2.safetensors"}),
+                             ["Skipped the model “Binary RBM (training)”: it is missing from the project "
+                              "(models/rbm-2.safetensors)."], ["rbm-1"], ALL_LAYERS),
+    "corrupt model": (_corrupt_model, ["Skipped the model “Binary RBM”: it is damaged"], ["rbm-2"], ALL_LAYERS),
+    "flipped byte in a model": (_bit_flip, ["Skipped the model “Binary RBM”: it is damaged (models/rbm-1.safetensors: "
+                                            "Bad CRC-32"], ["rbm-2"], ALL_LAYERS),
+    "model of another kind": (_edit(lambda m: m["models"][0].update(kind="vae")),
+                              ["Skipped the model “Binary RBM”: it is listed as 'vae' but holds a 'rbm' model."],
+                              ["rbm-2"], ALL_LAYERS),
+    "model not in the manifest's files": (_edit(lambda m: m["files"].pop("models/rbm-2.safetensors")),
+                                          ["it is not listed in the project's manifest"], ["rbm-1"], ALL_LAYERS),
+    "model entry malformed": (_edit(lambda m: m["models"].insert(0, "junk")),
+                              ["Skipped model 1: it is malformed in project.json."], ["rbm-1", "rbm-2"], ALL_LAYERS),
+    "model compressed with bzip2": (_bz2_model, ["it is compressed in a way Harmonium does not write"], ["rbm-2"],
+                                    ALL_LAYERS),
+    "tampered layer PNG": (_tampered_png, ["Skipped the layer “texture”: it is damaged or was modified: its checksum "
+                                           "does not match", "Skipped the layer “texture copy”: it is damaged or was "
+                                           "modified"], ["rbm-1", "rbm-2"], NOT_TEXTURE),
+    "missing layer PNG": (lambda s, o: rewrite(s, o, drop={_first_layer_png(s)}),
+                          ["Skipped the layer “texture”: it is missing from the project", "“texture copy”: it is missing"],
+                          ["rbm-1", "rbm-2"], NOT_TEXTURE),
+    "invalid layer settings": (_edit(lambda m: m["canvas"]["layers"][3].update(opacity=5)),
+                               ["Skipped the layer “float frame”: it has invalid settings (opacity must be in [0, 1], "
+                                "got 5.0)."], ["rbm-1", "rbm-2"], ALL_LAYERS[:3] + ALL_LAYERS[4:]),
+    "layer opacity a string": (_edit(lambda m: m["canvas"]["layers"][2].update(opacity="0.5")),
+                               ["Skipped the layer “rgba”: it has an invalid opacity in project.json."],
+                               ["rbm-1", "rbm-2"], ALL_LAYERS[:2] + ALL_LAYERS[3:]),
+    "two layers with one id": (_edit(lambda m: m["canvas"]["layers"][4].update(id=m["canvas"]["layers"][0]["id"])),
+                               ["Skipped the layer “animated”: it has the id of another layer"],
+                               ["rbm-1", "rbm-2"], ALL_LAYERS[:4] + ALL_LAYERS[5:]),
+    "layer entry malformed": (_edit(lambda m: m["canvas"]["layers"].append([1, 2])),
+                              ["Skipped the layer 7: it is malformed in project.json."], ["rbm-1", "rbm-2"], ALL_LAYERS),
+    ".npy header declaring 120 GB": (_huge_npy_header, ["Skipped the layer “float frame”: it cannot be decoded "
+                                                        "(layers/"],
+                                     ["rbm-1", "rbm-2"], ALL_LAYERS[:3] + ALL_LAYERS[4:]),
+    "bad preprocess": (_edit(lambda m: m["dataset"]["preprocess"].update(size=3)),
+                       ["Skipped the project's dataset reference: its preprocessing is invalid"], ["rbm-1", "rbm-2"],
+                       ALL_LAYERS),
+    "a NUL in a dataset source": (_edit(lambda m: m["dataset"]["sources"].append("/tmp/a\x00b")),
+                                  ["Skipped the project's dataset reference: its list of image sources is malformed."],
+                                  ["rbm-1", "rbm-2"], ALL_LAYERS),
+}
+
+
+@pytest.mark.parametrize("case", list(SKIPPED))
+def test_a_bad_part_is_skipped_and_reported_and_the_rest_opens(case, project, saved, canvas, tmp_path):
+    make, expected, models, layers = SKIPPED[case]
+    bad = make(saved, tmp_path / "bad.harmonium")
+    opened = open_project(bad)
+    assert len(opened.problems) == len(expected), opened.problems
+    for problem, words in zip(opened.problems, expected):
+        print(problem)
+        assert words in problem, problem
+        assert problem.startswith("Skipped ") and problem.endswith(".") and "\n" not in problem
+    # the good models open with their tensors as saved, and can be made jobs of
+    assert [m.name for m in opened.models] == models
+    saved_models = {m.name: m for m in project.models}
+    for m in opened.models:
+        a, b = saved_models[m.name].model.state_dict(), m.model.state_dict()
+        assert all(torch.equal(a[k].cpu(), b[k]) for k in a)
+        assert m.path.is_file()
+    assert sorted(p.name for p in opened.extract_dir.iterdir()) == sorted(f"{n}.safetensors" for n in models)
+    # the kept layers are exactly the saved ones, in order
+    assert [layer.name for layer in opened.canvas.layers] == layers
+    assert layers_equal([layer for layer in canvas.layers if layer.name in layers], opened.canvas.layers)
+    assert opened.canvas.render_uint8().shape == (canvas.height, canvas.width, 4)
+    assert (opened.dataset is None) == ("dataset reference" in " ".join(expected))
+
+
+def test_too_many_layers_or_models_is_refused_at_once(saved, tmp_path, monkeypatch):
+    monkeypatch.setattr(project_mod, "MAX_LAYERS", 5)
+    with pytest.raises(ProjectError, match=r"Cannot open art.harmonium: it has 6 layers; Harmonium opens at most 5\.$"):
+        open_project(saved)
+    monkeypatch.setattr(project_mod, "MAX_LAYERS", 6)
+    monkeypatch.setattr(project_mod, "MAX_MODELS", 1)
+    with pytest.raises(ProjectError, match=r"it lists 2 models; Harmonium opens at most 1\.$"):
+        open_project(saved)
+    monkeypatch.setattr(project_mod, "MAX_MODELS", 2)
     assert len(open_project(saved).canvas.layers) == 6
+
+
+def test_memory_error_never_escapes(saved, monkeypatch):
+    def starved(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(project_mod, "_decode_pixels", starved)
+    with pytest.raises(ProjectError, match="it needs more memory than is free"):
+        open_project(saved)
+
+
+# ----------------------------------------------------------------------------- bounded: memory, time, blocking
+
+
+def raw_zip(members: list[dict]) -> bytes:
+    """A zip archive written by hand, so that its headers can lie.  Each member: ``name``,
+    ``data`` (the bytes as stored, already compressed), ``crc``, ``size`` (the declared
+    uncompressed size) and optionally ``method`` (0 stored, 8 deflated), ``flags``, ``external``."""
+    out, central = bytearray(), bytearray()
+    for m in members:
+        name = m["name"].encode()
+        method, flags, data = m.get("method", 0), m.get("flags", 0), m["data"]
+        central += struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, flags, method, 0, 0x21, m["crc"], len(data),
+                               m["size"], len(name), 0, 0, 0, 0, m.get("external", 0), len(out)) + name
+        out += struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, flags, method, 0, 0x21, m["crc"], len(data), m["size"],
+                           len(name), 0) + name + data
+    n = len(members)
+    return bytes(out + central + struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, n, n, len(central), len(out), 0))
+
+
+def stored(name: str, data: bytes) -> dict:
+    return {"name": name, "data": data, "crc": zlib.crc32(data), "size": len(data)}
+
+
+def members_of(path: Path) -> list[dict]:
+    with zipfile.ZipFile(path) as zf:
+        return [stored(i.filename, zf.read(i)) for i in zf.infolist()]
+
+
+def zeros_deflated(n_mib: int) -> bytes:
+    """A raw deflate stream of ``n_mib`` MiB of zeros, made without compressing them all: after a
+    full flush the compressor starts afresh, so every MiB compresses to the same ~1 KB."""
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = c.compress(bytes(1 << 20)) + c.flush(zlib.Z_FULL_FLUSH)
+    return block * n_mib + c.flush()
+
+
+def _peak_while(fn) -> tuple[object, int]:
+    """``(what fn returned or raised, peak bytes Python allocated meanwhile)``."""
+    tracemalloc.start()
+    try:
+        try:
+            result = fn()
+        except Exception as exc:  # noqa: BLE001 - the caller asserts what it is
+            result = exc
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_manifest_declaring_200_bytes_that_inflates_to_1_GB_is_refused_without_inflating(saved, tmp_path):
+    bomb = zeros_deflated(1024)  # 1 GiB of zeros in about 1 MB
+    manifest = {"name": "project.json", "data": bomb, "method": 8, "crc": zlib.crc32(bytes(200)), "size": 200}
+    bad = tmp_path / "bad.harmonium"
+    bad.write_bytes(raw_zip([m for m in members_of(saved) if m["name"] != "project.json"] + [manifest]))
+    assert bad.stat().st_size < 2 << 20
+    result, peak = _peak_while(lambda: open_project(bad))
+    assert isinstance(result, ProjectError) and "its project.json is not valid JSON" in str(result), result
+    assert peak < 16 << 20  # it read the 200 bytes declared, never the GB
+
+
+def test_a_model_inflating_1000_times_is_skipped_without_inflating_and_the_rest_opens(saved, tmp_path):
+    members = members_of(saved)
+    for m in members:
+        if m["name"] == "models/rbm-1.safetensors":  # 1 GiB of zeros, honestly declared: a ratio bomb
+            m.update(data=zeros_deflated(1024), method=8, crc=0, size=1 << 30)
+        if m["name"] == "models/rbm-2.safetensors":  # declares 200 bytes, inflates to 200 MiB
+            m.update(data=zeros_deflated(200), method=8, crc=zlib.crc32(bytes(200)), size=200)
+    bad = tmp_path / "bad.harmonium"
+    bad.write_bytes(raw_zip(members))
+    opened, peak = _peak_while(lambda: open_project(bad))
+    assert not isinstance(opened, Exception), opened
+    assert opened.problems == [
+        "Skipped the model “Binary RBM”: it is a compression bomb (models/rbm-1.safetensors would inflate 1,011×).",
+        "Skipped the model “Binary RBM (training)”: it is damaged or was modified: its checksum does not match "
+        "(models/rbm-2.safetensors)."]
+    assert opened.models == [] and len(opened.canvas.layers) == 6
+    assert peak < 16 << 20
+    assert list(opened.extract_dir.iterdir()) == []
+
+
+def test_the_total_unpacked_size_is_capped_before_reading(saved, monkeypatch):
+    total = sum(i.file_size for i in zipfile.ZipFile(saved).infolist())
+    monkeypatch.setattr(project_mod, "MAX_UNPACKED_BYTES", total - 1)
+    with pytest.raises(ProjectError, match=r"its contents would unpack to more than 2\d\.\d KiB; the file is damaged or hostile"):
+        open_project(saved)
+    monkeypatch.setattr(project_mod, "MAX_UNPACKED_BYTES", total)
+    assert open_project(saved).problems == []
+    # what is read is counted too: a manifest listing one model member many times reads it each time
+    many = rewrite(saved, saved.with_name("many.harmonium"), manifest=lambda m: m["models"].extend(m["models"] * 20))
+    monkeypatch.setattr(project_mod, "MAX_UNPACKED_BYTES", sum(i.file_size for i in zipfile.ZipFile(many).infolist()) * 2)
+    with pytest.raises(ProjectError, match=r"its contents unpack to more than \d+\.?\d* KiB; the file is damaged or hostile"):
+        open_project(many)
+
+
+def test_layer_pixels_are_budgeted_before_they_are_decoded(saved, monkeypatch):
+    monkeypatch.setattr(project_mod, "MAX_PIXEL_BYTES", 6 * 6 * 1 + 9 * 7 * 4)  # texture and rgba, nothing more
+    opened = open_project(saved)
+    assert [layer.name for layer in opened.canvas.layers] == ["texture", "texture copy", "rgba"]
+    assert len(opened.problems) == 3
+    assert all(p.endswith("it would take the project's layers past 288 bytes of pixels.") for p in opened.problems)
+
+
+def _opens_within(path: Path, seconds: float = 10.0) -> object:
+    """What opening ``path`` returned or raised, failing the test if it blocks."""
+    result: dict[str, object] = {}
+
+    def run():
+        try:
+            result["r"] = open_project(path)
+        except Exception as exc:  # noqa: BLE001
+            result["r"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():  # release a thread blocked on a FIFO before failing
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(5)
+        pytest.fail(f"opening {path.name} blocked")
+    return result["r"]
+
+
+def test_only_regular_files_are_opened(tmp_path):
+    fifo = tmp_path / "pipe.harmonium"
+    os.mkfifo(fifo)
+    result = _opens_within(fifo)
+    assert isinstance(result, ProjectError)
+    assert str(result) == ("Cannot open pipe.harmonium: it is not a regular file (a pipe, a device or a socket); "
+                           "a project is a .harmonium file.")
+    device = tmp_path / "zero.harmonium"
+    device.symlink_to("/dev/zero")
+    assert "it is not a regular file" in str(_opens_within(device))
+    folder = tmp_path / "folder.harmonium"
+    folder.mkdir()
+    assert str(_opens_within(folder)) == "Cannot open folder.harmonium: it is a folder, not a project file."
+    with pytest.raises(ProjectError, match="it is not a regular file"):
+        read_manifest(fifo)
+
+
+def test_a_fifo_swapped_in_after_the_check_cannot_block(saved, tmp_path, monkeypatch):
+    fifo = tmp_path / "swapped.harmonium"
+    os.mkfifo(fifo)
+    real_stat = os.stat
+    monkeypatch.setattr(project_mod.os, "stat", lambda p, *a, **k: real_stat(saved) if Path(p) == fifo else real_stat(p, *a, **k))
+    result = _opens_within(fifo)
+    assert "it is not a regular file" in str(result)
+
+
+def test_opening_never_reads_the_dataset_images(tmp_path, canvas, monkeypatch):
+    import builtins
+
+    import PIL.Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("L", (8, 8), 128).save(images / "a.png")
+    ref = DatasetRef(sources=[str(images)], paths=[str(images / "a.png")], count=1)
+    path = save_project(tmp_path / "p.harmonium", ProjectData(canvas=canvas, dataset=ref))
+    touched: list[str] = []
+
+    def spy(real):
+        def wrapper(target=".", *args, **kwargs):
+            touched.append(os.fspath(target) if isinstance(target, (str, os.PathLike)) else repr(target))
+            return real(target, *args, **kwargs)
+        return wrapper
+
+    for owner, name in ((builtins, "open"), (io, "open"), (os, "open"), (os, "scandir"), (os, "listdir"),
+                        (PIL.Image, "open")):
+        monkeypatch.setattr(owner, name, spy(getattr(owner, name)))
+    opened = open_project(path)
+    monkeypatch.undo()
+    assert opened.dataset.sources == [str(images)] and opened.dataset.count == 1
+    assert str(path) in touched  # the spies work
+    assert not [t for t in touched if t.startswith(str(images))], touched
+
+
+def test_outside_sources_lists_what_resolves_outside_the_project_folder(tmp_path, canvas):
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    (work / "images").mkdir(parents=True)
+    elsewhere.mkdir()
+    (work / "link").symlink_to(elsewhere)  # inside by name, outside once resolved
+    (work / "inner-link").symlink_to(work / "images")  # a link that stays inside
+    sources = [work / "images", elsewhere, work / "link", work / "inner-link", Path("/"), tmp_path / "missing",
+               work / "images" / ".." / ".." / "elsewhere"]
+    ref = DatasetRef(sources=[str(s) for s in sources])
+    path = save_project(work / "p.harmonium", ProjectData(canvas=canvas, dataset=ref))
+    opened = open_project(path)
+    found, missing = opened.dataset.resolve(work)
+    assert missing == [str(tmp_path / "missing")]
+    outside = [str(elsewhere), str(work / "link"), "/", str(work / "images" / ".." / ".." / "elsewhere")]
+    assert opened.outside_sources() == outside == opened.outside_sources(path)
+    assert [s for s in found if s not in outside] == [str(work / "images"), str(work / "inner-link")]
+    # the same project seen from the other folder: what was inside is now outside, and the other way round
+    assert opened.outside_sources(elsewhere / "p.harmonium") == [str(work / "images"), str(work / "inner-link"), "/"]
+    # no dataset, nothing to confirm; a project without a path must be given one
+    assert ProjectData(canvas=canvas).outside_sources(path) == []
+    with pytest.raises(ValueError, match="give the project file's path"):
+        ProjectData(canvas=canvas, dataset=ref).outside_sources()
+
+
+def test_a_moved_project_finds_its_images_inside_and_asks_nothing(tmp_path, canvas):
+    images = tmp_path / "work" / "images"
+    images.mkdir(parents=True)
+    path = save_project(tmp_path / "work" / "p.harmonium", ProjectData(canvas=canvas, dataset=DatasetRef(sources=[str(images)])))
+    (tmp_path / "work").rename(tmp_path / "moved")
+    opened = open_project(tmp_path / "moved" / "p.harmonium")
+    assert opened.dataset.resolve(tmp_path / "moved")[0] == [str((tmp_path / "moved" / "images").resolve())]
+    assert opened.outside_sources() == []
+
+
+def _many_layers(path: Path, n: int) -> Path:
+    rng = np.random.default_rng(n)
+    layers = tuple(Layer(name=f"l{i}", source=(rng.random((4, 4)) * 255).astype(np.uint8), x=i % 30, y=i % 20)
+                   for i in range(n))
+    return save_project(path, ProjectData(canvas=CanvasState(64, 64, None, layers)), thumbnail=False)
+
+
+def test_opening_time_grows_linearly_with_the_layers(tmp_path):
+    """10,000 layers took 117 s: each was added to the canvas alone, copying and diffing the
+    whole stack.  10× the layers must cost about 10× the time (quadratic would be 100×)."""
+    small, big = _many_layers(tmp_path / "small", 200), _many_layers(tmp_path / "big", 2000)
+
+    def cost(path: Path, runs: int) -> float:
+        best = float("inf")
+        for _ in range(runs):
+            start = time.thread_time()  # this thread's CPU time: other processes do not count
+            opened = open_project(path)
+            best = min(best, time.thread_time() - start)
+        assert opened.problems == [] and len(opened.canvas.layers) in (200, 2000)
+        assert not opened.canvas.can_undo
+        return best
+
+    ratio = cost(big, 2) / cost(small, 5)
+    assert ratio < 20, f"2,000 layers cost {ratio:.1f}× 200 layers"
 
 
 # ----------------------------------------------------------------------------- atomic saves
