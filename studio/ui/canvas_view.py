@@ -279,6 +279,12 @@ class RenderThread:
         with self._cond:
             return self._busy or self._pending is not None
 
+    @property
+    def stopped(self) -> bool:
+        """:meth:`stop` was called: the thread ends (after the render it is on, if any)."""
+        with self._cond:
+            return self._stopped
+
     def request(self, state: CanvasState, serial: int) -> None:
         with self._cond:
             self._pending = (state, serial)
@@ -755,6 +761,11 @@ class CanvasView(QWidget):
         self._sync_timer.setInterval(0)
         self._sync_timer.timeout.connect(self._sync)
         self.renderer_thread = RenderThread(self.canvas.renderer, self._on_rendered)
+        # The render thread outlives nothing: it stops when the view is closed (shutdown, or
+        # closeEvent for a top-level view) and, failing that, when the widget is destroyed.
+        # Each window closed used to leave one 'canvas-render' thread waiting forever.
+        holder = self._render_holder = [self.renderer_thread]
+        self.destroyed.connect(lambda *_: holder[0].stop(timeout=0))
         self.canvas.events.connect(self._on_canvas_event)
         self._schedule(list_=True, props=True)
 
@@ -1156,8 +1167,15 @@ class CanvasView(QWidget):
         tb.addWidget(export_button)
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt API
-        """Shown (e.g. its tab chosen): take the keyboard focus, so the shortcuts work at once."""
+        """Shown (e.g. its tab chosen): take the keyboard focus, so the shortcuts work at once.
+        A view shown again after it was closed gets a render thread again."""
         super().showEvent(event)
+        if self.renderer_thread.stopped:
+            self.renderer_thread = RenderThread(self.canvas.renderer, self._on_rendered)
+            self._render_holder[0] = self.renderer_thread
+            self._requested_state = None
+            self.shown_state = None
+            self.request_render()
         focus = QApplication.focusWidget()
         if focus is None or not self.isAncestorOf(focus):
             self.view.setFocus(Qt.FocusReason.OtherFocusReason)
@@ -1256,9 +1274,16 @@ class CanvasView(QWidget):
         """The picture on screen is the canvas as it is now."""
         return self.shown_state is self.canvas.snapshot()
 
-    def shutdown(self) -> None:
-        """Stop the render thread (the view can't show new renders afterwards)."""
-        self.renderer_thread.stop()
+    def shutdown(self, timeout: float = 2.0) -> None:
+        """Stop the render thread (the view can't show new renders afterwards, until it is
+        shown again); waits at most ``timeout`` s for a render in flight (the thread ends
+        after it on its own)."""
+        self.renderer_thread.stop(timeout=timeout)
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        """A top-level view closed (a tab inside a window is shut down by its window)."""
+        self.shutdown(timeout=0.5)
+        super().closeEvent(event)
 
     # ------------------------------------------------------------------ layer list
     def _icon(self, layer: Layer) -> QIcon:
