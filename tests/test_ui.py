@@ -56,10 +56,13 @@ def settings(tmp_path: Path) -> QSettings:
 
 
 @pytest.fixture
-def window(qtbot, settings, monkeypatch):
+def window(qtbot, settings, monkeypatch, tmp_path):
     from studio.app import make_application
     from studio.ui.main_window import MainWindow
 
+    # Autosaves and crashed sessions' recovery files live in the user's data folder: never the
+    # real one in tests (a recovery file of the developer's would be offered).
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     make_application()
     session = Session(Preprocess(size=28))
     session.score_options = QUICK_SCORE  # ended runs are scored in the background: quickly here
@@ -690,3 +693,70 @@ def test_an_update_made_before_stop_but_delivered_after_it_changes_nothing(ready
     rgba, provenance = got
     assert rgba.ndim == 3 and provenance["model"] == "rbm" and provenance["dreams_source"] == "sampler"
     dreams._timer.start()
+
+
+# ----------------------------------------------------------------------------- render threads
+
+
+def _canvas_render_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name == "canvas-render" and t.is_alive())
+
+
+def test_closing_windows_leaves_no_canvas_render_thread_behind(qtbot, tmp_path, monkeypatch):
+    """Each closed window used to leak its Canvas tab's render thread (issue 13, item 7)."""
+    from studio.app import make_application
+    from studio.ui.main_window import MainWindow
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    make_application()
+    before = _canvas_render_threads()
+    for i in range(3):
+        w = MainWindow(Session(Preprocess(size=16)),
+                       settings=QSettings(str(tmp_path / f"s{i}.ini"), QSettings.Format.IniFormat))
+        w.show()
+        w.start_engine()
+        qtbot.waitUntil(lambda: w.canvas_view is not None, timeout=60_000)
+        assert _canvas_render_threads() == before + 1
+        w.close()
+        qtbot.waitUntil(lambda: w._close_ok, timeout=10_000)
+        qtbot.waitUntil(lambda: _canvas_render_threads() == before, timeout=5_000)
+        w.deleteLater()
+
+
+def test_a_closed_canvas_view_stops_its_render_thread_and_renders_again_when_shown(qtbot):
+    from studio.canvas import Layer
+    from studio.ui.canvas_view import CanvasView
+
+    before = _canvas_render_threads()
+    view = CanvasView()
+    qtbot.addWidget(view)
+    view.show()
+    qtbot.waitExposed(view)
+    first = view.renderer_thread
+    assert _canvas_render_threads() == before + 1
+    view.close()
+    qtbot.waitUntil(lambda: _canvas_render_threads() == before, timeout=5_000)
+    assert first.stopped
+    view.show()  # shown again: a fresh thread, and the picture follows the canvas
+    assert view.renderer_thread is not first and _canvas_render_threads() == before + 1
+    red = np.zeros((8, 8, 3), np.uint8)
+    red[..., 0] = 255
+    view.add_layer(Layer(name="red", source=red))
+    qtbot.waitUntil(view.is_current, timeout=10_000)
+    assert tuple(view.shown_pixels[0, 0]) == (255, 0, 0, 255)
+    view.close()
+    qtbot.waitUntil(lambda: _canvas_render_threads() == before, timeout=5_000)
+
+
+def test_a_destroyed_canvas_view_stops_its_render_thread(qtbot):
+    import shiboken6
+
+    from studio.ui.canvas_view import CanvasView
+
+    before = _canvas_render_threads()
+    view = CanvasView()
+    thread = view.renderer_thread
+    assert _canvas_render_threads() == before + 1
+    shiboken6.delete(view)  # never closed, just deleted (its C++ side goes)
+    qtbot.waitUntil(lambda: _canvas_render_threads() == before, timeout=5_000)
+    assert thread.stopped

@@ -40,6 +40,20 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.autosave import (
+    AUTOSAVE_MINUTES,
+    Orphan,
+    RecoveryStore,
+    UnsavedWork,
+    autosave_interval_ms,
+    dataset_key,
+    discard,
+    find_orphans,
+    recovery_meta,
+    restored_project_path,
+    set_aside,
+    write_recovery,
+)
 from studio.dataset import Preprocess
 from studio.jobs import JobState, Session, TrainingJob
 from studio.ui.dataset_panel import DatasetPanel, local_paths
@@ -119,6 +133,18 @@ class MainWindow(QMainWindow):
         self._latent_shown: tuple[int, int] | None = None  # (job id, step) the Latent tab explores
         self._dreams_wanted: tuple[int, int] | None = None  # (job id, step) the Dreams tab dreams over
         self.project_path: Path | None = None  # where the project was last saved or opened from
+        # Unsaved work (studio.autosave decides, the window asks): what quitting would lose,
+        # the autosave slot, the crashed sessions offered at start.
+        self.unsaved = UnsavedWork()
+        self.recovery = RecoveryStore()
+        self.recovery_offer: list[Orphan] = []
+        self.recovery_box: QMessageBox | None = None
+        self.last_autosave: Path | None = None
+        self._autosaved: tuple | None = None  # UnsavedWork.fingerprint of the recovery file written
+        self._autosave_inflight = False
+        self._autosave_warned = False
+        self._quit_confirmed = False  # the person chose; closeEvent asks no more
+        self._quit_save_pending = False  # Save was chosen on quitting: the save is on its way
         self.setWindowTitle("Harmonium Studio")
         self.setWindowIcon(app_icon())
         self.setObjectName("HarmoniumMainWindow")
@@ -168,6 +194,11 @@ class MainWindow(QMainWindow):
         self._make_project_actions()
         self._connect()
         self._restore_settings()
+        self._autosave_timer = QTimer(self)
+        self._autosave_timer.timeout.connect(self.autosave_now)
+        interval = autosave_interval_ms(self.settings.value("autosave/minutes", AUTOSAVE_MINUTES))
+        if interval:
+            self._autosave_timer.start(interval)
 
     # ===================================================================== set-up
     def _action(self, text: str, slot, shortcut=None, tip: str = "", icon=None) -> QAction:
@@ -276,6 +307,7 @@ class MainWindow(QMainWindow):
         None), and with ``train`` start that model kind when both are ready."""
         self._pending_train = train
         self.start_engine()
+        self.check_recovery()
         sources = [folder] if isinstance(folder, str) else list(folder or [])
         self.open_sources(sources)
 
@@ -315,6 +347,8 @@ class MainWindow(QMainWindow):
         self._pending_jobs.clear()
         self._refresh_actions()
         self.engine_ready.emit()
+        if self.recovery_offer and self.recovery_box is None:
+            self._offer_recovery()
         self._maybe_autostart()
 
     def _maybe_autostart(self) -> None:
@@ -651,13 +685,15 @@ class MainWindow(QMainWindow):
                 path = path.with_name(path.name + ".safetensors")
         self.settings.setValue("models/last_dir", str(Path(path).parent))
         self.statusBar().showMessage(f"Saving {Path(path).name}…")
+        step = job.step
         run_in_background(self.session.save_model, job, path,
-                          on_result=lambda out, j=job: self._model_saved(j, out),
+                          on_result=lambda out, j=job, s=step: self._model_saved(j, out, s),
                           on_error=lambda exc: self.show_error("The model could not be saved", str(exc)))
 
-    def _model_saved(self, job: TrainingJob, path: Path) -> None:
+    def _model_saved(self, job: TrainingJob, path: Path, step: int | None = None) -> None:
         self.statusBar().showMessage(f"Saved the {job.title.lower()} to {path}", 8000)
         self.model_saved_path = path
+        self.unsaved.model_saved(job.id, job.step if step is None else step)
 
     def open_model_dialog(self) -> None:
         start = self.settings.value("models/last_dir", "") or str(Path.home())
@@ -672,6 +708,7 @@ class MainWindow(QMainWindow):
                           on_error=lambda exc: self.show_error("The model could not be opened", str(exc)))
 
     def _model_opened(self, job: TrainingJob) -> None:
+        self.unsaved.model_saved(job.id, job.step)  # its file holds it
         self.session.add_job(job)
         self.statusBar().showMessage(f"Opened {job.path.name if job.path else 'the model'}", 5000)
         if self.training_panel is None:
@@ -700,6 +737,7 @@ class MainWindow(QMainWindow):
         view.status_message.connect(lambda text, ms: self.statusBar().showMessage(text, ms))
         view.error_handler = self.show_error
         self.canvas_view = view
+        self.unsaved.canvas_reset(view.canvas.snapshot())  # an empty canvas: nothing to lose
         self.replace_tab("Canvas", view)
         for action in self.project_actions:
             action.setEnabled(True)
@@ -790,35 +828,66 @@ class MainWindow(QMainWindow):
             self.file_menu.insertAction(self.action_open_model, action)
         self.file_menu.insertSeparator(self.action_open_model)
 
-    def save_project(self, ask: bool = False) -> None:
-        """Save the whole session in a worker; the previous file stays intact if it fails."""
-        from studio.project import PROJECT_SUFFIX, project_from_session, save_project
-
+    def save_project(self, ask: bool = False, then=None) -> bool:
+        """Save the whole session in a worker; the previous file stays intact if it fails.
+        ``then`` runs on the UI thread once the file is written. Returns False when nothing
+        was started (the engine is still starting, or no file name was chosen)."""
         if self.canvas_view is None:
             self.statusBar().showMessage("The model engine is still starting: try again in a moment.", 5000)
-            return
+            return False
+        path = self._project_target(ask)
+        if path is None:
+            return False
+        self._start_project_save(path, then)
+        return True
+
+    def _project_target(self, ask: bool) -> Path | None:
+        """Where Save Project writes: the project's file, else one the person chooses (None: cancelled)."""
+        from studio.project import PROJECT_SUFFIX
+
         path = self.project_path if not ask else None
         if path is None:
             start = Path(self.settings.value("projects/last_dir", "") or Path.home())
             chosen, _ = QFileDialog.getSaveFileName(self, "Save the project", str(start / f"untitled{PROJECT_SUFFIX}"),
                                                     f"Harmonium projects (*{PROJECT_SUFFIX})")
             if not chosen:
-                return
+                return None
             path = Path(chosen)
             if path.suffix.lower() != PROJECT_SUFFIX:
                 path = path.with_name(path.name + PROJECT_SUFFIX)
+        return path
+
+    def _start_project_save(self, path: Path, then=None, failed=None) -> None:
+        from studio.project import project_from_session, save_project
+
         canvas = self.canvas_view.canvas
-        data = project_from_session(self.session, canvas.snapshot(), renderer=canvas.renderer)
+        state = canvas.snapshot()
+        data = project_from_session(self.session, state, renderer=canvas.renderer)
+        # What the file will hold, taken now (the canvas and the job list may change while it saves).
+        marks = (state, self._job_marks(), self._dataset_key())
         self.settings.setValue("projects/last_dir", str(path.parent))
         self.statusBar().showMessage(f"Saving {path.name}…")
-        run_in_background(save_project, path, data, on_result=self._project_saved,
-                          on_error=lambda exc, p=path: self.show_error(
-                              "The project could not be saved",
-                              f"{exc}\n\nNothing was overwritten: {p.name} is as it was before."))
 
-    def _project_saved(self, path: Path) -> None:
+        def done(out: Path) -> None:
+            self._project_saved(out, marks)
+            if then is not None:
+                then()
+
+        def error(exc: BaseException) -> None:
+            self.show_error("The project could not be saved",
+                            f"{exc}\n\nNothing was overwritten: {path.name} is as it was before.")
+            if failed is not None:
+                failed()
+
+        run_in_background(save_project, path, data, on_result=done, on_error=error)
+
+    def _project_saved(self, path: Path, marks: tuple | None = None) -> None:
         self.project_path = Path(path)
         self.statusBar().showMessage(f"Saved the project to {path}", 8000)
+        if marks is not None:
+            state, jobs, dataset = marks
+            self.unsaved.project_saved(state, jobs, dataset)
+        self._drop_stale_recovery()
 
     def open_project_dialog(self) -> None:
         from studio.project import PROJECT_SUFFIX
@@ -829,30 +898,90 @@ class MainWindow(QMainWindow):
         if chosen:
             self.open_project(chosen)
 
-    def open_project(self, path: str | Path) -> None:
+    def open_project(self, path: str | Path, restoring: Orphan | None = None) -> None:
         """Read and validate the project in a worker; only a valid one replaces the canvas,
-        adds its models and reloads its images (the current session is untouched otherwise)."""
-        path = Path(path)
-        self.settings.setValue("projects/last_dir", str(path.parent))
-        self.statusBar().showMessage(f"Opening {path.name}…")
-        run_in_background(self._read_project, path, on_result=self._project_opened,
-                          on_error=lambda exc: self.show_error(
-                              "The project could not be opened", f"{exc}\n\nNothing was changed."))
+        adds its models and reloads its images (the current session is untouched otherwise).
 
-    def _read_project(self, path: Path) -> tuple[Any, list[TrainingJob], list[str], list[str]]:
-        """Worker side: the validated project, a job per model, the dataset sources found and missing."""
+        Three stages: the project and its models are read in a worker; on the UI thread its
+        problems are shown and, when its images lie outside its folder, the person confirms
+        before any is read; the dataset is then resolved in a worker and everything applied
+        (:meth:`_project_opened`). ``restoring``: a crashed session's recovery file
+        (:meth:`answer_recovery`)."""
+        path = Path(path)
+        if restoring is None:
+            self.settings.setValue("projects/last_dir", str(path.parent))
+        self.statusBar().showMessage(f"Opening {path.name}…" if restoring is None else "Restoring the autosaved work…")
+        run_in_background(self._read_project, path,
+                          on_result=lambda result, r=restoring: self._project_read(path, result, r),
+                          on_error=lambda exc, r=restoring: self._project_failed(exc, r))
+
+    def _project_failed(self, exc: BaseException, restoring: Orphan | None = None) -> None:
+        if restoring is None:
+            self.show_error("The project could not be opened", f"{exc}\n\nNothing was changed.")
+            return
+        kept = set_aside(restoring)  # not offered again, not deleted
+        self.show_error("The autosaved work could not be restored",
+                        f"{exc}\n\nNothing was changed. The file is kept at {kept}.")
+
+    def _read_project(self, path: Path) -> tuple[Any, list[TrainingJob]]:
+        """Worker side: the validated project and a job per model (no image is read here)."""
         from studio.project import open_project
 
         project = open_project(path)
         jobs = [self.session.open_model(m.path) for m in project.models]
-        found, missing = project.dataset.resolve(path.parent) if project.dataset is not None else ([], [])
-        return project, jobs, found, missing
+        return project, jobs
 
-    def _project_opened(self, result: tuple[Any, list[TrainingJob], list[str], list[str]]) -> None:
+    @staticmethod
+    def _outside_sources(project: Any, path: Path) -> list[str]:
+        """The project's dataset sources that lie outside its folder (``ProjectData.outside_sources``)."""
+        outside = getattr(project, "outside_sources", None)
+        if project.dataset is None or not callable(outside):
+            return []
+        return [str(s) for s in outside(path)]
+
+    def _confirm_outside_sources(self, sources: list[str], path: Path) -> bool:
+        """Ask before reading images a project names outside its own folder (a project from
+        elsewhere could point anywhere). Modal: the person is opening the project and waits."""
+        shown = "\n".join(sources[:10]) + (f"\n… and {len(sources) - 10} more" if len(sources) > 10 else "")
+        answer = QMessageBox.question(
+            self, "Read images outside the project's folder?",
+            f"{path.name} reads its images from outside its own folder:\n\n{shown}\n\n"
+            "Read them? Choose No to open the project with the images you have now.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def _project_read(self, path: Path, result: tuple[Any, list[TrainingJob]], restoring: Orphan | None = None) -> None:
+        """UI side, between reading the project and reading its images: confirm the images
+        outside its folder, then resolve the dataset in a worker."""
+        project, jobs = result
+        if self._closing or self.canvas_view is None:
+            if restoring is not None:
+                restoring.release()
+            return
+        allowed = True
+        outside = self._outside_sources(project, path) if restoring is None else []
+        if outside:  # a recovery file holds this user's own session: nothing to confirm
+            allowed = self._confirm_outside_sources(outside, path)
+            if self._closing:
+                return
+
+        def resolve() -> tuple[list[str], list[str]]:
+            if project.dataset is None or not allowed:
+                return [], []
+            return project.dataset.resolve(path.parent)
+
+        run_in_background(resolve, on_result=lambda fm: self._project_opened(
+                              (project, jobs, fm[0], fm[1]), restoring, skipped=not allowed),
+                          on_error=lambda exc, r=restoring: self._project_failed(exc, r))
+
+    def _project_opened(self, result: tuple[Any, list[TrainingJob], list[str], list[str]],
+                        restoring: Orphan | None = None, skipped: bool = False) -> None:
         project, jobs, found, missing = result
         if self._closing or self.canvas_view is None:
+            if restoring is not None:
+                restoring.release()
             return
-        self.canvas_view.replace_canvas(project.canvas)
+        self.canvas_view.replace_canvas(project.canvas, "Restore autosaved work" if restoring else "Open project")
         for job in jobs:
             job.path = None  # Save Model asks where: the checkpoint lives inside the project
             self.session.add_job(job)
@@ -862,7 +991,11 @@ class MainWindow(QMainWindow):
                 self._show_opened_job(job)
             self.controller.score(job)
         dataset = project.dataset
-        if dataset is not None:
+        expected = self._dataset_key()  # the images the session will have once loaded
+        if dataset is not None and skipped:
+            self.show_error("The project's images were not read",
+                            "They lie outside the project's folder. The current images are kept.")
+        elif dataset is not None:
             pp = Preprocess.from_dict(dataset.preprocess)
             same = self.session.images is not None and self.session.sources == found and self.session.preprocess == pp
             if missing:
@@ -873,11 +1006,163 @@ class MainWindow(QMainWindow):
             if not same and (found or dataset.is_demo):
                 self.dataset_panel.set_preprocess(pp)
                 self.open_sources(found, pp)
-        self.project_path = Path(project.path) if project.path is not None else None
+                expected = dataset_key(found, pp)
+        problems = [str(p) for p in getattr(project, "problems", None) or []]
+        if problems:
+            self.show_error("Some of the project could not be opened",
+                            "\n".join(problems[:10]) + (f"\n… and {len(problems) - 10} more" if len(problems) > 10 else "")
+                            + "\n\nEverything else was opened.")
+        state = self.canvas_view.canvas.snapshot()
+        members = self._job_marks()
         n = len(project.canvas.layers)
+        if restoring is None:
+            self.project_path = Path(project.path) if project.path is not None else None
+            opened = {job.id for job in jobs}
+            self.unsaved.project_saved(state, [m for m in members if m[0] in opened], expected,
+                                       members=[m[0] for m in members])
+            self.statusBar().showMessage(
+                f"Opened {self.project_path.name if self.project_path else 'the project'}: {n} layer{'s' * (n != 1)}, "
+                f"{len(jobs)} model{'s' * (len(jobs) != 1)} (Ctrl+Z in the Canvas brings the previous canvas back)",
+                10000)
+            return
+        # Restored after a crash: unsaved until saved, into the project it belonged to if any;
+        # the recovery file becomes this studio's own until the next autosave replaces it.
+        self.project_path = restored_project_path(project.meta)
+        self.unsaved.restored_from_recovery(state, [(j.id, j.step) for j in jobs], expected,
+                                            in_project=self.project_path is not None)
+        try:
+            self.last_autosave = self.recovery.adopt(restoring)
+            self._autosaved = self.unsaved.fingerprint(state, self.session.jobs, expected)
+        except OSError:
+            restoring.release()
         self.statusBar().showMessage(
-            f"Opened {self.project_path.name if self.project_path else 'the project'}: {n} layer{'s' * (n != 1)}, "
-            f"{len(jobs)} model{'s' * (len(jobs) != 1)} (Ctrl+Z in the Canvas brings the previous canvas back)", 10000)
+            f"Restored the autosaved work: {n} layer{'s' * (n != 1)}, {len(jobs)} model{'s' * (len(jobs) != 1)}. "
+            "Save it (Ctrl+Alt+S) to keep it.", 15000)
+
+    # ===================================================================== unsaved work
+    def _job_marks(self) -> list[tuple[int, int]]:
+        """(job id, step) of every job with a model: what a project saved now holds."""
+        return [(job.id, job.step) for job in self.session.jobs if job.model is not None]
+
+    def _dataset_key(self) -> tuple:
+        return dataset_key(self.session.sources, self.session.preprocess)
+
+    def unsaved_reasons(self) -> list[str]:
+        """What quitting now would lose, one sentence each (empty: nothing)."""
+        state = self.canvas_view.canvas.snapshot() if self.canvas_view is not None else None
+        return self.unsaved.reasons(state, self.session.jobs, self._dataset_key(),
+                                    project_open=self.project_path is not None)
+
+    def autosave_now(self) -> bool:
+        """Write the recovery project in a worker when something is unsaved and changed since
+        the last one (the autosave timer calls this; the UI thread never waits on it). Returns
+        whether a write was started."""
+        if self._closing or self.canvas_view is None or self._autosave_inflight:
+            return False
+        reasons = self.unsaved_reasons()
+        if not reasons:
+            self._drop_stale_recovery()
+            return False
+        from studio.project import project_from_session
+
+        canvas = self.canvas_view.canvas
+        state = canvas.snapshot()
+        fingerprint = self.unsaved.fingerprint(state, self.session.jobs, self._dataset_key())
+        if fingerprint == self._autosaved and self.recovery.exists():
+            return False
+        try:
+            path = self.recovery.claim()
+        except OSError as exc:
+            self._autosave_failed(exc)
+            return False
+        data = project_from_session(self.session, state, renderer=canvas.renderer)
+        data.meta.update(recovery_meta(self.project_path, reasons))
+        self._autosave_inflight = True
+        run_in_background(write_recovery, path, data,
+                          on_result=lambda out, fp=fingerprint: self._autosaved_to(out, fp),
+                          on_error=self._autosave_failed)
+        return True
+
+    def _autosaved_to(self, path: Path, fingerprint: tuple) -> None:
+        self._autosave_inflight = False
+        self._autosaved = fingerprint
+        self.last_autosave = Path(path)
+        if not self._closing:
+            self.statusBar().showMessage("Autosaved (for recovery after a crash)", 3000)
+        self._drop_stale_recovery()
+
+    def _autosave_failed(self, exc: BaseException) -> None:
+        self._autosave_inflight = False
+        if self._closing:
+            return
+        self.statusBar().showMessage(f"Autosave failed: {exc}", 10000)
+        if not self._autosave_warned:  # once: not a box every few minutes
+            self._autosave_warned = True
+            self.show_error("Autosave failed", f"{exc}\n\nUntil you save your work, a crash would lose it.")
+
+    def _drop_stale_recovery(self) -> None:
+        """Everything is saved: a recovery file would only offer older work after a crash."""
+        if not self._autosave_inflight and not self.unsaved_reasons():
+            self.recovery.clear()
+            self._autosaved = None
+
+    def check_recovery(self) -> None:
+        """Look (in a worker) for work a crashed studio autosaved; offered once the Canvas exists."""
+        if self.recovery_offer or self.recovery_box is not None:
+            return
+        run_in_background(find_orphans, self.recovery.root, on_result=self._recovery_found)
+
+    def _recovery_found(self, orphans: list[Orphan]) -> None:
+        if self._closing or not orphans or self.recovery_offer:
+            for orphan in orphans:
+                orphan.release()
+            return
+        self.recovery_offer = list(orphans)
+        if self.canvas_view is not None and self.recovery_box is None:
+            self._offer_recovery()
+
+    def _offer_recovery(self) -> None:
+        """A non-modal question: the window works meanwhile, nothing waits on the answer."""
+        newest = self.recovery_offer[0]
+        more = len(self.recovery_offer) - 1
+        text = (f"Harmonium did not quit properly last time. Work it autosaved on {newest.describe()} "
+                "can be restored.")
+        if more:
+            text += (f"\n\n{more} older autosave{'s' if more != 1 else ''} of other sessions "
+                     f"{'are' if more != 1 else 'is'} kept for the next start; Discard deletes them all.")
+        box = QMessageBox(QMessageBox.Icon.Question, "Restore unsaved work?", text,
+                          QMessageBox.StandardButton.NoButton, self)
+        restore = box.addButton("Restore", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton("Discard", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton("Not Now", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(restore)
+        box.setWindowModality(Qt.WindowModality.NonModal)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        roles = {QMessageBox.ButtonRole.AcceptRole: "restore", QMessageBox.ButtonRole.DestructiveRole: "discard"}
+        box.buttonClicked.connect(lambda button, b=box: self.answer_recovery(roles.get(b.buttonRole(button), "later")))
+        box.finished.connect(lambda _=0: self.answer_recovery("later"))  # closed without a choice
+        self.recovery_box = box
+        self._boxes.append(box)
+        box.finished.connect(lambda _=0, b=box: self._boxes.remove(b) if b in self._boxes else None)
+        box.show()
+
+    def answer_recovery(self, choice: str) -> None:
+        """``restore`` the newest crashed session (through the Open Project flow), ``discard``
+        them all, or ``later`` (kept, offered at the next start)."""
+        offer, self.recovery_offer = self.recovery_offer, []
+        self.recovery_box = None
+        if not offer:
+            return
+        if choice == "restore" and not self._closing and self.canvas_view is not None:
+            for orphan in offer[1:]:
+                orphan.release()
+            self.open_project(offer[0].project, restoring=offer[0])
+        elif choice == "discard":
+            discard(offer)
+            self.statusBar().showMessage("The autosaved work was discarded", 5000)
+        else:
+            for orphan in offer:
+                orphan.release()
 
     # ===================================================================== messages
     def show_error(self, title: str, message: str) -> None:
@@ -971,14 +1256,46 @@ class MainWindow(QMainWindow):
         s.sync()
 
     # ===================================================================== closing
-    def _confirm_quit(self, n: int) -> bool:
+    def _ask_quit(self, reasons: list[str]) -> str:
+        """Save / Discard / Cancel when quitting would lose something: ``save``, ``discard`` or
+        ``cancel`` (Yes, as older callers answer, means quit anyway)."""
+        B = QMessageBox.StandardButton
         answer = QMessageBox.question(
             self, "Quit Harmonium?",
-            f"{n} model{'s are' if n != 1 else ' is'} training. Stop {'them' if n != 1 else 'it'} and quit?\n\n"
-            "Models you have not saved (Ctrl+S) will be lost.",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
-            QMessageBox.StandardButton.Cancel)
-        return answer == QMessageBox.StandardButton.Yes
+            "Quitting now would lose:\n\n" + "\n".join(f"• {r}" for r in reasons[:12])
+            + ("\n• …" if len(reasons) > 12 else "") + "\n\nSave the project before quitting?",
+            B.Save | B.Discard | B.Cancel, B.Save)
+        if answer == B.Save:
+            return "save"
+        if answer in (B.Discard, B.Yes):
+            return "discard"
+        return "cancel"
+
+    def _save_then_quit(self) -> None:
+        """Save was chosen on quitting: pause the training (the file holds the models as they
+        end), save the project in the background, quit only once it is written; a failed or
+        cancelled save leaves the window open."""
+        if self.canvas_view is None:
+            self.statusBar().showMessage("The model engine is still starting: try again in a moment.", 5000)
+            return
+        path = self._project_target(ask=False)
+        if path is None:
+            self.statusBar().showMessage("Not quitting: the project was not saved.", 5000)
+            return
+        for job in self.controller.active_jobs():
+            if job.state is JobState.RUNNING:
+                self.controller.pause(job)
+        self._quit_save_pending = True
+
+        def saved() -> None:
+            self._quit_save_pending = False
+            self._quit_confirmed = True
+            self.close()
+
+        def failed() -> None:
+            self._quit_save_pending = False
+
+        self._start_project_save(path, then=saved, failed=failed)
 
     def busy_threads(self) -> list:
         """Threads of ours still running (training workers, loaders)."""
@@ -989,17 +1306,31 @@ class MainWindow(QMainWindow):
             event.accept()
             return
         if not self._closing:
-            active = self.controller.active_jobs()
-            if active and not self._confirm_quit(len(active)):
+            if self._quit_save_pending:
+                self.statusBar().showMessage("Saving the project before quitting…", 5000)
                 event.ignore()
                 return
+            reasons = [] if self._quit_confirmed else self.unsaved_reasons()
+            if reasons:
+                choice = self._ask_quit(reasons)
+                if choice != "discard":
+                    event.ignore()
+                    if choice == "save":
+                        self._save_then_quit()
+                    return
             self._closing = True
             self.save_settings()
             self._status_timer.stop()
+            self._autosave_timer.stop()
             for loader in list(self._loaders):
                 loader.cancel()
             for box in list(self._boxes):
                 box.close()
+            for orphan in self.recovery_offer:
+                orphan.release()
+            self.recovery_offer = []
+            if self.canvas_view is not None:
+                self.canvas_view.shutdown(timeout=0.2)  # its render thread ends (one per window otherwise)
         deadline = time.monotonic() + 1.0
         if self.dreams is not None:
             self.dreams.shutdown()  # its sampler thread stops within a frame
@@ -1010,7 +1341,7 @@ class MainWindow(QMainWindow):
             loader.wait(max(0, int((deadline - time.monotonic()) * 1000)))
         pool_idle = wait_background(max(0.0, deadline - time.monotonic()))
         if not self.busy_threads() and pool_idle:
-            self._close_ok = True
+            self._closed_cleanly()
             event.accept()
             return
         # A step, a save or the engine import is still finishing: hide now, quit when done.
@@ -1018,11 +1349,16 @@ class MainWindow(QMainWindow):
         self.hide()
         QTimer.singleShot(50, self._finish_close)
 
+    def _closed_cleanly(self) -> None:
+        """Every thread of ours is done (an autosave in flight included): the recovery slot goes."""
+        self._close_ok = True
+        self.recovery.remove()
+
     def _finish_close(self) -> None:
         if self.busy_threads() or not wait_background(0.0):
             QTimer.singleShot(50, self._finish_close)
             return
-        self._close_ok = True
+        self._closed_cleanly()
         self.close()
         app = QApplication.instance()
         if app is not None and not any(w.isVisible() for w in app.topLevelWidgets()):
