@@ -760,3 +760,97 @@ def test_a_destroyed_canvas_view_stops_its_render_thread(qtbot):
     shiboken6.delete(view)  # never closed, just deleted (its C++ side goes)
     qtbot.waitUntil(lambda: _canvas_render_threads() == before, timeout=5_000)
     assert thread.stopped
+
+
+# ----------------------------------------------------------------------------- opening projects
+
+
+def _project_file(folder: Path, sources: list[Path], bad_layer: bool = False) -> Path:
+    """A project with one red layer whose images come from ``sources``; ``bad_layer`` adds a
+    malformed layer entry to its manifest (skipped and reported when opened)."""
+    import json
+    import zipfile
+
+    from studio.canvas import Canvas, Layer
+    from studio.project import DatasetRef, ProjectData, save_project
+
+    canvas = Canvas(32, 32)
+    red = np.zeros((8, 8, 3), np.uint8)
+    red[..., 0] = 255
+    canvas.add_layer(Layer(name="red", source=red))
+    data = ProjectData(canvas=canvas.snapshot(), dataset=DatasetRef(
+        sources=[str(s) for s in sources], preprocess=Preprocess(size=28).to_dict()))
+    path = save_project(folder / "p.harmonium", data)
+    if bad_layer:
+        with zipfile.ZipFile(path) as zf:
+            members = [(info, zf.read(info)) for info in zf.infolist()]
+        with zipfile.ZipFile(path, "w") as zf:
+            for info, raw in members:
+                if info.filename == "project.json":
+                    manifest = json.loads(raw)
+                    manifest["canvas"]["layers"].append([1, 2])
+                    raw = json.dumps(manifest).encode()
+                zf.writestr(info, raw)
+    return path
+
+
+@pytest.fixture
+def engine_window(window, qtbot):
+    window.start_engine()
+    qtbot.waitUntil(lambda: window.canvas_view is not None, timeout=60_000)
+    return window
+
+
+@pytest.mark.parametrize("yes", [False, True])
+def test_a_project_s_images_outside_its_folder_are_confirmed_before_they_are_read(engine_window, image_folder,
+                                                                                    qtbot, monkeypatch, tmp_path, yes):
+    w = engine_window
+    folder = tmp_path / "project"
+    folder.mkdir()
+    path = _project_file(folder, [image_folder])
+    asked = []
+    loads = []
+    if not yes:  # with Yes, the real loader reads them
+        monkeypatch.setattr(w.session, "load", lambda *a, **k: loads.append(a) or pytest.fail("images read"))
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(
+        lambda parent, title, text, *a, **k: asked.append((title, text, list(loads))) or
+        (QMessageBox.StandardButton.Yes if yes else QMessageBox.StandardButton.No)))
+    w.open_project(path)
+    qtbot.waitUntil(lambda: [layer.name for layer in w.canvas_view.canvas.layers] == ["red"], timeout=30_000)
+    assert len(asked) == 1 and asked[0][0] == "Read images outside the project's folder?"
+    assert str(image_folder) in asked[0][1] and asked[0][2] == []  # asked before anything was read
+    if yes:
+        qtbot.waitUntil(lambda: w.session.sources == [str(image_folder)], timeout=30_000)
+        assert len(w.session.images) == 20
+    else:
+        qtbot.wait(50)
+        assert loads == [] and w.session.images is None and w._loader is None
+        assert "1 image source outside its folder not read" in w.statusBar().currentMessage()
+
+
+def test_a_project_s_own_images_are_read_without_a_question(engine_window, image_folder, qtbot, monkeypatch,
+                                                             tmp_path):
+    import shutil
+
+    w = engine_window
+    inside = tmp_path / "project" / "images"
+    shutil.copytree(image_folder, inside)
+    path = _project_file(tmp_path / "project", [inside])
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: asked.append(a)))
+    w.open_project(path)
+    qtbot.waitUntil(lambda: w.session.sources == [str(inside)], timeout=30_000)
+    assert asked == [] and len(w.session.images) == 20
+
+
+def test_a_project_s_skipped_parts_are_reported_and_the_rest_opens(engine_window, qtbot, tmp_path):
+    w = engine_window
+    path = _project_file(tmp_path, [], bad_layer=True)
+    w.open_project(path)
+    qtbot.waitUntil(lambda: w.last_error is not None, timeout=30_000)
+    title, message = w.last_error
+    assert title == "Some of the project could not be opened"
+    assert message.startswith("Skipped the layer 2: it is malformed in project.json.")
+    assert message.endswith("Everything else was opened.")
+    assert [layer.name for layer in w.canvas_view.canvas.layers] == ["red"]
+    assert w.project_path == path and w.unsaved_reasons() == []

@@ -923,21 +923,18 @@ class MainWindow(QMainWindow):
         self.show_error("The autosaved work could not be restored",
                         f"{exc}\n\nNothing was changed. The file is kept at {kept}.")
 
-    def _read_project(self, path: Path) -> tuple[Any, list[TrainingJob]]:
-        """Worker side: the validated project and a job per model (no image is read here)."""
+    def _read_project(self, path: Path) -> tuple[Any, list[TrainingJob], list[str], list[str], list[str]]:
+        """Worker side: the validated project, a job per model, the dataset sources found and
+        missing, and those found outside the project's folder (``stat`` only: no image is read
+        here, the images load after the person confirmed the outside ones)."""
         from studio.project import open_project
 
         project = open_project(path)
         jobs = [self.session.open_model(m.path) for m in project.models]
-        return project, jobs
-
-    @staticmethod
-    def _outside_sources(project: Any, path: Path) -> list[str]:
-        """The project's dataset sources that lie outside its folder (``ProjectData.outside_sources``)."""
-        outside = getattr(project, "outside_sources", None)
-        if project.dataset is None or not callable(outside):
-            return []
-        return [str(s) for s in outside(path)]
+        if project.dataset is None:
+            return project, jobs, [], [], []
+        found, missing = project.dataset.resolve(path.parent)
+        return project, jobs, found, missing, project.outside_sources(path)
 
     def _confirm_outside_sources(self, sources: list[str], path: Path) -> bool:
         """Ask before reading images a project names outside its own folder (a project from
@@ -945,37 +942,31 @@ class MainWindow(QMainWindow):
         shown = "\n".join(sources[:10]) + (f"\n… and {len(sources) - 10} more" if len(sources) > 10 else "")
         answer = QMessageBox.question(
             self, "Read images outside the project's folder?",
-            f"{path.name} reads its images from outside its own folder:\n\n{shown}\n\n"
-            "Read them? Choose No to open the project with the images you have now.",
+            f"{path.name} reads images from outside its own folder:\n\n{shown}\n\n"
+            "Read them? With No, only the project's own images are read (or, if it has none, "
+            "the images you have now are kept).",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
         return answer == QMessageBox.StandardButton.Yes
 
-    def _project_read(self, path: Path, result: tuple[Any, list[TrainingJob]], restoring: Orphan | None = None) -> None:
-        """UI side, between reading the project and reading its images: confirm the images
-        outside its folder, then resolve the dataset in a worker."""
-        project, jobs = result
+    def _project_read(self, path: Path, result: tuple, restoring: Orphan | None = None) -> None:
+        """UI side, between reading the project and reading its images: the images outside
+        its folder are shown and confirmed (not for a recovery file: it holds this user's own
+        session), then everything is applied."""
+        project, jobs, found, missing, outside = result
         if self._closing or self.canvas_view is None:
             if restoring is not None:
                 restoring.release()
             return
-        allowed = True
-        outside = self._outside_sources(project, path) if restoring is None else []
-        if outside:  # a recovery file holds this user's own session: nothing to confirm
-            allowed = self._confirm_outside_sources(outside, path)
-            if self._closing:
-                return
-
-        def resolve() -> tuple[list[str], list[str]]:
-            if project.dataset is None or not allowed:
-                return [], []
-            return project.dataset.resolve(path.parent)
-
-        run_in_background(resolve, on_result=lambda fm: self._project_opened(
-                              (project, jobs, fm[0], fm[1]), restoring, skipped=not allowed),
-                          on_error=lambda exc, r=restoring: self._project_failed(exc, r))
+        refused: list[str] = []
+        if outside and restoring is None and not self._confirm_outside_sources(outside, path):
+            refused = [s for s in found if s in outside]
+            found = [s for s in found if s not in outside]
+        if self._closing:
+            return
+        self._project_opened((project, jobs, found, missing), restoring, refused=refused)
 
     def _project_opened(self, result: tuple[Any, list[TrainingJob], list[str], list[str]],
-                        restoring: Orphan | None = None, skipped: bool = False) -> None:
+                        restoring: Orphan | None = None, refused: list[str] | None = None) -> None:
         project, jobs, found, missing = result
         if self._closing or self.canvas_view is None:
             if restoring is not None:
@@ -992,10 +983,7 @@ class MainWindow(QMainWindow):
             self.controller.score(job)
         dataset = project.dataset
         expected = self._dataset_key()  # the images the session will have once loaded
-        if dataset is not None and skipped:
-            self.show_error("The project's images were not read",
-                            "They lie outside the project's folder. The current images are kept.")
-        elif dataset is not None:
+        if dataset is not None:
             pp = Preprocess.from_dict(dataset.preprocess)
             same = self.session.images is not None and self.session.sources == found and self.session.preprocess == pp
             if missing:
@@ -1003,11 +991,11 @@ class MainWindow(QMainWindow):
                                 "Missing:\n" + "\n".join(missing[:10]) + ("\n…" if len(missing) > 10 else "")
                                 + ("\n\nThe images that were found are loaded." if found else
                                    "\n\nThe current images are kept."))
-            if not same and (found or dataset.is_demo):
+            if not same and (found or (dataset.is_demo and not refused)):
                 self.dataset_panel.set_preprocess(pp)
                 self.open_sources(found, pp)
                 expected = dataset_key(found, pp)
-        problems = [str(p) for p in getattr(project, "problems", None) or []]
+        problems = [str(p) for p in project.problems]
         if problems:
             self.show_error("Some of the project could not be opened",
                             "\n".join(problems[:10]) + (f"\n… and {len(problems) - 10} more" if len(problems) > 10 else "")
@@ -1022,8 +1010,10 @@ class MainWindow(QMainWindow):
                                        members=[m[0] for m in members])
             self.statusBar().showMessage(
                 f"Opened {self.project_path.name if self.project_path else 'the project'}: {n} layer{'s' * (n != 1)}, "
-                f"{len(jobs)} model{'s' * (len(jobs) != 1)} (Ctrl+Z in the Canvas brings the previous canvas back)",
-                10000)
+                f"{len(jobs)} model{'s' * (len(jobs) != 1)}"
+                + (f", {len(refused)} image source{'s' * (len(refused) != 1)} outside its folder not read"
+                   if refused else "")
+                + " (Ctrl+Z in the Canvas brings the previous canvas back)", 10000)
             return
         # Restored after a crash: unsaved until saved, into the project it belonged to if any;
         # the recovery file becomes this studio's own until the next autosave replaces it.
