@@ -32,12 +32,13 @@ import math
 import os
 import shutil
 import stat
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
+
+from models.atomic import data_dir  # the user's data folder (honours XDG_DATA_HOME): pure stdlib
 
 try:  # POSIX: the lock that tells a running studio from a crashed one
     import fcntl
@@ -75,20 +76,6 @@ SET_ASIDE_PREFIX = "unopenable-"
 # --------------------------------------------------------------------------
 # Where recovery files live, how often they are written
 # --------------------------------------------------------------------------
-
-
-def data_dir() -> Path:
-    """The user's data folder for Harmonium: ``$XDG_DATA_HOME/harmonium`` (``~/.local/share``
-    when unset or relative, as the XDG spec says) on Linux and the BSDs, ``~/Library/Application
-    Support/Harmonium`` on macOS, ``%LOCALAPPDATA%\\Harmonium`` on Windows."""
-    if sys.platform == "win32":  # pragma: no cover - not the platform the tests run on
-        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
-        return Path(base) / "Harmonium"
-    if sys.platform == "darwin":  # pragma: no cover
-        return Path.home() / "Library" / "Application Support" / "Harmonium"
-    xdg = os.environ.get("XDG_DATA_HOME", "")
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".local" / "share"
-    return base / "harmonium"
 
 
 def autosave_root() -> Path:

@@ -854,3 +854,29 @@ def test_a_project_s_skipped_parts_are_reported_and_the_rest_opens(engine_window
     assert message.endswith("Everything else was opened.")
     assert [layer.name for layer in w.canvas_view.canvas.layers] == ["red"]
     assert w.project_path == path and w.unsaved_reasons() == []
+
+
+def test_the_studio_sweeps_what_killed_saves_left_at_start_off_the_ui_thread(window, image_folder, qtbot,
+                                                                            monkeypatch, tmp_path):
+    import subprocess
+    import sys
+    import tempfile
+
+    import models.atomic
+
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout)
+    temp = tmp_path / "temp"
+    stale = temp / f"harmonium-save-{dead}-abcdefgh"  # a save's work folder, its writer gone
+    stale.mkdir(parents=True)
+    (stale / "model.safetensors").write_bytes(b"\0" * 1000)
+    mine = temp / f"harmonium-save-{os.getpid()}-abcdefgh"  # a writer that runs: kept
+    mine.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    real, threads = models.atomic.sweep_stale, []
+    monkeypatch.setattr(models.atomic, "sweep_stale",
+                        lambda *a, **k: threads.append(threading.current_thread()) or real(*a, **k))
+    window.start(str(image_folder))
+    qtbot.waitUntil(lambda: not stale.exists(), timeout=30_000)
+    assert mine.is_dir()
+    assert len(threads) == 1 and threads[0] is not threading.main_thread()

@@ -308,6 +308,7 @@ class MainWindow(QMainWindow):
         self._pending_train = train
         self.start_engine()
         self.check_recovery()
+        self.sweep_stale_files()
         sources = [folder] if isinstance(folder, str) else list(folder or [])
         self.open_sources(sources)
 
@@ -1095,6 +1096,18 @@ class MainWindow(QMainWindow):
         if not self._autosave_inflight and not self.unsaved_reasons():
             self.recovery.clear()
             self._autosaved = None
+
+    def sweep_stale_files(self) -> None:
+        """Remove, in a worker, the temporary files and folders saves killed outright left behind
+        (``models.atomic.sweep_stale``: only ours, only of writers no longer running)."""
+        from models.atomic import sweep_stale
+
+        run_in_background(sweep_stale, on_result=self._swept)
+
+    def _swept(self, removed: list) -> None:
+        if removed and not self._closing:
+            self.statusBar().showMessage(
+                f"Removed {len(removed)} temporary file{'s' * (len(removed) != 1)} left by an interrupted save", 8000)
 
     def check_recovery(self) -> None:
         """Look (in a worker) for work a crashed studio autosaved; offered once the Canvas exists."""
