@@ -495,3 +495,23 @@ def test_an_unreadable_autosave_is_reported_and_set_aside(window, image_folder, 
     assert window.canvas_view.canvas.layers == ()
     assert find_orphans(tmp_path / "data" / "harmonium" / "autosave") == []  # not offered again
     assert (tmp_path / "data" / "harmonium" / "autosave" / "unopenable-crashed" / RECOVERY_NAME).is_file()
+
+
+def test_save_on_quit_while_training_pauses_saves_the_model_then_quits(ready, qtbot, monkeypatch, tmp_path):
+    from studio.jobs import JobState
+    from studio.project import open_project
+
+    w = ready
+    page, job = start_tiny(w, "rbm", epochs=400)
+    qtbot.waitUntil(lambda: job.step >= 3, timeout=WAIT)
+    asked: list = []
+    answer(monkeypatch, QMessageBox.StandardButton.Save, asked)
+    target = tmp_path / "training.harmonium"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(target), "")))
+    w.close()
+    assert asked and "1 model is training: it would be stopped." in asked[0][1]
+    assert job.state is JobState.PAUSED  # the file holds the model as it ends
+    qtbot.waitUntil(lambda: w._close_ok, timeout=WAIT)
+    opened = open_project(target)
+    assert [m.kind for m in opened.models] == ["rbm"]
+    assert opened.models[0].checkpoint.meta["trainer"]["step"] == job.step

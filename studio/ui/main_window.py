@@ -1023,9 +1023,15 @@ class MainWindow(QMainWindow):
                                             in_project=self.project_path is not None)
         try:
             self.last_autosave = self.recovery.adopt(restoring)
-            self._autosaved = self.unsaved.fingerprint(state, self.session.jobs, expected)
         except OSError:
             restoring.release()
+        else:
+            restored = {job.id for job in jobs}
+            if all(job.id in restored for job in self.session.jobs if job.model is not None):
+                # the adopted file holds the session as it is now: no need to write it again
+                self._autosaved = self.unsaved.fingerprint(state, self.session.jobs, expected)
+            else:
+                self._autosaved = None  # models from before the restore are not in it yet
         self.statusBar().showMessage(
             f"Restored the autosaved work: {n} layer{'s' * (n != 1)}, {len(jobs)} model{'s' * (len(jobs) != 1)}. "
             "Save it (Ctrl+Alt+S) to keep it.", 15000)
@@ -1285,9 +1291,9 @@ class MainWindow(QMainWindow):
         if path is None:
             self.statusBar().showMessage("Not quitting: the project was not saved.", 5000)
             return
-        for job in self.controller.active_jobs():
-            if job.state is JobState.RUNNING:
-                self.controller.pause(job)
+        paused = [job for job in self.controller.active_jobs() if job.state is JobState.RUNNING]
+        for job in paused:
+            self.controller.pause(job)
         self._quit_save_pending = True
 
         def saved() -> None:
@@ -1297,6 +1303,8 @@ class MainWindow(QMainWindow):
 
         def failed() -> None:
             self._quit_save_pending = False
+            if paused:
+                self.statusBar().showMessage("Not quitting. Training is paused: resume it with Space.", 10000)
 
         self._start_project_save(path, then=saved, failed=failed)
 
