@@ -307,7 +307,12 @@ def sweep_stale(temp_root: str | os.PathLike[str] | None = None) -> list[Path]:
     the CLI or the studio starts."""
     removed: list[Path] = []
     _sweep_journal(removed)
-    _sweep_temp_dir(Path(temp_root) if temp_root is not None else Path(tempfile.gettempdir()), removed)
+    if temp_root is None:
+        try:
+            temp_root = tempfile.gettempdir()
+        except OSError:  # no writable temp dir (a full disk): nothing of ours can be there either
+            return removed
+    _sweep_temp_dir(Path(temp_root), removed)
     return removed
 
 
