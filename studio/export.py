@@ -3,7 +3,8 @@
 Every file is written atomically (:func:`atomic_write`): to a temporary file in
 the destination folder, flushed and fsynced, then ``os.replace``-d over the
 target.  A failure part-way leaves no partial file behind and leaves an
-existing file at the destination untouched.
+existing file at the destination untouched; a symbolic link planted at the
+destination is replaced by the new file, never written through.
 
 Provenance is stored in PNG text chunks: one ``harmonium:<key>`` chunk per
 top-level key (strings as they are, other values as JSON), e.g.
@@ -20,7 +21,6 @@ import io
 import json
 import os
 import re
-import secrets
 import xml.etree.ElementTree as ET
 import zipfile
 from contextlib import contextmanager
@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from models.atomic import atomic_open
 from studio.blend import ORA_COMPOSITE_OPS, to_uint8
 from studio.canvas import Canvas, Layer
 
@@ -66,24 +67,14 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     """Open a temporary file next to ``path`` for binary writing; on success it
     is fsynced and atomically renamed onto ``path``, on any exception removed.
 
-    The temporary file is created with mode 0o666 minus the umask, like a
-    normal ``open()``, so the final file gets ordinary permissions.
+    The rename replaces a symbolic link planted at ``path`` (it never writes
+    through one to a file outside the folder).  The temporary is named
+    ``.NAME.<pid>.<random>.tmp`` and journalled, so that one left by a killed
+    process is removed at the next start (:func:`models.atomic.sweep_stale`).
+    The file gets ordinary permissions (0o666 minus the umask).
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_open(path) as f:
+        yield f
 
 
 # --------------------------------------------------------------------------

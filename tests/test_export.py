@@ -310,3 +310,40 @@ def test_animation_rejects_bad_input(tmp_path):
         save_animation([np.zeros((2, 2)), np.zeros((3, 3))], tmp_path / "a.gif")
     with pytest.raises(ValueError):
         save_animation([np.zeros((2, 2))], tmp_path / "a.gif", format="webp")
+
+
+# ---------------------------------------------------------------------------
+# Planted links
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links")
+def test_exports_replace_planted_links_and_never_write_through_them(tmp_path):
+    """A link planted at an output name (to a file outside the folder, or to nowhere) is
+    replaced by the new file: the file it pointed at keeps its bytes, nothing is created there."""
+    canvas = make_canvas()
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    out.mkdir()
+    outside.mkdir()
+    names = ["000-texture.png", "001-vae-frame.png", "002-cut-out.png", "003-hidden.png", "composite.png",
+             "art.ora", "anim.gif", "anim.png", "single.png"]
+    for i, name in enumerate(names):
+        if i % 2:
+            (out / name).symlink_to(outside / f"missing-{name}")  # dangling: must not come to exist
+        else:
+            (outside / name).write_bytes(b"precious " + name.encode())
+            (out / name).symlink_to(outside / name)
+    export_layers(canvas, out)
+    save_ora(canvas, out / "art.ora")
+    save_animation(solid_frames(), out / "anim.gif")
+    save_animation(solid_frames(), out / "anim.png", format="apng")
+    save_png(out / "single.png", np.zeros((4, 4, 3), np.uint8), {"seed": 1})
+    assert sorted(p.name for p in outside.iterdir()) == sorted(n for i, n in enumerate(names) if i % 2 == 0)
+    for name in names:
+        if not name.startswith("missing"):
+            assert not (out / name).is_symlink(), name
+        if (outside / name).exists():
+            assert (outside / name).read_bytes() == b"precious " + name.encode()
+    np.testing.assert_array_equal(read_png(out / "composite.png"), canvas.render_uint8())
+    assert zipfile.ZipFile(out / "art.ora").read("mimetype") == export.ORA_MIMETYPE
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)  # and no temporaries
