@@ -46,6 +46,13 @@ Policies worth knowing
   before any pixel is decoded.  Pillow's own hard limit (``2 * Image.MAX_IMAGE_PIXELS``, about
   179 MP) still applies on top, so ``max_pixels`` above that has no effect.  Pillow's
   ``DecompressionBombWarning`` is silenced because the per-call limit replaces it.
+* Links: a symbolic link in a dropped folder is followed when it leads inside the dropped
+  folders; one that leads out of them (a link to ``/``, to ``/etc/shadow``) is rejected with
+  its target and never read, unless ``follow_links=True``.  Loops end (each real folder is
+  walked once), and a walk stops after ``MAX_ENTRIES`` entries or ``MAX_FILES`` image files,
+  saying so in a rejection.
+* File names in reports go through :func:`display_path`: bytes that are not UTF-8 become
+  ``\\xNN`` and, in the text report, newlines and other control characters are escaped.
 * Cancellation raises :class:`LoadCancelled` (a partial set would be a misleading thing to
   train on); the caller just loads again.
 * If some other part of the process sets ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES = True``,
@@ -54,6 +61,7 @@ Policies worth knowing
 from __future__ import annotations
 
 import importlib
+import errno
 import json
 import os
 import re
@@ -71,7 +79,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 # Register the decoders we use now, so worker threads never race Pillow's lazy plugin set-up.
 for _plugin in ("Bmp", "Gif", "Jpeg", "Mpo", "Png", "Tiff", "WebP"):
@@ -87,6 +95,7 @@ __all__ = [
     "augment",
     "default_workers",
     "demo_folder",
+    "display_path",
     "load_demo",
     "load_images",
     "scan",
@@ -299,19 +308,64 @@ def _dir_key(folder: Path, st: os.stat_result) -> tuple[Any, ...]:
     return (st.st_dev, st.st_ino) if st.st_ino else ("path", str(folder.resolve()))
 
 
-def _walk_folder(root: Path, out: _ScanResult, seen_dirs: set[tuple[Any, ...]],
+#: Bounds of one walk: folder entries looked at, and image files found. A link to "/" or a
+#: dropped home folder must not turn a drop into a walk of the whole disk.
+MAX_ENTRIES = 1_000_000
+MAX_FILES = 100_000
+
+
+@dataclass
+class _Walk:
+    """What a walk knows as it goes: the real folders of the dropped sources (links may lead
+    anywhere inside them), whether links out of them are followed, the folders already
+    walked (so link loops end) and how much it may still look at."""
+
+    roots: list[str]
+    follow_links: bool
+    max_entries: int
+    max_files: int
+    entries: int = 0
+    files: int = 0
+    seen_dirs: set[tuple[Any, ...]] = field(default_factory=set)
+    stopped: bool = False
+
+    def inside(self, real: str) -> bool:
+        """Whether the real path ``real`` lies in one of the dropped folders."""
+        for root in self.roots:
+            base = root if root.endswith(os.sep) else root + os.sep
+            if real == root or real.startswith(base):
+                return True
+        return False
+
+
+_LOOP = "link loop (the link leads back to itself)"
+
+
+def _link_target(path: Path) -> tuple[str | None, str | None]:
+    """(the real path a link leads to, None) or (None, why it leads nowhere)."""
+    try:
+        return os.path.realpath(path, strict=True), None
+    except OSError as exc:
+        return None, _LOOP if exc.errno == errno.ELOOP else "broken link (its target does not exist)"
+    except RuntimeError:  # older Pythons report a loop so
+        return None, _LOOP
+
+
+def _walk_folder(root: Path, out: _ScanResult, walk: _Walk,
                  candidates: list[tuple[Path, tuple[int, int] | None]]) -> None:
-    """Depth-first walk of ``root``.  Symlinked folders are followed once: each real folder
-    (device, inode) is visited at most once, so link loops end.  Hidden entries (dot-names)
-    are not images: hidden files are listed as ignored, hidden folders are not entered."""
+    """Depth-first walk of ``root``.  Links are followed only where they lead inside the dropped
+    folders (anywhere with ``follow_links``); each real folder (device, inode) is visited at most
+    once, so link loops end; the walk stops at ``MAX_ENTRIES`` entries or ``MAX_FILES`` image
+    files, and says so.  Hidden entries (dot-names) are not images: hidden files are listed as
+    ignored, hidden folders are not entered."""
     stack = [root]
-    while stack:
+    while stack and not walk.stopped:
         folder = stack.pop()
         try:
             key = _dir_key(folder, folder.stat())
-            if key in seen_dirs:
+            if key in walk.seen_dirs:
                 continue  # a link back to a folder already walked (or a loop)
-            seen_dirs.add(key)
+            walk.seen_dirs.add(key)
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
@@ -319,28 +373,50 @@ def _walk_folder(root: Path, out: _ScanResult, seen_dirs: set[tuple[Any, ...]],
             continue
         subfolders = []
         for entry in entries:
+            if walk.entries >= walk.max_entries or walk.files >= walk.max_files:
+                limit = (f"{walk.max_files:,} image files" if walk.files >= walk.max_files
+                         else f"{walk.max_entries:,} entries")
+                out.rejected.append(Rejected(str(folder), f"not walked to the end: the walk stops after {limit}; "
+                                             "drop a smaller folder"))
+                walk.stopped = True
+                return
+            walk.entries += 1
             path = folder / entry.name
             try:
+                link = entry.is_symlink()
                 is_dir = entry.is_dir()
                 is_file = not is_dir and entry.is_file()
             except OSError as exc:
-                out.rejected.append(Rejected(str(path), f"cannot inspect: {_os_reason(exc)}"))
+                loop = exc.errno == errno.ELOOP
+                out.rejected.append(Rejected(str(path), _LOOP if loop else f"cannot inspect: {_os_reason(exc)}"))
                 continue
             if entry.name.startswith("."):
                 if not is_dir:
                     out.ignored.append(path)
                 continue
+            if link and (is_dir or (is_file and _is_image_name(entry.name))):
+                target, why = _link_target(path)
+                if target is None:
+                    out.rejected.append(Rejected(str(path), why or "broken link"))
+                    continue
+                if not walk.follow_links and not walk.inside(target):
+                    what = "folder" if is_dir else "file"
+                    out.rejected.append(Rejected(str(path), f"link to a {what} outside the dropped folders "
+                                                 f"({target}): not followed"))
+                    continue
             if is_dir:
-                subfolders.append(path)
+                subfolders.append((link, path))
             elif not _is_image_name(entry.name):
                 out.ignored.append(path)
             elif is_file:
+                walk.files += 1
                 candidates.append((path, _file_key(path)))
-            elif entry.is_symlink():
-                out.rejected.append(Rejected(str(path), "broken link (its target does not exist)"))
+            elif link:
+                out.rejected.append(Rejected(str(path), _link_target(path)[1] or "broken link"))
             else:
                 out.rejected.append(Rejected(str(path), "not a regular file"))
-        stack.extend(reversed(subfolders))
+        # Real subfolders before linked ones: a folder reachable both ways is listed by its own path.
+        stack.extend(path for _, path in reversed(sorted(subfolders, key=lambda s: s[0])))
 
 
 def _file_key(path: Path) -> tuple[int, int] | None:
@@ -352,22 +428,33 @@ def _file_key(path: Path) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino) if st.st_ino else None
 
 
-def _walk(sources: Iterable[str | os.PathLike[str]]) -> _ScanResult:
+def _walk(sources: Iterable[str | os.PathLike[str]], follow_links: bool = False) -> _ScanResult:
     out = _ScanResult([], [], [])
-    seen_dirs: set[tuple[Any, ...]] = set()
+    sources = list(sources)
+    roots = []
+    for src in sources:  # the dropped folders, as real paths: links may lead anywhere inside them
+        try:
+            if os.path.isdir(src):
+                roots.append(os.path.realpath(src))
+        except (OSError, ValueError):
+            pass
+    walk = _Walk(roots, follow_links, MAX_ENTRIES, MAX_FILES)
     candidates: list[tuple[Path, tuple[int, int] | None]] = []
     for src in sources:
         path = Path(src)
         try:
             st = path.stat()
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             if isinstance(exc, FileNotFoundError) and path.is_symlink():
                 out.rejected.append(Rejected(str(path), "broken link (its target does not exist)"))
-            else:
+            elif isinstance(exc, OSError):
                 out.rejected.append(Rejected(str(path), _os_reason(exc)))
+            else:
+                out.rejected.append(Rejected(str(path), "not a valid path"))
             continue
         if stat.S_ISDIR(st.st_mode):
-            _walk_folder(path, out, seen_dirs, candidates)
+            if not walk.stopped:
+                _walk_folder(path, out, walk, candidates)
         elif stat.S_ISREG(st.st_mode):
             # Named explicitly: always tried, whatever its extension; content decides.
             candidates.append((path, (st.st_dev, st.st_ino) if st.st_ino else None))
@@ -403,15 +490,18 @@ def _as_sources(sources: Iterable[str | os.PathLike[str]] | str | os.PathLike[st
     return list(sources)
 
 
-def scan(sources: Iterable[str | os.PathLike[str]] | str | os.PathLike[str]) -> tuple[list[Path], list[Rejected]]:
+def scan(sources: Iterable[str | os.PathLike[str]] | str | os.PathLike[str], *,
+         follow_links: bool = False) -> tuple[list[Path], list[Rejected]]:
     """Find candidate image files under ``sources`` (files and folders, recursive).
 
     Folders contribute files whose name ends in an image extension (any case); files named
     directly are always candidates.  Order is deterministic (sorted by path).  Missing sources,
-    unreadable folders, broken links and duplicates (one file reached twice through links)
-    come back as :class:`Rejected`; nothing raises.
+    unreadable folders, broken links, link loops, links that lead out of the dropped folders
+    (unless ``follow_links``) and duplicates (one file reached twice through links) come back
+    as :class:`Rejected`; so does a walk cut short at ``MAX_ENTRIES`` entries or ``MAX_FILES``
+    image files.  Nothing raises.
     """
-    result = _walk(_as_sources(sources))
+    result = _walk(_as_sources(sources), follow_links)
     return result.files, result.rejected
 
 
@@ -491,6 +581,10 @@ def _header_size(head: bytes) -> tuple[int, int] | None:
 
 
 _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
+#: Pillow's caps on PNG text: one chunk inflated, and all of a file's chunks together. Pillow
+#: raises a plain ValueError naming the cap, which would otherwise read as "corrupt".
+_PNG_TEXT_CHUNK = PngImagePlugin.MAX_TEXT_CHUNK
+_PNG_TEXT_MEMORY = PngImagePlugin.MAX_TEXT_MEMORY
 #: What Pillow's decoders raise on damaged data (OSError "image file is truncated", PNG
 #: SyntaxError "broken PNG file", EOFError, zlib.error, struct.error, ...).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
@@ -519,6 +613,12 @@ def _describe_error(exc: BaseException, head: bytes, pp: Preprocess) -> str:
     if isinstance(exc, MemoryError):
         return "not enough memory to decode this image"
     detail = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, ValueError) and "MAX_TEXT_CHUNK" in detail:
+        return (f"PNG text chunk too large: a compressed text chunk (zTXt/iTXt) inflates past "
+                f"{_PNG_TEXT_CHUNK // 2**20} MB, a decompression bomb; not loaded")
+    if isinstance(exc, ValueError) and "MAX_TEXT_MEMORY" in detail:
+        return (f"PNG text chunks too large: together they inflate past {_PNG_TEXT_MEMORY // 2**20} MB, "
+                "a decompression bomb; not loaded")
     if isinstance(exc, OSError) and exc.errno is not None:
         return f"cannot read the file: {exc.strerror or detail}"
     if isinstance(exc, _DECODE_ERRORS):
@@ -760,6 +860,7 @@ def load_images(
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
     workers: int | None = None,
+    follow_links: bool = False,
 ) -> ImageSet:
     """Scan ``sources`` and decode every candidate into one uint8 ``[N, C, H, W]`` array.
 
@@ -772,13 +873,16 @@ def load_images(
         cancel: when set (from any thread), loading stops promptly and
             :class:`LoadCancelled` is raised; no partial set is returned.
         workers: decoding threads (default :func:`default_workers`); 1 decodes inline.
+        follow_links: follow symbolic links that lead out of the dropped folders too (by
+            default such links are rejected, with their target, and not read: a link to "/"
+            in a dropped folder must not walk the whole disk). Links inside are followed.
 
     Per-file problems never raise: they end up in ``ImageSet.rejected`` with a reason.
     """
     pp = preprocess if preprocess is not None else Preprocess()
     if not isinstance(pp, Preprocess):
         raise TypeError(f"preprocess must be a Preprocess, got {type(pp).__name__}")
-    found = _walk(_as_sources(sources))
+    found = _walk(_as_sources(sources), follow_links)
     files = found.files
     total = len(files)
     if cancel is not None and cancel.is_set():
@@ -915,27 +1019,52 @@ def load_demo(preprocess: Preprocess | None = None, **kwargs: Any) -> ImageSet:
 # ----------------------------------------------------------------------------- report
 
 
+def display_path(path: str | os.PathLike[str], *, one_line: bool = True) -> str:
+    """A path as text that any terminal or UTF-8 file takes: bytes of a file name that are not
+    UTF-8 become ``\\xNN`` (a name from a Latin-1 disk would otherwise make printing fail on a
+    strict UTF-8 stdout and the JSON report invalid), and with ``one_line`` characters that
+    are not printable (a newline, a tab, an escape) become ``\\n``, ``\\t``, ``\\x1b``, so
+    that a file name cannot forge lines of a report."""
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        raw = text
+    else:
+        try:
+            raw = os.fsencode(text)
+        except UnicodeError:  # a lone surrogate that no file name bytes make
+            raw = text.encode("utf-8", "backslashreplace")
+    text = raw.decode("utf-8", "backslashreplace")
+    if one_line and not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text
+
+
 def _report_dict(result: ImageSet, sources: list) -> dict[str, Any]:
+    """The JSON report; every path through :func:`display_path` (whole: JSON escapes the
+    control characters itself), so the JSON is valid UTF-8 whatever the file names."""
+    show = lambda p: display_path(p, one_line=False)  # noqa: E731
     return {
-        "sources": [str(s) for s in sources],
+        "sources": [show(s) for s in sources],
         "preprocess": result.preprocess.to_dict(),
         "counts": {"accepted": len(result), "rejected": len(result.rejected), "ignored": len(result.ignored)},
         "array": {"shape": list(result.images.shape), "dtype": str(result.images.dtype),
                   "bytes": int(result.images.nbytes)},
         "accepted": [
-            {"path": p, "format": i.format, "mode": i.mode, "width": i.width, "height": i.height,
+            {"path": show(p), "format": i.format, "mode": i.mode, "width": i.width, "height": i.height,
              "notes": list(i.notes)}
             for p, i in zip(result.paths, result.info, strict=True)
         ],
-        "rejected": [{"path": r.path, "reason": r.reason} for r in result.rejected],
-        "ignored": list(result.ignored),
+        "rejected": [{"path": show(r.path), "reason": show(r.reason)} for r in result.rejected],
+        "ignored": [show(p) for p in result.ignored],
     }
 
 
 def _report_text(result: ImageSet, sources: list) -> str:
+    """The text report: one line per file, every path and reason through :func:`display_path`."""
     pp = result.preprocess
+    show = display_path
     lines = [
-        f"Scanned {', '.join(str(s) for s in sources) or '(nothing)'}",
+        f"Scanned {', '.join(show(s) for s in sources) or '(nothing)'}",
         f"Preprocess: {pp.describe()}; refuse smaller than {pp.min_size} px "
         f"or larger than {_human_pixels(pp.max_pixels)}",
         f"{len(result)} accepted, {len(result.rejected)} rejected, "
@@ -945,12 +1074,12 @@ def _report_text(result: ImageSet, sources: list) -> str:
     ]
     for p, i in zip(result.paths, result.info, strict=True):
         note = f"  [{'; '.join(i.notes)}]" if i.notes else ""
-        lines.append(f"  {p}  {i.format} {i.width}×{i.height} {i.mode}{note}")
+        lines.append(f"  {show(p)}  {i.format} {i.width}×{i.height} {i.mode}{note}")
     lines += ["", f"Rejected ({len(result.rejected)}):"]
-    lines += [f"  {r.path}: {r.reason}" for r in result.rejected] or ["  (none)"]
+    lines += [f"  {show(r.path)}: {show(r.reason)}" for r in result.rejected] or ["  (none)"]
     if result.ignored:
         lines += ["", f"Ignored, not image files by name ({len(result.ignored)}):"]
-        lines += [f"  {p}" for p in result.ignored]
+        lines += [f"  {show(p)}" for p in result.ignored]
     if len(result):
         n, c, h, w = result.images.shape
         size = result.images.nbytes

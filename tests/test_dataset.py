@@ -8,6 +8,7 @@ import os
 import struct
 import threading
 import zlib
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -753,3 +754,109 @@ def test_demo_set_is_built_in_small_and_learnable():
     assert (ink > 0.03).all() and (ink < 0.7).all()
     families = {Path(p).name.split("_")[0] for p in demo.paths}
     assert len(families) >= 4
+
+
+# ----------------------------------------------------------------------------- links and odd names
+
+
+@pytest.fixture
+def dropped(tmp_path) -> Path:
+    """A dropped folder with two images, next to an outside folder it links to (and to "/")."""
+    inside, outside = tmp_path / "dropped", tmp_path / "outside"
+    (inside / "sub").mkdir(parents=True)
+    outside.mkdir()
+    solid(RED).save(inside / "a.png")
+    solid(GREEN).save(inside / "sub" / "b.png")
+    solid(BLUE).save(outside / "secret.png")
+    os.symlink("/", inside / "root")
+    os.symlink(outside, inside / "elsewhere")
+    os.symlink(outside / "secret.png", inside / "secret.png")
+    os.symlink(inside / "sub", inside / "again")  # inside: followed, and the same folder walked once
+    os.symlink(inside / "self.png", inside / "self.png")  # a link to itself
+    return tmp_path
+
+
+def test_links_out_of_the_dropped_folder_are_not_followed(dropped, monkeypatch):
+    opened: list[str] = []
+    real_open = dataset._open_file
+    monkeypatch.setattr(dataset, "_open_file", lambda p: opened.append(str(p)) or real_open(p))
+    inside = dropped / "dropped"
+    result = load_images([inside], Preprocess(size=16, color=True), workers=1)
+    assert rel(inside, result.paths) == ["a.png", "sub/b.png"]
+    reasons = {Path(r.path).name: r.reason for r in result.rejected}
+    assert reasons["root"] == "link to a folder outside the dropped folders (/): not followed"
+    assert reasons["elsewhere"] == f"link to a folder outside the dropped folders ({dropped / 'outside'}): not followed"
+    assert reasons["secret.png"].startswith("link to a file outside the dropped folders")
+    assert reasons["self.png"] == "link loop (the link leads back to itself)"
+    assert sorted(reasons) == ["elsewhere", "root", "secret.png", "self.png"]  # "again" is "sub", walked once
+    assert sorted(opened) == sorted(result.paths)  # nothing outside was read
+
+
+def test_follow_links_when_asked_and_links_between_dropped_folders(dropped):
+    inside, outside = dropped / "dropped", dropped / "outside"
+    # "elsewhere" leads into the other dropped folder: followed (it is walked there first), once.
+    both = load_images([inside, outside], Preprocess(size=16), workers=1)
+    assert rel(dropped, both.paths) == ["dropped/a.png", "dropped/elsewhere/secret.png", "dropped/sub/b.png"]
+    reasons = {str(Path(r.path).relative_to(dropped)): r.reason for r in both.rejected}
+    assert sorted(reasons) == ["dropped/root", "dropped/secret.png", "dropped/self.png"]
+    assert reasons["dropped/secret.png"].startswith("same file as")
+    (inside / "root").unlink()  # following a link to "/" is what the walk's bounds are for
+    asked = load_images([inside], Preprocess(size=16), workers=1, follow_links=True)
+    assert rel(dropped, asked.paths) == ["dropped/a.png", "dropped/elsewhere/secret.png", "dropped/sub/b.png"]
+
+
+def test_the_walk_is_bounded(tmp_path, monkeypatch):
+    for i in range(8):
+        solid(RED).save(tmp_path / f"{i}.png")
+    monkeypatch.setattr(dataset, "MAX_FILES", 5)
+    files, rejected = scan([tmp_path])
+    assert len(files) == 5
+    assert [r.reason for r in rejected] == [
+        "not walked to the end: the walk stops after 5 image files; drop a smaller folder"]
+    monkeypatch.setattr(dataset, "MAX_FILES", 100)
+    monkeypatch.setattr(dataset, "MAX_ENTRIES", 3)
+    files, rejected = scan([tmp_path])
+    assert len(files) == 3 and "stops after 3 entries" in rejected[0].reason
+
+
+def test_a_symlink_to_root_is_a_quick_refusal(tmp_path):
+    os.symlink("/", tmp_path / "everything")
+    solid(RED).save(tmp_path / "one.png")
+    files, rejected = scan([tmp_path])
+    assert [p.name for p in files] == ["one.png"]
+    assert [(Path(r.path).name, r.reason) for r in rejected] == [
+        ("everything", "link to a folder outside the dropped folders (/): not followed")]
+
+
+def test_png_text_bomb_is_named_for_what_it_is(tmp_path):
+    buf = BytesIO()
+    solid(RED).save(buf, "PNG")
+    png = buf.getvalue()
+    bomb = png_chunk(b"zTXt", b"Comment\x00\x00" + zlib.compress(b"\x00" * (8 << 20), 9))
+    at = png.index(b"IDAT") - 4
+    (tmp_path / "ztxt.png").write_bytes(png[:at] + bomb + png[at:])
+    itxt = png_chunk(b"iTXt", b"Comment\x00\x01\x00\x00\x00" + zlib.compress(b"\x00" * (8 << 20), 9))
+    (tmp_path / "itxt.png").write_bytes(png[:-12] + itxt + png[-12:])  # after the pixels
+    for name in ("ztxt.png", "itxt.png"):
+        reason = reason_for(tmp_path / name, size=16)
+        assert reason.startswith("PNG text chunk too large: a compressed text chunk (zTXt/iTXt) inflates past 1 MB"), reason
+        assert "corrupt" not in reason
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file names as bytes")
+def test_reports_escape_odd_file_names(tmp_path):
+    folder = tmp_path / "names"
+    folder.mkdir()
+    solid(RED).save(os.path.join(os.fsencode(folder), b"caf\xe9.png"))  # Latin-1, not UTF-8
+    solid(GREEN).save(folder / "two\nAccepted (99):\n  forged.png")
+    (folder / "bad\nline.png").write_bytes(b"not an image")
+    text = scan_report([folder], Preprocess(size=16))
+    text.encode("utf-8")  # strict: no lone surrogates
+    assert f"  {folder}/caf\\xe9.png  PNG 16×16 RGB" in text.splitlines()
+    assert f"  {folder}/two\\nAccepted (99):\\n  forged.png  PNG 16×16 RGB" in text.splitlines()
+    assert f"  {folder}/bad\\nline.png: not an image (looks like text)" in text.splitlines()
+    assert "Accepted (99):" not in text.splitlines()
+    data = json.loads(scan_report([folder], Preprocess(size=16), as_json=True).encode("utf-8"))
+    assert sorted(a["path"] for a in data["accepted"]) == [f"{folder}/caf\\xe9.png",
+                                                          f"{folder}/two\nAccepted (99):\n  forged.png"]
+    assert dataset.display_path(b"a\xff\n") == "a\\xff\\n"
