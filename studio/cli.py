@@ -12,6 +12,14 @@
 Training prints the settings in force (the kind's defaults chosen from the data; * marks those
 given), then iterates the same event generator as the studio, under a progress bar. Ctrl+C stops
 it and saves a resumable checkpoint; a diverging run saves the last good model and explains.
+
+A trained model is never thrown away: an `--out` that can never be written (a folder, a
+read-only place) is refused before training starts, and when the save fails anyway (a full disk,
+a file-size limit, Ctrl+C pressed again during the save) the model goes to the recovery folder
+(`~/.local/share/harmonium/recovery`, or `$XDG_DATA_HOME/harmonium/recovery`; else a private
+folder in the temp dir), which the message names; the exit status is then 1 (130 after Ctrl+C).
+Every file is written atomically (`models.atomic`): no half file, no link written through, and
+the temporaries a killed run leaves are swept when the CLI or the studio next starts.
 """
 from __future__ import annotations
 
@@ -30,8 +38,9 @@ def _err(msg: str) -> None:
 
 
 # ------------------------------------------------------------------------------ loading
-def _load(folder: str | None, preprocess, quiet: bool = False):
-    """Load `folder` (the demo set when None) with a progress bar; report rejected files."""
+def _load(folder: str | None, preprocess, quiet: bool = False, follow_links: bool = False):
+    """Load `folder` (the demo set when None) with a progress bar; report rejected files
+    (their names escaped: a file name cannot forge lines or break a strict UTF-8 stderr)."""
     from tqdm import tqdm
 
     from studio import dataset
@@ -44,13 +53,14 @@ def _load(folder: str | None, preprocess, quiet: bool = False):
         bar.update(done - bar.n)
 
     try:
-        result = dataset.load_images(sources, preprocess, progress=progress)
+        result = dataset.load_images(sources, preprocess, progress=progress, follow_links=follow_links)
     finally:
         bar.close()
-    where = folder or f"the demo set ({sources[0]})"
+    show = dataset.display_path
+    where = show(folder) if folder else f"the demo set ({show(sources[0])})"
     print(f"{len(result)} images from {where}; {len(result.rejected)} rejected", file=sys.stderr)
     for r in result.rejected[:10]:
-        print(f"  skipped {r.path}: {r.reason}", file=sys.stderr)
+        print(f"  skipped {show(r.path)}: {show(r.reason)}", file=sys.stderr)
     if len(result.rejected) > 10:
         print(f"  ... and {len(result.rejected) - 10} more (see `harmonium scan`)", file=sys.stderr)
     return result
@@ -178,12 +188,19 @@ def _check_resume(args: argparse.Namespace, ckpt, settings: dict[str, object]) -
     overrides = {k: v for k, v in settings.items() if k not in ("hidden", "latent")}
     if args.lr is not None:
         overrides["learning_rate"] = args.lr
-    if args.epochs:
+    if args.epochs and kind != "hybrid":
         overrides["epochs"] = args.epochs
-    if "rbm_epochs" in overrides:
-        if args.epochs:
-            raise ValueError("give the resumed hybrid its new total with --epochs or its RBM phase's with --rbm-epochs, not both")
-        overrides["epochs"] = int(saved_cfg.get("ae_epochs", 0)) + int(overrides["rbm_epochs"])
+    if kind == "hybrid" and (args.epochs or "rbm_epochs" in overrides):
+        # --epochs is the autoencoder phase's, as on a fresh run; --rbm-epochs the RBM phase's.
+        saved_ae = int(saved_cfg.get("ae_epochs", 0))
+        if args.epochs and args.epochs != saved_ae:
+            if ((ckpt.meta.get("trainer") or {}).get("extra") or {}).get("phase") == 2:
+                raise ValueError(f"--epochs {args.epochs}: the autoencoder phase of {name} is over (it ran "
+                                 f"{saved_ae} epochs); give its RBM phase more epochs with --rbm-epochs")
+            overrides["ae_epochs"] = args.epochs
+        ae = int(overrides.get("ae_epochs", saved_ae))
+        rbm = int(overrides.get("rbm_epochs", saved_cfg.get("rbm_epochs", 0)))
+        overrides["epochs"] = ae + rbm  # the total the saved config's `epochs` must agree with
     return overrides
 
 
@@ -207,6 +224,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from studio.dataset import Preprocess
     from studio.train_summary import describe_training
 
+    check_out(Path(args.out))  # before any training: a run must not end unable to save
+    if args.epochs is not None and args.epochs < 1:
+        raise ValueError(f"--epochs must be at least 1 (got {args.epochs})")
     device = default_device(args.device)
     seed_everything(args.seed)
     if args.resume:
@@ -217,17 +237,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         saved_cfg = (ckpt.meta.get("trainer") or {}).get("train_config", {})
         _check_chains(settings, bool(overrides.get("persistent", saved_cfg.get("persistent", True))))
         pre = Preprocess.from_dict(ckpt.preprocess or {})
-        images = _load(args.folder, pre, args.quiet)
+        images = _load(args.folder, pre, args.quiet, args.follow_links)
         trainer = ckpt.make_trainer(torch.from_numpy(images.images), device, **overrides)
         given = set(overrides)
         if kind == "hybrid" and args.epochs:
-            given.add("rbm_epochs")  # a resumed hybrid's --epochs is the new total: its RBM phase changes
+            given.add("ae_epochs")
     else:
         kind = args.model or "rbm"
         settings = train_settings(args, kind)
         _check_chains(settings, bool(settings.get("persistent", True)))
         pre = Preprocess(size=28 if args.size is None else args.size, color=args.color, crop=args.crop or "center", binarize=args.binarize)
-        images = _load(args.folder, pre, args.quiet)
+        images = _load(args.folder, pre, args.quiet, args.follow_links)
         if len(images) == 0:
             _err("no usable images: nothing to train on")
             return EXIT_FAILED
@@ -254,34 +274,179 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(describe_training(trainer, given, where=describe_device(device)), file=sys.stderr)
     out = Path(args.out)
-
-    def save(note: str) -> None:
-        save_checkpoint(out, trainer.model, trainer=trainer, preprocess=pre.to_dict(), extra={"source": args.folder or "demo", "note": note})
-
     run = trainer.run()
     bar = tqdm(total=trainer.total_steps, initial=trainer.step, unit="step", disable=args.quiet)
+    outcome, diverged = "finished", None
     try:
-        for ev in run:
-            bar.update(ev.step - bar.n)
-            if ev.kind == "epoch":
-                bar.set_postfix({k: f"{v:.4g}" for k, v in ev.metrics.items() if k != "lr"})
-    except KeyboardInterrupt:
-        run.close()
+        try:
+            for ev in run:
+                bar.update(ev.step - bar.n)
+                if ev.kind == "epoch":
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in ev.metrics.items() if k != "lr"})
+        except KeyboardInterrupt:
+            outcome = "interrupted"
+            run.close()
+        except TrainingDiverged as e:
+            outcome, diverged = "diverged", e
+    except KeyboardInterrupt:  # pressed again while the run was stopping: the model is still here
+        outcome = "interrupted"
+    finally:
         bar.close()
-        save("interrupted")
+
+    note = {"finished": "finished", "interrupted": "interrupted", "diverged": "diverged; last good weights"}[outcome]
+
+    def write(path: Path, with_state: bool) -> None:
+        save_checkpoint(path, trainer.model, trainer=trainer if with_state else None, preprocess=pre.to_dict(),
+                        extra={"source": args.folder or "demo", "note": note})
+
+    saved = save_or_recover(out, write)
+    if outcome == "diverged":
+        _err(str(diverged))
+    if saved.path != out:  # the recovery folder, or nowhere: one sentence that says which
+        if outcome == "interrupted":
+            print(f"\nstopped at step {trainer.step}", file=sys.stderr)
+        _err(saved.message())
+        return 130 if saved.path is not None and (outcome == "interrupted" or saved.interrupted) else EXIT_FAILED
+    if outcome == "interrupted":
         print(f"\nstopped at step {trainer.step}; saved to {out} (resume with --resume {out})", file=sys.stderr)
         return 130
-    except TrainingDiverged as e:
-        bar.close()
-        save("diverged; last good weights")
-        _err(f"{e}\nThe last good model was saved to {out}.")
+    if outcome == "diverged":
+        _err(f"The last good model was saved to {out}.")
         return EXIT_FAILED
-    bar.close()
-    save("finished")
     last = trainer.history[-1] if trainer.history else {}
     summary = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in {"epoch", "step", "lr"})
     print(f"saved {out} ({summary})")
-    return EXIT_OK
+    return 130 if saved.interrupted else EXIT_OK
+
+
+# ----------------------------------------------------------------------------- recovery
+def check_out(out: Path) -> None:
+    """Refuse, before any training, an `--out` that can never be written: a folder, something
+    that is not a file (a FIFO, a device), or a place whose nearest existing folder is not
+    writable. (A disk that fills up during training is caught when saving: `save_or_recover`.)"""
+    import os
+
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; name the checkpoint file to write, e.g. {out / 'model.safetensors'}")
+    if os.path.lexists(out) and not (out.is_symlink() or out.is_file()):
+        raise ValueError(f"--out {out} is not a regular file; name a checkpoint file to write")
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"--out {out} cannot be written: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out} cannot be written: the folder {folder} is read-only or not yours; choose another --out")
+
+
+def _why(exc: BaseException) -> str:
+    """What stopped a write, in a few words."""
+    import re
+
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted by Ctrl+C"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc) or type(exc).__name__
+    text = str(exc).strip() or type(exc).__name__
+    m = re.search(r"I/O error: (.*?)(?: \(os error \d+\))?$", text)  # safetensors' wording of an OSError
+    return m.group(1) if m else text
+
+
+class Saved:
+    """Where `save_or_recover` put the model: `path` (None: nowhere), `problem` (why not at the
+    target; None when it went there), `with_state` (False: the model alone, not resumable),
+    `interrupted` (Ctrl+C was pressed during the save) and `failures` (every place tried)."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        self.path: Path | None = None
+        self.problem: str | None = None
+        self.with_state = True
+        self.interrupted = False
+        self.failures: list[tuple[Path, str]] = []
+
+    def message(self) -> str:
+        from studio.dataset import display_path as show
+
+        if self.path is None:
+            tried = "; ".join(f"{show(p)}: {why}" for p, why in self.failures)
+            return f"the trained model could not be saved anywhere ({tried}); it is lost"
+        what = "the trained model" if self.with_state else "the trained model (without its training state, so it cannot be resumed)"
+        resume = f"; resume it with --resume {show(self.path)}" if self.with_state else ""
+        return (f"could not write {show(self.target)} ({self.problem}), so {what} was saved to "
+                f"{show(self.path)} instead{resume}")
+
+
+def recovery_places() -> list[Path]:
+    """Folders for a model that could not be written where asked, best first: the user's data
+    folder (`models.atomic.recovery_dir`, e.g. ~/.local/share/harmonium/recovery), then a
+    private folder in the temp dir (often another disk). Folders that cannot be made are left
+    out."""
+    import os
+    import tempfile
+
+    from models.atomic import recovery_dir
+
+    places = []
+    try:
+        recovery_dir().mkdir(parents=True, exist_ok=True)
+        places.append(recovery_dir())
+    except OSError:
+        pass
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    tmp = Path(tempfile.gettempdir()) / f"harmonium-recovery-{uid}"
+    try:
+        tmp.mkdir(mode=0o700, exist_ok=True)
+        st = os.lstat(tmp)  # the temp dir is shared: use it only if it is our own real folder
+        import stat
+
+        if stat.S_ISDIR(st.st_mode) and (not hasattr(os, "getuid") or st.st_uid == os.getuid()):
+            places.append(tmp)
+    except OSError:
+        pass
+    return places
+
+
+def save_or_recover(out: Path, write) -> Saved:
+    """Save the model with `write(path, with_state)` to `out`; if that fails for any reason (a
+    full disk, a file-size limit, a read-only folder, `out` a folder, Ctrl+C during the save),
+    save it to a recovery place instead (`recovery_places`), with its training state and, if
+    that does not fit, without. Never raises: a finished run is not thrown away. Ctrl+C is
+    ignored while the recovery copy is written."""
+    import signal
+    import threading
+
+    from models.atomic import unique_path
+
+    saved = Saved(out)
+    try:
+        write(out, True)
+        saved.path = out
+        return saved
+    except BaseException as e:  # noqa: BLE001 — whatever stops the save, the model must go somewhere
+        if not isinstance(e, (Exception, KeyboardInterrupt)):
+            raise
+        saved.problem = _why(e)
+        saved.interrupted = isinstance(e, KeyboardInterrupt)
+        saved.failures.append((out, saved.problem))
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+    try:
+        name = out.name if out.name and out.suffix == ".safetensors" else (out.name or "model") + ".safetensors"
+        for with_state in (True, False):
+            for folder in recovery_places():
+                path = unique_path(folder, name)
+                try:
+                    write(path, with_state)
+                except Exception as e:  # noqa: BLE001
+                    saved.failures.append((path, _why(e)))
+                    continue
+                saved.path, saved.with_state = path, with_state
+                return saved
+        return saved
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
 
 
 # ------------------------------------------------------------------------------- sample
@@ -305,14 +470,19 @@ def make_grid(images: np.ndarray, pad: int = 2, cols: int | None = None, fill: i
 
 
 def _save_png(path: Path, arr: np.ndarray, info: dict[str, str]) -> None:
+    """Write one PNG atomically: a full disk leaves no empty or half file, and a link planted at
+    `path` is replaced, not written through (models.atomic)."""
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
+
+    from models.atomic import atomic_open
 
     meta = PngInfo()
     for k, v in info.items():
         meta.add_text(f"harmonium:{k}", str(v))
     img = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
-    img.save(path, pnginfo=meta)
+    with atomic_open(path) as f:
+        img.save(f, format="PNG", pnginfo=meta)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -345,11 +515,21 @@ def cmd_sample(args: argparse.Namespace) -> int:
             bar.update(k)
     imgs = to_uint8(sampler.images("samples" if args.binary else "probs"))
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     info = {"model": ckpt.kind, "checkpoint_sha256": ckpt.sha256, "seed": args.seed, "steps": args.steps, "temperature": args.temperature}
-    for i, im in enumerate(imgs):
-        _save_png(out / f"sample_{i:04d}.png", im, {**info, "chain": i})
-    _save_png(out / "grid.png", make_grid(imgs), info)
+    files = [(out / f"sample_{i:04d}.png", im, {**info, "chain": i}) for i, im in enumerate(imgs)]
+    files.append((out / "grid.png", make_grid(imgs), info))
+    written, current = 0, out
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for current, arr, meta in files:
+            _save_png(current, arr, meta)
+            written += 1
+    except OSError as e:
+        from studio.dataset import display_path
+
+        _err(f"cannot write {display_path(current)} ({_why(e)}); "
+             f"{written} of the {len(files)} PNGs were written, each whole")
+        return EXIT_FAILED
     print(f"wrote {len(imgs)} samples and grid.png to {out}")
     return EXIT_OK
 
@@ -376,14 +556,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     device = default_device(args.device)
     ckpt = _checkpoint_or_exit(args.checkpoint, device)
     pre = Preprocess.from_dict(ckpt.preprocess or {})
-    images = _load(args.folder, pre, args.quiet)
+    images = _load(args.folder, pre, args.quiet, args.follow_links)
     if len(images) == 0:
         _err("no usable images to evaluate on")
         return EXIT_FAILED
     data = torch.from_numpy(images.images)
     where = args.folder or "the demo set"
     if args.heldout:
-        held = _load(args.heldout, pre, args.quiet)
+        held = _load(args.heldout, pre, args.quiet, args.follow_links)
         if len(held) < 2:
             _err(f"{args.heldout} has {len(held)} usable image(s); scoring needs at least 2 held-out images")
             return EXIT_FAILED
@@ -428,7 +608,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_scan(args: argparse.Namespace) -> int:
     from studio.dataset import Preprocess, scan_report
 
-    print(scan_report([args.folder], Preprocess(size=args.size, color=args.color), as_json=args.json))
+    print(scan_report([args.folder], Preprocess(size=args.size, color=args.color), as_json=args.json,
+                      follow_links=args.follow_links))
     return EXIT_OK
 
 
@@ -437,12 +618,16 @@ def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--device", choices=["cpu", "cuda", "mps"], default=None, help="default: CUDA or MPS when present, else CPU")
     common.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    links = argparse.ArgumentParser(add_help=False)
+    links.add_argument("--follow-links", action="store_true",
+                       help="follow symbolic links that lead out of the image folder (by default they are "
+                            "listed as rejected and not read; links inside it are followed)")
     p = argparse.ArgumentParser(prog="harmonium", description="Harmonium: train small generative models on your images and sample their dreams.")
     sub = p.add_subparsers(dest="command", required=True)
     _add = sub.add_parser
-    sub.add_parser = lambda *a, **k: _add(*a, parents=[common], **k)  # every command takes --device, -q
+    sub.add_parser = lambda *a, parents=(), **k: _add(*a, parents=[common, *parents], **k)  # every command takes --device, -q
 
-    t = sub.add_parser("train", help="train a model on a folder of images (the demo set if none)",
+    t = sub.add_parser("train", parents=[links], help="train a model on a folder of images (the demo set if none)",
                        description="Every setting left out is the kind's own default, chosen from the data; "
                                    "the settings in force are printed when training starts (* marks yours).")
     t.add_argument("folder", nargs="?", help="folder of images (default: the built-in demo set)")
@@ -453,8 +638,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--binarize", choices=["threshold", "dither"], default=None)
     t.add_argument("--hidden", type=int, default=None, help="hidden units of the RBM (rbm, grbm: 100; hybrid: 64)")
     t.add_argument("--latent", type=int, default=None, help="code size of the AE / VAE (32) / hybrid (16)")
-    t.add_argument("--epochs", type=int, default=None, help="epochs; the hybrid's autoencoder phase "
-                   "(default: about 5,000 updates, 20-500 epochs; resuming: the new total)")
+    t.add_argument("--epochs", type=int, default=None, help="epochs (default: about 5,000 updates, 20-500 "
+                   "epochs); resuming: the new total. For the hybrid, always its autoencoder phase's "
+                   "(a resumed hybrid's too): its RBM phase takes --rbm-epochs")
     t.add_argument("--batch-size", type=int, default=None, help="default: 64, fewer on a small set (ten batches an epoch)")
     t.add_argument("--lr", type=float, default=None, help="learning rate (default: the model's)")
     a = t.add_argument_group("training algorithm", "for RBMs (rbm, grbm) and the hybrid's RBM phase unless said "
@@ -478,7 +664,7 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--optimizer", choices=["sgd", "adam"], default=None,
                    help="rbm: sgd only; grbm: either")
     a.add_argument("--rbm-epochs", type=int, default=None, metavar="N",
-                   help="epochs of the hybrid's RBM phase (hybrid only)")
+                   help="epochs of the hybrid's RBM phase, after the autoencoder's --epochs (hybrid only)")
     a.add_argument("--beta", type=float, default=None, metavar="B", help="the KL weight of a β-VAE (vae only)")
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--resume", metavar="CKPT", help="continue training from a checkpoint (the algorithm flags, "
@@ -496,7 +682,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="folder for sample_NNNN.png and grid.png")
     s.set_defaults(func=cmd_sample)
 
-    e = sub.add_parser("eval", help="score a model's dreams against held-out images (MMD², diversity, memorisation; "
+    e = sub.add_parser("eval", parents=[links], help="score a model's dreams against held-out images (MMD², diversity, memorisation; "
                                     "AIS log-likelihood for binary RBMs) and its reconstruction error")
     e.add_argument("checkpoint")
     e.add_argument("folder", nargs="?", help="the images (default: the demo set); part is held out unless --heldout is given")
@@ -509,7 +695,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--ais-betas", type=int, default=14_500)
     e.set_defaults(func=cmd_eval)
 
-    c = sub.add_parser("scan", help="list what a folder holds: accepted images and every rejected file with its reason")
+    c = sub.add_parser("scan", parents=[links], help="list what a folder holds: accepted images and every rejected file with its reason")
     c.add_argument("folder")
     c.add_argument("--json", action="store_true")
     c.add_argument("--size", type=int, default=28)
@@ -521,18 +707,59 @@ def parser() -> argparse.ArgumentParser:
 COMMANDS = {"train", "sample", "eval", "scan"}
 
 
+def _printable_streams() -> None:
+    """Printing must never fail: a file name that is not UTF-8 (or a terminal that is not)
+    comes out escaped, as \\xNN, instead of raising UnicodeEncodeError half-way."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):
+            pass
+
+
+def sweep_at_start(background: bool = False) -> None:
+    """Remove what a killed Harmonium left behind (models.atomic.sweep_stale): the temporaries of
+    saves cut short by kill -9 and their work folders in the temp dir. The studio's start runs
+    it on a thread, so that the window does not wait for a listing of the temp dir."""
+    from models.atomic import sweep_stale
+
+    def sweep() -> None:
+        try:
+            sweep_stale()
+        except Exception:  # noqa: BLE001 — tidying up must never stop what the person asked for
+            pass
+
+    if background:
+        import threading
+
+        threading.Thread(target=sweep, name="harmonium-sweep", daemon=True).start()
+    else:
+        sweep()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    _printable_streams()
     if not COMMANDS.intersection(argv) and not {"-h", "--help"}.intersection(argv):
         from studio.app import run_studio  # no command: open the studio (FOLDER, --train MODEL)
 
+        sweep_at_start(background=True)
         return run_studio(argv)
     args = parser().parse_args(argv)
+    sweep_at_start()
     try:
         return args.func(args)
     except ValueError as e:  # bad option values (size out of range, ...) reach the user plainly
-        _err(str(e))
+        from studio.dataset import display_path
+
+        _err(display_path(str(e), one_line=False))
         return EXIT_USAGE
+    except OSError as e:  # a file or folder the command needs cannot be read or written
+        from studio.dataset import display_path
+
+        where = f" ({display_path(e.filename)})" if e.filename else ""
+        _err(f"{_why(e)}{where}")
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

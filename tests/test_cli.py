@@ -1,8 +1,10 @@
 """The command line end to end on a small folder: train, sample, eval, scan, resume, divergence."""
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -15,7 +17,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from models.checkpoint import load_checkpoint
-from studio.cli import main, make_grid
+from studio.cli import main, make_grid, parser
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -345,3 +347,78 @@ def test_hybrid_and_vae_flags_reach_their_configs(folder, tmp_path, capsys):
     assert main(["train", str(folder), "--resume", str(vae), "--epochs", "2", "--beta", "2", "--out", str(more)]) == 0
     assert "· β 2* ·" in settings_line(capsys.readouterr().err)
     assert load_checkpoint(more).meta["trainer"]["train_config"]["beta"] == 2.0
+
+
+def interrupt_after(monkeypatch, events: int) -> None:
+    """The next training run gets a real SIGINT (Ctrl+C) after `events` events."""
+    import signal
+
+    import models.factory
+
+    build = models.factory.build
+
+    def build_and_wrap(*a, **k):
+        trainer = build(*a, **k)
+        run = trainer.run
+
+        def interrupted():
+            for i, ev in enumerate(run()):
+                yield ev
+                if i + 1 == events:
+                    os.kill(os.getpid(), signal.SIGINT)
+
+        trainer.run = interrupted
+        return trainer
+
+    monkeypatch.setattr(models.factory, "build", build_and_wrap)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="a real SIGINT")
+def test_hybrid_epochs_mean_the_autoencoder_phase_fresh_and_resumed(folder, tmp_path, capsys, monkeypatch):
+    hyb = ["--model", "hybrid", "--latent", "8", "--hidden", "12", "--batch-size", "10", "--seed", "1", "-q"]
+    stopped = tmp_path / "stopped.safetensors"
+    interrupt_after(monkeypatch, 2)  # Ctrl+C in the autoencoder phase (3 updates an epoch)
+    assert main(["train", str(folder), *hyb, "--epochs", "1", "--rbm-epochs", "1", "--out", str(stopped)]) == 130
+    monkeypatch.undo()
+    ck = load_checkpoint(stopped)
+    assert ck.meta["trainer"]["step"] == 2 and ck.meta["trainer"]["extra"]["phase"] == 1
+    more = tmp_path / "more.safetensors"  # --epochs 2: two autoencoder epochs, as on a fresh run
+    assert main(["train", str(folder), "--resume", str(stopped), "--epochs", "2", "--out", str(more), "-q"]) == 0
+    cfg = load_checkpoint(more).meta["trainer"]["train_config"]
+    assert (cfg["ae_epochs"], cfg["rbm_epochs"], cfg["epochs"]) == (2, 1, 3)
+    phases = [h["phase"] for h in load_checkpoint(more).history]
+    assert phases == [1.0, 1.0, 2.0]
+    capsys.readouterr()
+    assert main(["train", str(folder), "--resume", str(more), "--epochs", "4", "--out", str(tmp_path / "x.safetensors"), "-q"]) == 2
+    assert ("--epochs 4: the autoencoder phase of more.safetensors is over (it ran 2 epochs); give its RBM phase "
+            "more epochs with --rbm-epochs") in capsys.readouterr().err
+    last = tmp_path / "last.safetensors"
+    assert main(["train", str(folder), "--resume", str(more), "--epochs", "2", "--rbm-epochs", "2", "--out", str(last), "-q"]) == 0
+    cfg = load_checkpoint(last).meta["trainer"]["train_config"]
+    assert (cfg["ae_epochs"], cfg["rbm_epochs"], cfg["epochs"]) == (2, 2, 4)
+    assert len(load_checkpoint(last).history) == 4
+    train_help = " ".join(subparser_help("train").split())
+    assert "For the hybrid, always its autoencoder phase's (a resumed hybrid's too)" in train_help
+
+
+def subparser_help(name: str) -> str:
+    p = parser()
+    action = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices[name].format_help()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file names as bytes")
+def test_scan_survives_odd_names_on_a_strict_utf8_stdout(tmp_path):
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(os.path.join(os.fsencode(odd), b"\xff\xfe.png"))
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(odd / "new\nline.png")
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}
+    text = subprocess.run([sys.executable, str(ROOT / "main.py"), "scan", str(odd), "--size", "16"], capture_output=True, env=env, timeout=120)
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.decode("utf-8").splitlines()  # strict: valid UTF-8
+    assert f"  {odd}/\\xff\\xfe.png  PNG 16×16 L" in lines and f"  {odd}/new\\nline.png  PNG 16×16 L" in lines
+    js = subprocess.run([sys.executable, str(ROOT / "main.py"), "scan", str(odd), "--json", "--size", "16"], capture_output=True, env=env, timeout=120)
+    assert js.returncode == 0, js.stderr
+    report = json.loads(js.stdout.decode("utf-8"))
+    assert sorted(a["path"] for a in report["accepted"]) == sorted([f"{odd}/new\nline.png", f"{odd}/\\xff\\xfe.png"])
