@@ -368,6 +368,8 @@ class Saved:
     def message(self) -> str:
         from studio.dataset import display_path as show
 
+        if self.path is None and len(self.failures) == 1:
+            return f"could not save the trained model to {show(self.target)} ({self.problem}); it is lost"
         if self.path is None:
             tried = "; ".join(f"{show(p)}: {why}" for p, why in self.failures)
             return f"the trained model could not be saved anywhere ({tried}); it is lost"
@@ -417,6 +419,7 @@ def save_or_recover(out: Path, write) -> Saved:
     import threading
 
     from models.atomic import unique_path
+    from models.checkpoint import CheckpointError
 
     saved = Saved(out)
     try:
@@ -429,6 +432,8 @@ def save_or_recover(out: Path, write) -> Saved:
         saved.problem = _why(e)
         saved.interrupted = isinstance(e, KeyboardInterrupt)
         saved.failures.append((out, saved.problem))
+        if isinstance(e, CheckpointError):  # the model itself cannot be saved: no other place helps
+            return saved
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
     try:
@@ -717,24 +722,16 @@ def _printable_streams() -> None:
             pass
 
 
-def sweep_at_start(background: bool = False) -> None:
+def sweep_at_start() -> None:
     """Remove what a killed Harmonium left behind (models.atomic.sweep_stale): the temporaries of
-    saves cut short by kill -9 and their work folders in the temp dir. The studio's start runs
-    it on a thread, so that the window does not wait for a listing of the temp dir."""
+    saves cut short by kill -9 and their work folders in the temp dir. (The studio's window does
+    the same when it starts, in the background.)"""
     from models.atomic import sweep_stale
 
-    def sweep() -> None:
-        try:
-            sweep_stale()
-        except Exception:  # noqa: BLE001 — tidying up must never stop what the person asked for
-            pass
-
-    if background:
-        import threading
-
-        threading.Thread(target=sweep, name="harmonium-sweep", daemon=True).start()
-    else:
-        sweep()
+    try:
+        sweep_stale()
+    except Exception:  # noqa: BLE001 — tidying up must never stop what the person asked for
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -743,7 +740,6 @@ def main(argv: list[str] | None = None) -> int:
     if not COMMANDS.intersection(argv) and not {"-h", "--help"}.intersection(argv):
         from studio.app import run_studio  # no command: open the studio (FOLDER, --train MODEL)
 
-        sweep_at_start(background=True)
         return run_studio(argv)
     args = parser().parse_args(argv)
     sweep_at_start()

@@ -353,3 +353,17 @@ def test_sample_into_a_full_disk_leaves_no_empty_png(small_checkpoint, tmp_path)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert "cannot write" in r.stderr and "(File too large); 0 of the 5 PNGs were written" in r.stderr
     assert list(out.iterdir()) == []
+
+
+def test_a_model_that_cannot_be_saved_at_all_says_so_in_one_sentence(tmp_path):
+    from models.checkpoint import CheckpointError
+
+    def refuse(path, with_state):
+        raise CheckpointError("Cannot save m.safetensors: tensor 'weight' contains NaN")
+
+    saved = cli.save_or_recover(tmp_path / "m.safetensors", refuse)
+    assert saved.path is None and len(saved.failures) == 1  # no recovery place can help
+    assert saved.message() == (f"could not save the trained model to {tmp_path / 'm.safetensors'} "
+                               "(Cannot save m.safetensors: tensor 'weight' contains NaN); it is lost")
+    assert not (tmp_path / "xdg" / "harmonium" / "recovery").exists() or \
+        list((tmp_path / "xdg" / "harmonium" / "recovery").iterdir()) == []
