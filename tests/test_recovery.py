@@ -220,7 +220,7 @@ BLOCKING_SAVE = textwrap.dedent("""
     import models.checkpoint as ck
     if hasattr(ck, "save_file"):  # should the module bind the writer at import
         ck.save_file = blocking
-    save_checkpoint(sys.argv[1], BernoulliRBM(RBMConfig(n_visible=784, n_hidden=1000)))
+    save_checkpoint(sys.argv[1], BernoulliRBM(RBMConfig(n_visible=784, n_hidden=1000, image_shape=(1, 28, 28))))
 """)
 
 
@@ -262,7 +262,7 @@ def test_kill_9_during_a_save_leaves_the_old_file_and_the_next_start_sweeps(tmp_
 def tiny_rbm():
     from models.rbm import BernoulliRBM, RBMConfig
 
-    return BernoulliRBM(RBMConfig(n_visible=16, n_hidden=4))
+    return BernoulliRBM(RBMConfig(n_visible=16, n_hidden=4, image_shape=(1, 4, 4)))
 
 
 @posix_only
