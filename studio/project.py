@@ -426,12 +426,14 @@ def _write_layers(w: _Writer, state: CanvasState) -> list[dict[str, Any]]:
     """Store every layer's pixels (each distinct array once); returns the layers' manifest entries."""
     stored: dict[int, dict[str, Any]] = {}  # id(array) -> {"file", "shape", "dtype"}
     keep_alive: list[np.ndarray] = []  # ids stay unique while we hold the arrays
+    stems: set[str] = set()
 
     def store(a: np.ndarray, stem: str) -> dict[str, Any]:
         ref = stored.get(id(a))
         if ref is None:
             ext, data = _encode_pixels(a)
-            name = f"layers/{stem}.{ext}"
+            # a layer id can be any string (a NUL would cut a zip name short): names are made safe and unique
+            name = f"layers/{_safe_name(stem, stems)}.{ext}"
             w.bytes(name, data)
             ref = {"file": name, "shape": list(a.shape), "dtype": str(a.dtype)}
             stored[id(a)] = ref
@@ -790,12 +792,13 @@ def _decode_npy(data: bytes, shape: list[int], dtype: str) -> np.ndarray:
     fmt = np.lib.format
     buf = io.BytesIO(data)
     version = fmt.read_magic(buf)
-    if version == (1, 0):
-        got_shape, fortran, got_dtype = fmt.read_array_header_1_0(buf)
-    elif version == (2, 0):
-        got_shape, fortran, got_dtype = fmt.read_array_header_2_0(buf)
-    else:
+    if version not in ((1, 0), (2, 0)):
         raise ValueError(f"unsupported .npy version {version}")
+    read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+    try:
+        got_shape, fortran, got_dtype = read_header(buf)
+    except Exception as exc:  # noqa: BLE001 - numpy parses the header as Python (tokenize, ast): any error
+        raise ValueError(f"its .npy header is invalid ({type(exc).__name__})") from None
     if str(got_dtype) != dtype or got_dtype.hasobject:
         raise ValueError(f"the pixels are {got_dtype}, expected {dtype}")
     count = shape[0] * shape[1] * shape[2]
@@ -857,7 +860,8 @@ def _layer_settings(entry: dict[str, Any]) -> dict[str, Any]:
         types = _LAYER_TYPES[key]
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             raise _Bad(f"has an invalid {key} in project.json")
-    if not isinstance(settings.get("id"), str) or not 1 <= len(settings["id"]) <= 200:
+    layer_id = settings.get("id")  # opaque (any characters: pixel members are not named after it)
+    if not isinstance(layer_id, str) or not 1 <= len(layer_id) <= 1000:
         raise _Bad("has no valid id")
     for key in ("x", "y"):
         if abs(settings.get(key, 0)) > MAX_OFFSET:
