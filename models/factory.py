@@ -16,7 +16,7 @@ from .likelihood import ais_log_partition, base_rate_bias, log_likelihood
 from .rbm import BernoulliRBM, GaussianBernoulliRBM, RBMBase, RBMConfig
 from .rbm_trainer import RBMTrainConfig, RBMTrainer
 from .sampling import GibbsSampler
-from .training import Trainer
+from .training import GLOBAL_RNG_LOCK, Trainer
 
 KIND_TITLES = {
     "rbm": "Binary RBM",
@@ -69,12 +69,18 @@ def build(options: Options, data: Tensor, device: torch.device | str | None = No
         options.batch_size = default_batch_size(len(data))
     if options.epochs is None:
         options.epochs = default_epochs(len(data), options.batch_size)
-    if options.seed is not None:
-        torch.manual_seed(options.seed)
     builder = BUILDERS.get(options.kind)
     if builder is None:
         raise ValueError(f"unknown model kind {options.kind!r} (known: {', '.join(BUILDERS)})")
-    return builder(options, data, device)
+    # The initial weights come from torch's global generator. Seeded, it is seeded and drawn
+    # from under a lock and inside fork_rng: two jobs started together in two threads each get
+    # their seed's weights (they raced on the global seed), and the caller's stream is not moved.
+    with GLOBAL_RNG_LOCK:
+        if options.seed is None:
+            return builder(options, data, device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(options.seed)
+            return builder(options, data, device)
 
 
 def _build_rbm(options: Options, data: Tensor, device) -> Trainer:

@@ -60,6 +60,8 @@ class RBMConfig:
                 )
         if self.n_visible < 1 or self.n_hidden < 1:
             raise ValueError("an RBM needs at least one visible and one hidden unit")
+        if not (isinstance(self.var_floor, (int, float)) and math.isfinite(self.var_floor) and self.var_floor > 0):
+            raise ValueError(f"var_floor must be a finite number above 0 (got {self.var_floor!r})")
 
 
 class RBMBase(nn.Module):

@@ -34,6 +34,10 @@ from .sampling import GibbsSampler
 from .tempering import TemperedSampler, base_from_data
 from .training import TrainConfig, Trainer, streamed_mean_std
 
+#: The persistent chains' memory a trainer may take (a hostile checkpoint's `n_chains` and
+#: `tempering` must not allocate without bound; 100 chains of 64 px RGB take 15 MB).
+MAX_CHAIN_BYTES = 4 << 30
+
 
 @dataclass
 class RBMTrainConfig(TrainConfig):
@@ -73,12 +77,19 @@ class RBMTrainer(Trainer):
         super().__init__(model, data, config, device)
         self.model: RBMBase
         n_chains = config.n_chains if config.persistent else self.batch_size
+        rows = n_chains * (config.tempering if config.persistent and config.tempering > 1 else 1)
+        chain_bytes = rows * (model.n_visible + model.n_hidden) * 4 * 3  # states, means, the update's copies
+        if chain_bytes > MAX_CHAIN_BYTES:
+            raise ValueError(f"{rows:,} chains (chains × replicas) of {model.n_visible + model.n_hidden:,} units would take "
+                             f"{chain_bytes / 2**30:.0f} GiB (at most {MAX_CHAIN_BYTES / 2**30:.0f}): fewer chains or replicas")
         if config.persistent and config.tempering > 1:
             # the base (the data's base rate) is set at the first update, after `prepare`
             self.sampler = TemperedSampler(model, n_chains=n_chains, k=config.k, seed=self.seed, replicas=config.tempering)
         else:
             self.sampler = GibbsSampler(model, n_chains=n_chains, k=config.k, seed=self.seed)
         self.sampler.free_running = False  # the weights change every step: step the chains in this thread
+        # the sizes a loaded state must have (`check_state`)
+        self._chains, self._replicas = self.sampler.n_chains, getattr(self.sampler, "replicas", 1)
         V, H = model.n_visible, model.n_hidden
         self.visible_offset = torch.zeros(V, device=self.device)  # μ
         self.hidden_offset = torch.full((H,), 0.5, device=self.device) if config.centering else torch.zeros(H, device=self.device)  # λ
@@ -311,6 +322,30 @@ class RBMTrainer(Trainer):
         t["visible_offset"] = self.visible_offset
         t["hidden_offset"] = self.hidden_offset
         return t, {}
+
+    def check_state(self) -> None:
+        """The loaded chains and offsets have this trainer's sizes: n chains of V visible and H
+        hidden units (R·n of each for R tempered replicas), offsets [V] and [H]."""
+        super().check_state()
+        m = self.model
+        V, H, n = m.n_visible, m.n_hidden, self._chains
+        R = self._replicas
+        want = {
+            "visible": (n, V), "mean": (n, V), "hidden": (n, H), "clamp_mask": (n, V), "clamp_values": (n, V),
+            "replica_visible": (R * n, V), "replica_mean": (R * n, V), "replica_hidden": (R * n, H),
+            "betas": (R,), "swap_accepted": (max(0, R - 1),), "swap_proposed": (max(0, R - 1),), "base": (V,),
+        }
+        have = {f"sampler.{k}": v for k, v in self.sampler.state_tensors().items() if k in want}
+        have.update(visible_offset=self.visible_offset, hidden_offset=self.hidden_offset)
+        want = {f"sampler.{k}": v for k, v in want.items()} | {"visible_offset": (V,), "hidden_offset": (H,)}
+        for name, t in have.items():
+            what = name.replace("_", " ")
+            if tuple(t.shape) != want[name]:
+                raise ValueError(f"its {what} has shape {list(t.shape)}, this model's training needs {list(want[name])}")
+            if t.dtype != (torch.uint8 if name.endswith("clamp_mask") else torch.float32):
+                raise ValueError(f"its {what} is {t.dtype}, not float32")
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise ValueError(f"its {what} holds NaN or infinite values")
 
     def load_extra_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
         s = {k[len("sampler.") :]: v for k, v in tensors.items() if k.startswith("sampler.")}

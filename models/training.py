@@ -9,12 +9,22 @@ tests iterate it directly. Pausing is not pulling; stopping is closing the gener
 `run()` again resumes where it stopped (optimiser and chain state kept, also through a
 checkpoint).
 
-Divergence: when a step's metrics or the parameters stop being finite, the trainer restores the
-last good snapshot of the model and raises `TrainingDiverged` with an explanation.
+Divergence: when a step's metrics or the model's tensors (parameters and floating-point buffers,
+such as a batch norm's running statistics) stop being finite, the trainer restores the last good
+snapshot of the model and raises `TrainingDiverged` with an explanation. A run stopped (its
+generator closed) between two checks is checked as it stops, and rolled back the same way, so a
+stopped model never holds NaN.
+
+Resuming (`load_state`) takes a saved state only after checking it against this trainer: the
+optimiser's tensors by parameter, name, shape and value, its parameter groups by structure,
+the trainer's own state by `check_state`. Anything else raises ValueError.
+
+Threads: `config.threads` never asks torch for more threads than this machine's usable cores.
 """
 from __future__ import annotations
 
 import math
+import threading
 import time
 import zlib
 from dataclasses import asdict, dataclass, field, fields
@@ -22,6 +32,21 @@ from typing import Any, Iterator
 
 import torch
 from torch import Tensor, nn
+
+from .device import usable_cores
+
+#: Held by whoever draws from torch's global random generator in `models` (building a model's
+#: initial weights, drawing a trainer's seed): seeded builds in two threads would otherwise race
+#: on it and get each other's numbers (`factory.build`). Reentrant: a build draws a seed inside.
+GLOBAL_RNG_LOCK = threading.RLock()
+
+#: The per-parameter state torch's optimisers keep: {key: shaped like the parameter (True) or a
+#: scalar (False)}; values that must not be negative are listed in `_NON_NEGATIVE_STATE`.
+OPTIMIZER_STATE: dict[type, dict[str, bool]] = {
+    torch.optim.SGD: {"momentum_buffer": True},
+    torch.optim.Adam: {"exp_avg": True, "exp_avg_sq": True, "step": False},
+}
+_NON_NEGATIVE_STATE = ("exp_avg_sq", "step")
 
 
 class TrainingDiverged(RuntimeError):
@@ -133,7 +158,11 @@ class Trainer:
         # Small sets live on the device; a large one stays where it is and moves batch by batch.
         nbytes = data.numel() * data.element_size()
         self.data = data.to(self.device) if nbytes < 512 * 2**20 else data
-        self.seed = config.seed if config.seed is not None else int(torch.randint(0, 2**31 - 1, (1,)).item())
+        if config.seed is not None:
+            self.seed = config.seed
+        else:
+            with GLOBAL_RNG_LOCK:
+                self.seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
         self.step = 0
         self.elapsed = 0.0
         self.history: list[dict[str, float]] = []
@@ -143,6 +172,7 @@ class Trainer:
         self._prepared = False
         self._perm_epoch = -1
         self._perm = torch.empty(0, dtype=torch.long)
+        self.last_rollback: tuple[int, int] | None = None  # (step, restored step) of the last roll-back
 
     # ----------------------------------------------------------------------- to override
     def make_optimizer(self) -> torch.optim.Optimizer:
@@ -215,8 +245,12 @@ class Trainer:
         """Train until `config.epochs` are done, yielding events. Close it to stop; call again to resume.
 
         On the CPU the thread count is set for the thread that iterates (torch's OpenMP setting
-        is per thread) and restored when the generator finishes or is closed."""
+        is per thread), at most the usable cores (a file's `threads: 100000` once reached
+        torch and crashed it), and restored when the generator finishes or is closed. A run
+        closed with non-finite weights (they are checked at epochs and snapshots only) is
+        rolled back to the last good snapshot as it stops."""
         threads = self.config.threads or (self.auto_threads() if self.device.type == "cpu" else None)
+        threads = max(1, min(int(threads), usable_cores())) if threads else None
         before = torch.get_num_threads()
         if threads:
             torch.set_num_threads(threads)
@@ -225,6 +259,8 @@ class Trainer:
         finally:
             if threads:
                 torch.set_num_threads(before)
+            if self._good is not None and self._bad_tensors():
+                self._roll_back()
 
     def _driver(self) -> tuple["Trainer", int]:
         """(the trainer whose data, optimiser and `train_step` the loop drives next, the step it
@@ -309,16 +345,21 @@ class Trainer:
         """Called after the model was restored to the last good snapshot (e.g. to restart
         persistent chains that ran on the bad weights)."""
 
+    def _roll_back(self) -> None:
+        """Restore the last good snapshot; momentum built on the bad steps is dropped."""
+        assert self._good is not None
+        self.model.load_state_dict(self._good)
+        self.optimizer = self.make_optimizer()
+        self.on_rollback()
+        self.last_rollback = (self.step, self._good_step)
+
     def _check(self, metrics: dict[str, float], params: bool = False) -> None:
         bad = [k for k, v in metrics.items() if not math.isfinite(v)]
         if params:
             bad += self._bad_tensors()
         if not bad:
             return
-        assert self._good is not None
-        self.model.load_state_dict(self._good)
-        self.optimizer = self.make_optimizer()  # momentum built on the bad steps is dropped
-        self.on_rollback()
+        self._roll_back()
         what = ", ".join(bad)
         raise TrainingDiverged(
             f"Training diverged at step {self.step} (epoch {self.epoch + 1}): {what} became "
@@ -354,21 +395,76 @@ class Trainer:
         return tensors, meta
 
     def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        """Resume from `state()`'s (tensors, metadata), as a checkpoint keeps them (the metadata
+        already checked against the checkpoint's schema). The optimiser's tensors are checked
+        against this trainer's parameters before they are used, the trainer's own state by
+        `check_state` after it is loaded; anything that does not fit raises ValueError.
+
+        The optimiser's hyperparameters are this trainer's (from its config: the loop sets the
+        learning rate, and the RBMs their momentum, at every step anyway); the saved groups
+        must only have the same structure."""
+        state = self._optimizer_state(tensors, meta)
         self.step = int(meta["step"])
         self.elapsed = float(meta.get("elapsed", 0.0))
         self.seed = int(meta.get("seed", self.seed))
         self.history = list(meta.get("history", []))
-        state: dict[int, dict[str, Any]] = {}
-        for name, t in tensors.items():
-            if name.startswith("optimizer."):
-                _, pid, key = name.split(".", 2)
-                state.setdefault(int(pid), {})[key] = t.to(self.device, copy=True)
-        for pid, sc in meta.get("optimizer_scalars", {}).items():
-            state.setdefault(int(pid), {}).update(sc)
-        groups = meta.get("optimizer_groups")
-        if groups:
+        if state or meta.get("optimizer_groups"):
+            groups = self.optimizer.state_dict()["param_groups"]
+            saved = meta.get("optimizer_groups") or []
+            if [g.get("params") for g in saved] != [g["params"] for g in groups]:
+                raise ValueError(f"its optimiser has {len(saved)} parameter group(s) of other parameters than this "
+                                 f"model's {len(groups)}")
             self.optimizer.load_state_dict({"state": state, "param_groups": groups})
         extra = {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}
         self.load_extra_state(extra, meta.get("extra", {}))
+        self.check_state()
         self._prepared = True
         self._good = None
+
+    def _optimizer_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> dict[int, dict[str, Any]]:
+        """The optimiser's per-parameter state from the saved tensors ("optimizer.<index>.<key>")
+        and scalars, each checked: a parameter this optimiser has, a key its kind keeps
+        (`OPTIMIZER_STATE`), the parameter's shape (a scalar for "step"), finite values, none
+        negative where they cannot be."""
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        keys = OPTIMIZER_STATE.get(type(self.optimizer), {})
+        state: dict[int, dict[str, Any]] = {}
+
+        def slot(pid: str, key: str, where: str) -> tuple[int, bool]:
+            if not pid.isdigit() or int(pid) >= len(params) or key not in keys:
+                raise ValueError(f"{where} names no state of this {type(self.optimizer).__name__} optimiser "
+                                 f"({len(params)} parameters; {', '.join(keys) or 'no state'})")
+            return int(pid), keys[key]
+
+        for name, t in tensors.items():
+            if not name.startswith("optimizer."):
+                continue
+            _, pid, key = (name.split(".", 2) + ["", ""])[:3]
+            i, shaped = slot(pid, key, f"tensor {name!r}")
+            want = tuple(params[i].shape) if shaped else ()
+            if tuple(t.shape) != want and not (not shaped and t.numel() == 1):
+                raise ValueError(f"tensor {name!r} has shape {list(t.shape)}, its parameter needs {list(want)}")
+            if not t.is_floating_point():
+                raise ValueError(f"tensor {name!r} is {t.dtype}, not floating point")
+            if not bool(torch.isfinite(t).all()) or (key in _NON_NEGATIVE_STATE and bool((t < 0).any())):
+                raise ValueError(f"tensor {name!r} holds values an optimiser cannot have (NaN, infinite or negative)")
+            value = t.to(self.device, copy=True)
+            state.setdefault(i, {})[key] = value if shaped else value.reshape(())
+        for pid, scalars in (meta.get("optimizer_scalars") or {}).items():
+            for key, v in scalars.items():
+                i, shaped = slot(pid, key, f"the saved scalar {key!r} of parameter {pid}")
+                if shaped:
+                    raise ValueError(f"the saved scalar {key!r} of parameter {pid} should be a tensor")
+                state.setdefault(i, {})[key] = torch.tensor(float(v))
+        for i, st in state.items():  # torch's optimisers expect all of a parameter's state or none
+            if set(st) != set(keys):
+                raise ValueError(f"the optimiser's state of parameter {i} is incomplete (has {', '.join(sorted(st))}; "
+                                 f"needs {', '.join(keys)})")
+        return state
+
+    def check_state(self) -> None:
+        """After `load_state`: raise ValueError when the loaded state does not fit this trainer
+        (chains of another size, ...). Here: a trainer made of phases checks its phases'."""
+        for inner in vars(self).values():
+            if isinstance(inner, Trainer) and inner is not self:
+                inner.check_state()
