@@ -138,10 +138,12 @@ def train_settings(args: argparse.Namespace, kind: str) -> dict[str, object]:
         if kind not in by_kind:
             raise ValueError(f"{flag} ({what}) applies to {_kinds(by_kind)} models, not to {kind}")
         out[by_kind[kind]] = value
+    # The same bounds as a checkpoint's (models/checkpoint.py), so a run the CLI starts can be saved.
     checks = [
-        ("k", lambda v: v >= 1, "at least 1"), ("chains", lambda v: v >= 1, "at least 1"),
-        ("momentum", lambda v: 0 <= v < 1, "in [0, 1)"), ("weight_decay", lambda v: v >= 0, "0 or more"),
-        ("tempering", lambda v: v == 0 or v >= 2, "0 (off) or at least 2 replicas"),
+        ("k", lambda v: 1 <= v <= 1000, "1 to 1,000"), ("chains", lambda v: 1 <= v <= 1 << 16, "1 to 65,536"),
+        ("momentum", lambda v: 0 <= v < 1, "in [0, 1)"), ("weight_decay", lambda v: 0 <= v <= 1e6, "0 to 1e6"),
+        ("tempering", lambda v: v == 0 or 2 <= v <= 128, "0 (off) or 2 to 128 replicas"),
+        ("lr", lambda v: 0 < v <= 1e6 or v == math.inf, "above 0 and at most 1e6"),
         ("rbm_epochs", lambda v: v >= 1, "at least 1"), ("beta", lambda v: v >= 0, "0 or more"),
         ("hidden", lambda v: v >= 1, "at least 1"), ("latent", lambda v: v >= 1, "at least 1"),
     ]

@@ -287,8 +287,13 @@ def test_algorithm_flags_are_printed_marked_and_saved_and_resume_overrides_them(
     ("rbm", ["--latent", "8"], "--latent (code size) applies to ae, vae and hybrid models, not to rbm"),
     ("rbm", ["--optimizer", "adam"], "applies to grbm models only"),
     ("rbm", ["--cd", "--chains", "10"], "with --cd there are none"),
-    ("rbm", ["--tempering", "1"], "0 (off) or at least 2 replicas"),
-    ("rbm", ["--k", "0"], "--k must be at least 1"),
+    ("rbm", ["--tempering", "1"], "0 (off) or 2 to 128 replicas"),
+    ("rbm", ["--tempering", "100000"], "0 (off) or 2 to 128 replicas"),
+    ("rbm", ["--k", "0"], "--k must be 1 to 1,000"),
+    ("rbm", ["--k", "5000"], "--k must be 1 to 1,000"),
+    ("rbm", ["--chains", "100000"], "--chains must be 1 to 65,536"),
+    ("vae", ["--lr", "1e39"], "--lr must be above 0 and at most 1e6"),
+    ("vae", ["--lr", "nan"], "--lr must be above 0 and at most 1e6"),
 ])
 def test_a_flag_that_does_not_apply_is_refused_in_one_sentence(folder, tmp_path, capsys, kind, flags, named):
     out = tmp_path / "x.safetensors"
