@@ -59,6 +59,7 @@ from typing import Any, BinaryIO, Iterable, Iterator, Mapping
 
 import numpy as np
 
+from models.atomic import work_dir
 from studio.canvas import MAX_SCALED_SIDE, Canvas, CanvasState, Layer, Renderer
 from studio.export import _json_default, atomic_write
 
@@ -471,7 +472,7 @@ def save_project(path: str | os.PathLike[str], project: ProjectData | Any, canva
         path = path.with_name(path.name + PROJECT_SUFFIX)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = project.state
-    with tempfile.TemporaryDirectory(prefix="harmonium-save-") as tmp, atomic_write(path) as f:
+    with work_dir("save") as tmp, atomic_write(path) as f:
         with zipfile.ZipFile(f, "w", allowZip64=True) as zf:
             info = zipfile.ZipInfo("mimetype", date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_STORED
@@ -1087,7 +1088,8 @@ def open_project(path: str | os.PathLike[str], *, extract_dir: str | os.PathLike
     """
     path = Path(path)
     own_dir = extract_dir is None
-    target = Path(tempfile.mkdtemp(prefix="harmonium-project-")) if own_dir else Path(extract_dir)  # type: ignore[arg-type]
+    # Named with this process's id: what a killed studio leaves is swept at the next start (models.atomic).
+    target = Path(tempfile.mkdtemp(prefix=f"harmonium-project-{os.getpid()}-")) if own_dir else Path(extract_dir)  # type: ignore[arg-type]
     problems: list[str] = []
     try:
         target.mkdir(parents=True, exist_ok=True)

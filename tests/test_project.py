@@ -350,6 +350,29 @@ def test_the_intact_project_still_opens(saved):
     assert len(opened.canvas.layers) == 6 and len(opened.models) == 2 and opened.problems == []
 
 
+def test_what_a_killed_studio_extracted_is_swept_at_the_next_start(saved, tmp_path, monkeypatch):
+    """The models a project opens are extracted to a folder named with the studio's process id;
+    after a kill -9 (simulated: that id belongs to no running process) the next start's sweep
+    removes it, and never the folder of a studio that still runs."""
+    import os
+    import tempfile
+
+    from models.atomic import WORK_DIR_RE, sweep_stale
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    open_project(saved)
+    (mine,) = list(temp.iterdir())
+    m = WORK_DIR_RE.fullmatch(mine.name)
+    assert m and m[1] == "project" and int(m[2]) == os.getpid() and any(mine.iterdir())
+    dead = temp / mine.name.replace(f"-{os.getpid()}-", "-999999999-")
+    mine.rename(dead)
+    open_project(saved)  # this studio's own folder, alive
+    assert sweep_stale(temp) == [dead] and not dead.exists()
+    assert len(list(temp.iterdir())) == 1
+
+
 # ----------------------------------------------------------------------------- opening whatever it can
 
 
