@@ -56,6 +56,7 @@ from studio.autosave import (
 )
 from studio.dataset import Preprocess
 from studio.jobs import JobState, Session, TrainingJob
+from studio.ui.settings import setting_folder, setting_json, setting_text
 from studio.ui.dataset_panel import DatasetPanel, local_paths
 from studio.ui.widgets import Placeholder, app_icon
 from studio.ui.workers import JobsController, LoadWorker, run_in_background, wait_background
@@ -391,7 +392,7 @@ class MainWindow(QMainWindow):
 
     # ===================================================================== images
     def open_folder_dialog(self) -> None:
-        start = self.settings.value("dataset/last_dir", "") or str(Path.home())
+        start = setting_folder(self.settings, "dataset/last_dir")
         folder = QFileDialog.getExistingDirectory(self, "Open a folder of images", str(start))
         if folder:
             self.open_sources([folder])
@@ -472,11 +473,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("dataset/last_dir", folders[0])
 
     def recent_folders(self) -> list[str]:
-        try:
-            value = json.loads(self.settings.value("dataset/recent", "[]") or "[]")
-            return [str(v) for v in value if isinstance(v, str)]
-        except (TypeError, ValueError):
-            return []
+        return [v for v in setting_json(self.settings, "dataset/recent", [], list) if isinstance(v, str)]
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()
@@ -676,7 +673,7 @@ class MainWindow(QMainWindow):
             return
         path = job.path if (job.path is not None and not ask) else None
         if path is None:
-            start = Path(self.settings.value("models/last_dir", "") or Path.home())
+            start = Path(setting_folder(self.settings, "models/last_dir"))
             name = f"{job.kind}-{time.strftime('%Y%m%d-%H%M')}.safetensors"
             chosen, _ = QFileDialog.getSaveFileName(self, f"Save the {job.title}", str(start / name), MODEL_FILTER)
             if not chosen:
@@ -697,7 +694,7 @@ class MainWindow(QMainWindow):
         self.unsaved.model_saved(job.id, job.step if step is None else step)
 
     def open_model_dialog(self) -> None:
-        start = self.settings.value("models/last_dir", "") or str(Path.home())
+        start = setting_folder(self.settings, "models/last_dir")
         chosen, _ = QFileDialog.getOpenFileName(self, "Open a model", str(start), MODEL_FILTER)
         if chosen:
             self.open_model(chosen)
@@ -848,7 +845,7 @@ class MainWindow(QMainWindow):
 
         path = self.project_path if not ask else None
         if path is None:
-            start = Path(self.settings.value("projects/last_dir", "") or Path.home())
+            start = Path(setting_folder(self.settings, "projects/last_dir"))
             chosen, _ = QFileDialog.getSaveFileName(self, "Save the project", str(start / f"untitled{PROJECT_SUFFIX}"),
                                                     f"Harmonium projects (*{PROJECT_SUFFIX})")
             if not chosen:
@@ -893,7 +890,7 @@ class MainWindow(QMainWindow):
     def open_project_dialog(self) -> None:
         from studio.project import PROJECT_SUFFIX
 
-        start = self.settings.value("projects/last_dir", "") or str(Path.home())
+        start = setting_folder(self.settings, "projects/last_dir")
         chosen, _ = QFileDialog.getOpenFileName(self, "Open a project", str(start),
                                                 f"Harmonium projects (*{PROJECT_SUFFIX});;All files (*)")
         if chosen:
@@ -1218,13 +1215,12 @@ class MainWindow(QMainWindow):
             tab = 0
         if 0 <= tab < self.tabs.count():
             self.tabs.setCurrentIndex(tab)
-        raw = s.value("dataset/preprocess", "")
+        raw = setting_json(s, "dataset/preprocess", None, dict)
         if raw:
             try:
-                pp = Preprocess.from_dict(json.loads(raw))
-                self.session.preprocess = pp
-            except (TypeError, ValueError):
-                pass
+                self.session.preprocess = Preprocess.from_dict(raw)
+            except (TypeError, ValueError, OverflowError):
+                pass  # a stale or damaged value: keep the default
         self.dataset_panel.set_preprocess(self.session.preprocess)
 
     def _default_geometry(self) -> None:
@@ -1242,13 +1238,13 @@ class MainWindow(QMainWindow):
         if panel is None:
             return
         for kind, page in panel.pages.items():
-            raw = self.settings.value(f"training/params/{kind}", "")
+            raw = setting_json(self.settings, f"training/params/{kind}", None, dict)
             if raw:
                 try:
-                    page.set_values(json.loads(raw))
-                except (TypeError, ValueError):
+                    page.set_values(raw)
+                except (TypeError, ValueError, OverflowError):
                     pass
-        kind = self.settings.value("training/kind", "")
+        kind = setting_text(self.settings, "training/kind")
         if kind:
             panel.set_current_kind(str(kind))
 
