@@ -45,6 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from .atomic import atomic_write  # noqa: F401  (the one atomic writer; studio.jobs imports it from here)
+from .kinds import KINDS, ModelKind
 
 FORMAT = "harmonium-checkpoint"
 FORMAT_VERSION = 1
@@ -60,30 +61,6 @@ MAX_TRAINER_TENSORS = 4096
 
 class CheckpointError(ValueError):
     """A checkpoint could not be read or written; the message says why, for a person."""
-
-
-@dataclass
-class ModelKind:
-    """How to rebuild one kind of model from JSON, and how to resume its training.
-
-    `config` and `train_config` (dataclasses) declare the fields of the metadata's "config" and
-    "trainer.train_config" (their types from the dataclass, their ranges from `_MODEL_FIELDS`
-    and `_TRAIN_FIELDS`); `trainer_extra` is the schema of "trainer.extra"."""
-
-    kind: str
-    title: str
-    build: Callable[[dict[str, Any]], nn.Module]  # config dict -> model
-    trainer: Callable[..., Any] | None = None  # (model, data, train_config dict, device) -> Trainer
-    config: type | None = None
-    train_config: type | None = None
-    trainer_extra: "Rule | None" = None
-
-
-REGISTRY: dict[str, ModelKind] = {}
-
-
-def register(kind: ModelKind) -> None:
-    REGISTRY[kind.kind] = kind
 
 
 # ------------------------------------------------------------------------- the schema
@@ -333,7 +310,7 @@ def record_of(cls: type, table: dict[str, Rule], closed: bool) -> Record:
 
 def _top_schema() -> Record:
     return Record({
-        "format": Text(FORMAT), "format_version": Int(1, FORMAT_VERSION), "kind": Text(*sorted(REGISTRY), max_len=64),
+        "format": Text(FORMAT), "format_version": Int(1, FORMAT_VERSION), "kind": Text(*sorted(KINDS), max_len=64),
         "config": Record({}), "preprocess": OrNull(_PREPROCESS), "created": Text(max_len=200),
         "torch": Text(max_len=200), "trainer": OrNull(Record({})),
         "extra": OrNull(Record({"source": Text()})),
@@ -341,14 +318,14 @@ def _top_schema() -> Record:
 
 
 def _trainer_schema(info: ModelKind) -> Record:
-    train = record_of(info.train_config, _TRAIN_FIELDS, closed=False) if info.train_config else Record({})
+    train = record_of(info.train_config_class, _TRAIN_FIELDS, closed=False)
     groups = ListOf(Record({"params": ListOf(Int(0, 1 << 20), max_len=1 << 20)}, required=("params",)), max_len=64)
     return Record({
         "step": _STEPS, "elapsed": Real(0, 1e12), "seed": _SEED,
         "history": ListOf(DictOf(Number(), max_len=256), max_len=1_000_000),
         "train_config": train, "optimizer_groups": groups,
         "optimizer_scalars": DictOf(DictOf(Real(0, 1e15), max_len=16), max_len=1 << 20),
-        "extra": info.trainer_extra or Record({}),
+        "extra": info.trainer_extra_schema or Record({}),
     }, required=("step", "train_config"))
 
 
@@ -385,19 +362,16 @@ def validate_metadata(meta: Any) -> dict[str, Any]:
     if type(version) is not int or version < 1:
         raise CheckpointError(f"its metadata has no valid format version (got {str(version)[:40]!r}; versions count from 1)")
     kind = meta.get("kind")
-    if type(kind) is str and kind not in REGISTRY:
-        raise CheckpointError(f"unknown model kind {kind[:40]!r} (known: {', '.join(sorted(REGISTRY))})")
+    if type(kind) is str and kind not in KINDS:
+        raise CheckpointError(f"unknown model kind {kind[:40]!r} (known: {', '.join(sorted(KINDS))})")
     try:
         _top_schema().check(meta, "")
     except Invalid as e:
         raise CheckpointError(f"its metadata is invalid: {e.sentence()}") from None
-    info = REGISTRY[kind]
+    info = KINDS[kind]
     try:
-        if info.config is not None:
-            record_of(info.config, _MODEL_FIELDS, closed=True).check(meta["config"], "")
-            config = info.config(**meta["config"])
-        else:
-            config = None
+        record_of(info.config_class, _MODEL_FIELDS, closed=True).check(meta["config"], "")
+        config = info.config_class(**meta["config"])
     except Invalid as e:
         raise CheckpointError(f"its {kind} config is invalid: {e.sentence()}") from None
     except Exception as e:  # the config's own checks (ValueError), or whatever else its values upset
@@ -524,7 +498,7 @@ def save_checkpoint(
 
     path = Path(path)
     kind = getattr(model, "kind", None)
-    if kind not in REGISTRY:
+    if kind not in KINDS:
         raise CheckpointError(f"cannot save a model of unknown kind {kind!r}")
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     meta: dict[str, Any] = {
@@ -580,23 +554,22 @@ class Checkpoint:
         Raises ValueError for data or overrides that do not suit the model, CheckpointError
         for a training state that does not fit it (tensors of other shapes, settings the
         trainer refuses): never anything else."""
-        info = REGISTRY[self.kind]
+        info = KINDS[self.kind]
         tmeta = self.meta.get("trainer")
-        if info.trainer is None or not tmeta:
+        if not tmeta:
             raise CheckpointError(f"{self.path.name} holds no training state to resume from")
-        if info.train_config is not None:
-            schema = record_of(info.train_config, _TRAIN_FIELDS, closed=False)
-            for k, v in overrides.items():
-                rule = schema.fields.get(k)
-                if rule is not None:
-                    try:
-                        rule.check(v, k)
-                    except Invalid as e:
-                        raise ValueError(f"cannot resume {self.path.name} with that setting: {e.sentence()}") from None
+        schema = record_of(info.train_config_class, _TRAIN_FIELDS, closed=False)
+        for k, v in overrides.items():
+            rule = schema.fields.get(k)
+            if rule is not None:
+                try:
+                    rule.check(v, k)
+                except Invalid as e:
+                    raise ValueError(f"cannot resume {self.path.name} with that setting: {e.sentence()}") from None
         _check_data(self.model, data, self.path.name)
         cfg = dict(tmeta.get("train_config", {}), **overrides)
         try:
-            trainer = info.trainer(self.model, data, cfg, device)
+            trainer = info.resume(self.model, data, cfg, device)
         except Exception as e:  # the saved settings, not the data (checked above)
             raise _fail(self.path, f"its training settings cannot be used ({e})") from None
         try:
@@ -695,9 +668,9 @@ def _skeleton(info: ModelKind, config: dict[str, Any], path: Path) -> tuple[dict
     built value when a file lacks them."""
     try:
         with torch.device("meta"):
-            skeleton = info.build(config)
+            skeleton = info.rebuild(config)
     except Exception as e:
-        raise _fail(path, f"its {info.kind} config is invalid ({e})") from None
+        raise _fail(path, f"its {info.key} config is invalid ({e})") from None
     expected = {k: (tuple(v.shape), v.dtype) for k, v in skeleton.state_dict().items()}
     return expected, set(getattr(skeleton, "optional_tensors", ()))
 
@@ -711,7 +684,7 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
     path = Path(path)
     meta = read_metadata(path)
     kind = meta["kind"]
-    info = REGISTRY[kind]
+    info = KINDS[kind]
     expected, optional = _skeleton(info, meta["config"], path)
     has_trainer = meta.get("trainer") is not None
     try:
@@ -766,45 +739,10 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
     # moving it (`factory.build`: two jobs started together must not race on it).
     try:
         with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
-            model = info.build(meta["config"])
+            model = info.rebuild(meta["config"])
         model.load_state_dict(state, strict=not optional)  # an optional tensor a file lacks keeps its built value
     except Exception as e:
         raise _fail(path, f"its model could not be rebuilt ({e})") from None
     model.to(device)
     model.eval()
     return Checkpoint(path, kind, model, meta, trainer_tensors, file_sha256(path))
-
-
-# ------------------------------------------------------------------------ built-in kinds
-def _register_builtin() -> None:
-    from .rbm import BernoulliRBM, GaussianBernoulliRBM, RBMConfig
-    from .rbm_trainer import RBMTrainConfig, RBMTrainer
-
-    def rbm_trainer(model, data, cfg, device):
-        return RBMTrainer(model, data, RBMTrainConfig.from_dict(cfg), device)
-
-    register(ModelKind("rbm", "Binary RBM", lambda c: BernoulliRBM(RBMConfig(**c)), rbm_trainer, RBMConfig, RBMTrainConfig))
-    register(ModelKind("grbm", "Gaussian RBM", lambda c: GaussianBernoulliRBM(RBMConfig(**c)), rbm_trainer, RBMConfig, RBMTrainConfig))
-
-    from .autoencoder import AEConfig, AETrainConfig, AETrainer, ConvAutoencoder
-    from .hybrid import HybridConfig, HybridModel, HybridTrainConfig, HybridTrainer
-    from .vae import ConvVAE, VAEConfig, VAETrainConfig, VAETrainer
-
-    def ae_trainer(model, data, cfg, device):
-        return AETrainer(model, data, AETrainConfig.from_dict(cfg), device)
-
-    def vae_trainer(model, data, cfg, device):
-        return VAETrainer(model, data, VAETrainConfig.from_dict(cfg), device)
-
-    def hybrid_trainer(model, data, cfg, device):
-        return HybridTrainer(model, data, HybridTrainConfig.from_dict(cfg), device)
-
-    register(ModelKind("ae", "Autoencoder", lambda c: ConvAutoencoder(AEConfig(**c)), ae_trainer,
-                       AEConfig, AETrainConfig, RECONSTRUCTION_EXTRA))
-    register(ModelKind("vae", "Variational autoencoder", lambda c: ConvVAE(VAEConfig(**c)), vae_trainer,
-                       VAEConfig, VAETrainConfig, RECONSTRUCTION_EXTRA))
-    register(ModelKind("hybrid", "Autoencoder + RBM", lambda c: HybridModel(HybridConfig(**c)), hybrid_trainer,
-                       HybridConfig, HybridTrainConfig, HYBRID_EXTRA))
-
-
-_register_builtin()

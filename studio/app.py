@@ -40,9 +40,11 @@ def _process_age() -> float | None:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
+    from models import kinds  # the kinds' records: no torch imported
+
     p = argparse.ArgumentParser(prog="harmonium", description="Open the Harmonium studio.")
     p.add_argument("folder", nargs="?", help="folder of images to open (default: the demo set)")
-    p.add_argument("--train", metavar="MODEL", help="start training MODEL at once (rbm, grbm, ae, vae, hybrid)")
+    p.add_argument("--train", metavar="MODEL", help=f"start training MODEL at once ({', '.join(kinds.keys())})")
     return p.parse_args(argv)
 
 

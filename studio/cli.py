@@ -622,6 +622,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------- parser
 def parser() -> argparse.ArgumentParser:
+    from models import kinds  # the kinds' records: no torch imported
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--device", choices=["cpu", "cuda", "mps"], default=None, help="default: CUDA or MPS when present, else CPU")
     common.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
@@ -638,7 +640,7 @@ def parser() -> argparse.ArgumentParser:
                        description="Every setting left out is the kind's own default, chosen from the data; "
                                    "the settings in force are printed when training starts (* marks yours).")
     t.add_argument("folder", nargs="?", help="folder of images (default: the built-in demo set)")
-    t.add_argument("--model", choices=["rbm", "grbm", "ae", "vae", "hybrid"], default=None, help="default rbm")
+    t.add_argument("--model", choices=kinds.keys(), default=None, help="default rbm")
     t.add_argument("--size", type=int, default=None, help="image side in pixels (16-128; default 28)")
     t.add_argument("--color", action="store_true", help="RGB instead of grayscale")
     t.add_argument("--crop", choices=["center", "fit", "stretch"], default=None, help="default center")

@@ -50,9 +50,9 @@ intent back (napari's model/view split). Tests, scripts and the CLI can drive it
     the model's size (and keep the card saved in their file, if any).
 
 :func:`hyperparameters`
-    What a person can set for each model kind, with defaults read from the factory and the
-    trainers' config dataclasses; kinds added to ``models.factory.KIND_TITLES`` get at least
-    the common ones.
+    What a person can set for each model kind, with the defaults of its record
+    (``models.kinds.ModelKind.default``); a kind added to ``models.kinds.KINDS`` without a form
+    of its own here gets the common ones.
 """
 from __future__ import annotations
 
@@ -69,6 +69,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from models import kinds  # the kinds' records: no torch imported
 
 from .dataset import (
     ImageSet,
@@ -94,7 +96,6 @@ __all__ = [
     "describe_error",
     "format_duration",
     "hyperparameters",
-    "kind_titles",
     "tile",
     "to_uint8",
 ]
@@ -169,13 +170,6 @@ def describe_error(exc: BaseException) -> str:
     return f"Training stopped because of an error: {text or name} ({name})"
 
 
-def kind_titles() -> dict[str, str]:
-    """``models.factory.KIND_TITLES`` (imports torch): every model kind, by key."""
-    from models.factory import KIND_TITLES
-
-    return dict(KIND_TITLES)
-
-
 # ----------------------------------------------------------------------------- hyperparameters
 
 
@@ -243,63 +237,55 @@ def _common_params(lr: float) -> list[HyperParam]:
 
 
 def hyperparameters(kind: str) -> list[HyperParam]:
-    """The settings of ``kind`` with their defaults (imports the model modules, hence torch)."""
+    """The settings of ``kind`` with the defaults its record gives (imports the model modules,
+    hence torch); ValueError for an unknown kind."""
     from models.factory import Options
 
+    default = kinds.kind(kind).default
     n_chains = _field_default(Options, "n_chains", 64)
+    lr = default("learning_rate")
     if kind in ("rbm", "grbm"):
-        from models.rbm_trainer import RBMTrainConfig
-
-        # The factory's own choices for RBMs (models/factory.py, _build_rbm).
-        lr = 0.01 if kind == "rbm" else 0.001
         return [
             HyperParam("hidden", "Hidden units", "int", 0, 0, 10_000, special="auto",
                        tooltip="Feature detectors the RBM learns; each is one weight filter. "
                                "Auto: about one per three images, 100 to 500."),
             *_common_params(lr),
-            HyperParam("k", "Gibbs steps (k)", "int", _field_default(RBMTrainConfig, "k", 1), 1, 100,
+            HyperParam("k", "Gibbs steps (k)", "int", default("k"), 1, 100,
                        target="extra", tooltip="Gibbs steps per update: CD-k / PCD-k."),
-            HyperParam("persistent", "Persistent chains (PCD)", "bool",
-                       _field_default(RBMTrainConfig, "persistent", True), target="extra",
+            HyperParam("persistent", "Persistent chains (PCD)", "bool", default("persistent"), target="extra",
                        tooltip="On: persistent contrastive divergence (the chains are the dreams). "
                                "Off: plain CD-k started at the data."),
             HyperParam("n_chains", "Chains", "int", n_chains, 1, 4096,
                        tooltip="Persistent chains: how many dreams run alongside training."),
         ]
     if kind == "ae":
-        from models.autoencoder import AEConfig, AETrainConfig
-
         return [
-            HyperParam("latent", "Latent size", "int", _field_default(AEConfig, "latent", 32), 1, 4096,
+            HyperParam("latent", "Latent size", "int", default("latent"), 1, 4096,
                        tooltip="Numbers in the code of each image."),
-            *_common_params(_field_default(AETrainConfig, "learning_rate", 1e-3)),
-            HyperParam("loss", "Loss", "choice", _field_default(AETrainConfig, "loss", "bce"),
+            *_common_params(lr),
+            HyperParam("loss", "Loss", "choice", default("loss"),
                        choices=("bce", "mse"), target="extra",
                        tooltip="bce: cross-entropy on intensities (sharper); mse: squared error."),
         ]
     if kind == "vae":
-        from models.vae import VAEConfig, VAETrainConfig
-
         return [
-            HyperParam("latent", "Latent size", "int", _field_default(VAEConfig, "latent", 32), 1, 4096,
+            HyperParam("latent", "Latent size", "int", default("latent"), 1, 4096,
                        tooltip="Dimensions of the latent space the Latent explorer walks."),
-            *_common_params(_field_default(VAETrainConfig, "learning_rate", 1e-3)),
-            HyperParam("beta", "β (KL weight)", "float", _field_default(VAEConfig, "beta", 1.0), 0.0, 100.0,
+            *_common_params(lr),
+            HyperParam("beta", "β (KL weight)", "float", default("beta"), 0.0, 100.0,
                        step=0.1, decimals=2, target="extra",
                        tooltip="Weight of the KL term: above 1 gives smoother, blurrier latents."),
-            HyperParam("kl_warmup_epochs", "KL warm-up epochs", "int",
-                       _field_default(VAETrainConfig, "kl_warmup_epochs", 0), 0, 10_000, target="extra",
+            HyperParam("kl_warmup_epochs", "KL warm-up epochs", "int", default("kl_warmup_epochs"), 0, 10_000,
+                       target="extra",
                        tooltip="Ramp β up from 0 over this many epochs (helps avoid posterior collapse)."),
         ]
     if kind == "hybrid":
-        from models.hybrid import HybridConfig, HybridTrainConfig
-
         return [
-            HyperParam("latent", "Latent size", "int", 16, 1, 4096,
+            HyperParam("latent", "Latent size", "int", default("latent"), 1, 4096,
                        tooltip="Code size of the autoencoder the RBM learns on."),
-            HyperParam("n_hidden", "RBM hidden units", "int", _field_default(HybridConfig, "n_hidden", 64),
+            HyperParam("n_hidden", "RBM hidden units", "int", default("n_hidden"),
                        1, 10_000, target="extra", tooltip="Hidden units of the RBM on the codes."),
-            *_common_params(_field_default(HybridTrainConfig, "learning_rate", 1e-3)),
+            *_common_params(lr),
             HyperParam("rbm_epochs", "RBM epochs", "int", 0, 0, 100_000, target="extra", special="auto",
                        tooltip="Epochs of phase 2 (the RBM on the codes); 'Epochs' is phase 1. "
                                "Auto: about 6,000 updates, whatever the number of images."),
@@ -307,9 +293,9 @@ def hyperparameters(kind: str) -> list[HyperParam]:
                        tooltip="Persistent chains of the RBM: the dreams."),
         ]
     return [
-        HyperParam("hidden", "Hidden units", "int", 100, 1, 10_000),
-        HyperParam("latent", "Latent size", "int", 32, 1, 4096),
-        *_common_params(1e-3),
+        HyperParam("hidden", "Hidden units", "int", default("n_hidden", 100), 1, 10_000),
+        HyperParam("latent", "Latent size", "int", default("latent", 32), 1, 4096),
+        *_common_params(lr),
     ]
 
 
@@ -698,7 +684,8 @@ class TrainingJob:
     @property
     def can_dream(self) -> bool:
         """Whether the model draws samples (a plain autoencoder does not: it gets no card)."""
-        return self.kind != "ae"
+        record = kinds.KINDS.get(self.kind)
+        return record is not None and record.dreams
 
     @property
     def wants_score(self) -> bool:
@@ -1045,8 +1032,7 @@ class Session:
             train = np.ascontiguousarray(split.train())  # the held-out images stay out
             return (factory or build)(options, torch.from_numpy(train), device)
 
-        titles = kind_titles()
-        job = TrainingJob(make, kind=kind, title=titles.get(kind, kind),
+        job = TrainingJob(make, kind=kind, title=kinds.kind(kind).title,
                           preprocess=images.preprocess.to_dict(), source=self.source_label)
         job.options = options  # type: ignore[attr-defined]
         job.scoring_set = split
@@ -1139,7 +1125,7 @@ class Session:
 
         extra = ckpt.meta.get("extra") or {}
         job = TrainingJob(make if resumable else None, model=ckpt.model, kind=ckpt.kind,
-                          title=kind_titles().get(ckpt.kind, ckpt.kind), preprocess=pp,
+                          title=kinds.kind(ckpt.kind).title, preprocess=pp,
                           source=extra.get("source", ""), history=ckpt.history)
         job.path = Path(path)
         job.checkpoint = ckpt  # type: ignore[attr-defined]
@@ -1151,7 +1137,7 @@ class Session:
         # held-out part when they have the model's size (the same split it was trained with,
         # if it was trained here on these images).
         saved = extra.get("quality")
-        if isinstance(saved, dict) and ckpt.kind != "ae":
+        if isinstance(saved, dict) and kinds.kind(ckpt.kind).dreams:
             try:
                 from models.quality import QualityReport
 

@@ -43,12 +43,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from models import kinds
 from studio.dreams import images_to_uint8
 from studio.layer_sources import detach_model
 
-__all__ = ["LatentExplorer", "LatentRunner", "LatentWalk", "EXPLORABLE_KINDS"]
+__all__ = ["LatentExplorer", "LatentRunner", "LatentWalk"]
 
-EXPLORABLE_KINDS = ("vae", "hybrid", "ae")
 Method = Literal["linear", "slerp"]
 Metric = Literal["euclidean", "cosine"]
 
@@ -120,7 +120,7 @@ class LatentExplorer:
     def __init__(self, model: Any, images: Any = None, *, copy: bool = True, lock: Any = None,
                  batch_size: int = 256, temperature: float = 1.0):
         kind = str(getattr(model, "kind", ""))
-        if kind not in EXPLORABLE_KINDS:
+        if kind not in kinds.keys("explorable"):
             raise ValueError(f"a {kind or type(model).__name__} model has no latent space to explore "
                              f"(use a VAE, an autoencoder or the AE+RBM hybrid)")
         self.model = detach_model(model, lock) if copy else model

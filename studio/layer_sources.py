@@ -39,7 +39,6 @@ from studio.canvas import MAX_SCALED_SIDE, Layer
 __all__ = [
     "LayerSourceError",
     "MAX_IMPORT_FRAMES",
-    "TEXTURE_KINDS",
     "image_pixels",
     "batch_pixels",
     "grid",
@@ -53,8 +52,6 @@ __all__ = [
     "detach_model",
 ]
 
-#: Model kinds whose chains can be sampled into a texture (anything with a sampler works).
-TEXTURE_KINDS: tuple[str, ...] = ("rbm", "grbm", "hybrid", "vae")
 #: Frames read at most from an animated file by :func:`import_png`.
 MAX_IMPORT_FRAMES = 512
 #: Pixels an imported image may have (per frame).

@@ -395,27 +395,29 @@ def test_two_seeded_builds_in_two_threads_get_their_seeds_weights(monkeypatch):
     most) for the other job to be inside it too: unguarded, both would then be seeded before
     either draws, and one job's weights would come from the other's seed. Now each gets what it
     gets alone, and the caller's global stream does not move."""
+    import dataclasses
     import threading
 
     import models.factory as factory
+    from models import kinds
 
     images = data(40)
-    real = factory.BUILDERS["rbm"]
+    real = kinds.KINDS["rbm"]
     meet = threading.Barrier(2, timeout=0.3)
 
-    def builder(options, data, device):
+    def builder(kind, options, data, device):
         try:
             meet.wait()  # unguarded: both seeded by now
         except threading.BrokenBarrierError:  # guarded: the other job waits outside for the lock
             pass
-        return real(options, data, device)
+        return real.builder(kind, options, data, device)
 
     def weights(seed):
         opts = factory.Options(kind="rbm", image_shape=(1, 4, 4), hidden=300, epochs=1, batch_size=10, seed=seed, n_chains=4)
         return factory.build(opts, images, "cpu").model.weight.detach().clone()
 
     alone = {seed: weights(seed) for seed in (1, 2)}
-    monkeypatch.setitem(factory.BUILDERS, "rbm", builder)
+    monkeypatch.setitem(kinds.KINDS, "rbm", dataclasses.replace(real, builder=builder))
     got: dict[int, torch.Tensor] = {}
     threads = [threading.Thread(target=lambda s=s: got.__setitem__(s, weights(s))) for s in (1, 2)]
     for t in threads:

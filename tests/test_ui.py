@@ -532,11 +532,11 @@ def test_job_done_and_session_round_trip(tmp_path, image_folder):
 
 
 def test_hyperparameters_cover_every_kind_and_map_to_options(image_folder):
-    from models.factory import KIND_TITLES
+    from models.kinds import KINDS
 
     session = Session(Preprocess(size=28))
     session.open_images([str(image_folder)])
-    for kind in KIND_TITLES:
+    for kind in KINDS:
         params = hyperparameters(kind)
         keys = {p.key for p in params}
         assert {"epochs", "batch_size", "learning_rate", "seed"} <= keys

@@ -540,13 +540,14 @@ class ModelChoice:
 
 
 def model_choices(session: Any) -> list[ModelChoice]:
-    """The session's jobs whose models can dream (RBM, Gaussian RBM, hybrid, VAE), newest first."""
-    from studio.layer_sources import TEXTURE_KINDS
+    """The session's jobs whose models' dreams make textures (`models.kinds`), newest first."""
+    from models import kinds
 
+    texture = kinds.keys("texture")
     out = []
     for job in reversed(list(getattr(session, "jobs", []) or [])):
         model = getattr(job, "model", None)
-        if model is None or job.kind not in TEXTURE_KINDS:
+        if model is None or job.kind not in texture:
             continue
         ckpt = getattr(job, "checkpoint", None)
         sha = getattr(ckpt, "sha256", None) if ckpt is not None and getattr(job, "trainer", None) is None else None

@@ -1126,8 +1126,7 @@ class DreamsView(QWidget):
 
 
 def _kind_title(kind: str) -> str:
-    try:
-        from models.factory import KIND_TITLES
-    except Exception:  # pragma: no cover - models always importable in the app
-        KIND_TITLES = {}
-    return KIND_TITLES.get(kind, kind.upper() if kind else "Model")
+    from models.kinds import KINDS
+
+    record = KINDS.get(kind)
+    return record.title if record is not None else (kind.upper() if kind else "Model")

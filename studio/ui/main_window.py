@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from models import kinds  # the kinds' records: no torch imported
 from studio.autosave import (
     AUTOSAVE_MINUTES,
     Orphan,
@@ -97,13 +98,14 @@ def _load_engine() -> dict[str, Any]:
 
     import models.checkpoint  # noqa: F401
     from models.device import default_device, describe_device
-    from models.factory import KIND_TITLES
 
     # The first optimiser imports torch._dynamo (seconds): pay it now, not at the first Start.
     p = torch.zeros(1, requires_grad=True)
     torch.optim.SGD([p], lr=0.1)
     torch.optim.Adam([p], lr=0.1)
-    return {"kinds": dict(KIND_TITLES), "device": describe_device(default_device()), "threads": threads}
+    for record in kinds.KINDS.values():  # every kind's modules, here rather than on the UI thread
+        record.load()
+    return {"device": describe_device(default_device()), "threads": threads}
 
 
 class MainWindow(QMainWindow):
@@ -327,7 +329,7 @@ class MainWindow(QMainWindow):
         from studio.ui.dreams_view import DreamsView
         from studio.ui.training_panel import TrainingPanel
 
-        panel = TrainingPanel(self.session, self.controller, info["kinds"])
+        panel = TrainingPanel(self.session, self.controller)
         self.training_panel = panel
         self.training_dock.setWidget(panel)
         self.device_label.setText(f"Device: {info['device']}".replace("(1 threads)", "(1 thread)"))
@@ -762,7 +764,8 @@ class MainWindow(QMainWindow):
         view = self.latent_view
         if view is None or job is None or job.model is None or self._closing:
             return
-        if job.kind not in ("vae", "hybrid", "ae") or job.state in (JobState.RUNNING, JobState.PAUSED):
+        record = kinds.KINDS.get(job.kind)
+        if record is None or not record.explorable or job.state in (JobState.RUNNING, JobState.PAUSED):
             return
         key = (job.id, int(getattr(job, "step", 0) or 0))
         if key == self._latent_shown:

@@ -1,4 +1,5 @@
-"""The training panel: one page per model kind (built from ``models.factory.KIND_TITLES``).
+"""The training panel: one page per model kind, in the order and with the titles of
+``models.kinds.KINDS``.
 
 Each :class:`TrainingPage` has the kind's hyperparameters (a form built from
 :func:`studio.jobs.hyperparameters`), Start / Pause / Resume / Stop, a progress bar with the
@@ -38,6 +39,7 @@ from PySide6.QtWidgets import (
 from superqt import QCollapsible
 from superqt.utils import qthrottled
 
+from models import kinds
 from studio.jobs import HyperParam, JobState, JobUpdate, Session, TrainingJob, format_duration, hyperparameters
 from studio.quality_card import TOOLTIPS, Card, card_for
 from studio.ui.plots import CurvesWidget, MosaicView, pretty
@@ -356,7 +358,7 @@ class TrainingPage(QWidget):
         self.curves = CurvesWidget()
         self.mosaic_title = QLabel()
         self.mosaic = MosaicView()
-        self._set_mosaic_mode(kind in ("rbm", "grbm"))
+        self._set_mosaic_mode(kinds.kind(kind).filters)
         mosaic_box = QWidget()
         mosaic_box.setMinimumHeight(170)
         mb = QVBoxLayout(mosaic_box)
@@ -595,19 +597,18 @@ class TrainingPanel(QWidget):
 
     current_changed = Signal(str)  # kind
 
-    def __init__(self, session: Session, controller: JobsController, kinds: dict[str, str],
-                 parent: QWidget | None = None) -> None:
+    def __init__(self, session: Session, controller: JobsController, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.session, self.controller = session, controller
         self.kind_box = QComboBox()
         self.kind_box.setToolTip("Model kind (Ctrl+PgUp / Ctrl+PgDown)")
         self.stack = QStackedWidget()
         self.pages: dict[str, TrainingPage] = {}
-        for kind, title in kinds.items():
-            page = TrainingPage(kind, title, session, controller)
+        for kind, record in kinds.KINDS.items():
+            page = TrainingPage(kind, record.title, session, controller)
             self.pages[kind] = page
             self.stack.addWidget(page)
-            self.kind_box.addItem(title, kind)
+            self.kind_box.addItem(record.title, kind)
         self.kind_box.currentIndexChanged.connect(self._kind_chosen)
         head = QHBoxLayout()
         head.addWidget(QLabel("Model"))
