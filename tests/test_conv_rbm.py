@@ -1,0 +1,297 @@
+"""The texture RBM (models/conv_rbm.py): its energies and conditionals against a fully connected
+RBM with the convolution unrolled into a weight matrix, probabilistic max-pooling against brute
+force, seamless periodic sampling, the dream brush's clamp, a config + state round trip (and a
+checkpoint round trip through models.checkpoint with the kind's record), and training on a
+synthetic stripe texture that recovers the stripes' period."""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import pytest
+import torch
+
+from models.conv_rbm import (
+    ConvGibbsSampler,
+    ConvRBM,
+    ConvRBMConfig,
+    ConvRBMError,
+    ConvRBMTrainConfig,
+    ConvRBMTrainer,
+    seam_ratio,
+    synthesize,
+)
+from models.rbm import BernoulliRBM, GaussianBernoulliRBM, RBMConfig
+
+
+def random_model(visible="gaussian", channels=2, n_filters=3, f=3, pooling=1, seed=0) -> ConvRBM:
+    torch.manual_seed(seed)
+    m = ConvRBM(ConvRBMConfig(channels=channels, n_filters=n_filters, filter_size=f, pooling=pooling, visible=visible))
+    with torch.no_grad():
+        m.weight.normal_(0, 0.5)
+        m.visible_bias.normal_(0, 0.3)
+        m.hidden_bias.normal_(0, 0.3)
+        m.log_variance.normal_(0, 0.3)
+    return m
+
+
+def fully_connected(m: ConvRBM, H: int, W: int):
+    """The pixel RBM of models/rbm.py with the conv model's tied weights unrolled on an H×W torus."""
+    C, K = m.channels, m.n_filters
+    cfg = RBMConfig(C * H * W, K * H * W)
+    fc = BernoulliRBM(cfg) if m.binary_visible else GaussianBernoulliRBM(cfg)
+    with torch.no_grad():
+        fc.weight.copy_(m.unrolled_weight(H, W))
+        fc.visible_bias.copy_(m.visible_bias.repeat_interleave(H * W))
+        fc.hidden_bias.copy_(m.hidden_bias.repeat_interleave(H * W))
+        if not m.binary_visible:
+            fc.log_variance.copy_(m.variance.log().repeat_interleave(H * W))
+    return fc
+
+
+# --------------------------------------------------------------------------- the maths
+@pytest.mark.parametrize("visible", ["gaussian", "binary"])
+@pytest.mark.parametrize("f", [3, 4])
+def test_energy_and_conditionals_equal_a_fully_connected_rbm_with_tied_weights(visible, f):
+    m = random_model(visible, f=f)
+    H, W, B = 5, 6, 4
+    fc = fully_connected(m, H, W)
+    g = torch.Generator().manual_seed(1)
+    v = torch.randn(B, 2, H, W, generator=g) if visible == "gaussian" else (torch.rand(B, 2, H, W, generator=g) > 0.5).float()
+    h = (torch.rand(B, 3, H, W, generator=g) > 0.5).float()
+    flat_v, flat_h = v.reshape(B, -1), h.reshape(B, -1)
+    with torch.no_grad():
+        assert torch.allclose(m.hidden_logits(v).reshape(B, -1), fc.hidden_logits(flat_v), atol=1e-5)
+        assert torch.allclose(m.hidden_probs(v).reshape(B, -1), fc.hidden_probs(flat_v), atol=1e-6)
+        assert torch.allclose(m.visible_mean(h).reshape(B, -1), fc.visible_mean(flat_h), atol=1e-5)
+        assert torch.allclose(m.energy(v, h), fc.energy(flat_v, flat_h), rtol=1e-5, atol=1e-4)
+        assert torch.allclose(m.free_energy(v), fc.free_energy(flat_v), rtol=1e-5, atol=1e-4)
+        # per position on the torus: F / (H·W)
+        assert torch.allclose(m.free_energy_density(v), fc.free_energy(flat_v) / (H * W), rtol=1e-5, atol=1e-5)
+        # the interior ("valid") logits the trainer's data phase uses are the torus's where no wrap is involved
+        valid = m.hidden_logits(v, periodic=False)
+        before = (f - 1) // 2
+        assert torch.allclose(valid, m.hidden_logits(v)[..., before : before + H - f + 1, before : before + W - f + 1], atol=1e-5)
+
+
+def test_a_torus_smaller_than_the_filter_still_wraps_like_the_unrolled_rbm():
+    m = random_model("gaussian", channels=1, n_filters=2, f=5)
+    fc = fully_connected(m, 3, 4)  # taps fold onto the same pixel several times
+    v = torch.randn(2, 1, 3, 4, generator=torch.Generator().manual_seed(0))
+    h = (torch.rand(2, 2, 3, 4, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    with torch.no_grad():
+        assert torch.allclose(m.hidden_logits(v).reshape(2, -1), fc.hidden_logits(v.reshape(2, -1)), atol=1e-5)
+        assert torch.allclose(m.visible_mean(h).reshape(2, -1), fc.visible_mean(h.reshape(2, -1)), atol=1e-5)
+
+
+def test_probabilistic_max_pooling_against_brute_force():
+    """Blocks of 2×2 with at most one unit on: F(v) and p(h_i = 1 | v) by enumerating all
+    5⁴ hidden states of a 4×4 torus, and the sampler's draws (never two on in a block)."""
+    m = random_model("gaussian", channels=1, n_filters=1, f=3, pooling=2)
+    H = W = 4
+    fc = fully_connected(m, H, W)
+    v = torch.randn(1, 1, H, W, generator=torch.Generator().manual_seed(2))
+    blocks = [[(by * 2 + dy) * W + bx * 2 + dx for dy in (0, 1) for dx in (0, 1)] for by in (0, 1) for bx in (0, 1)]
+    states = []
+    for choice in itertools.product(range(5), repeat=4):  # per block: one of 4 units on, or none
+        h = torch.zeros(H * W)
+        for block, c in zip(blocks, choice):
+            if c < 4:
+                h[block[c]] = 1.0
+        states.append(h)
+    hs = torch.stack(states).double()  # [625, 16]
+    with torch.no_grad():
+        vf = v.reshape(1, -1).double()
+        var = m.variance.double()
+        e = ((vf - m.visible_bias.double()) ** 2 / (2 * var)).sum() - hs @ (fc.hidden_logits(v.reshape(1, -1)).double()[0])
+        log_z = torch.logsumexp(-e, 0)
+        assert math.isclose(m.free_energy(v).item(), -log_z.item(), rel_tol=1e-5, abs_tol=1e-4)
+        marg = (torch.softmax(-e, 0)[:, None] * hs).sum(0)
+        assert torch.allclose(m.hidden_probs(v).reshape(-1).double(), marg, atol=1e-6)
+        # draws: one unit on or none per block, at the block's probabilities
+        p = m.hidden_probs(v).expand(4000, -1, -1, -1)
+        draws = m.draw_hidden(p, torch.Generator().manual_seed(3))
+        per_block = draws.reshape(4000, 2, 2, 2, 2).permute(0, 1, 3, 2, 4).reshape(4000, 4, 4).sum(-1)
+        assert per_block.max().item() == 1.0
+        assert torch.allclose(draws.mean(0).reshape(-1).double(), marg, atol=0.03)
+
+
+# ------------------------------------------------------------------------ the stripes
+PERIOD = 8
+
+
+def stripes(height=96, width=96, seed=0) -> torch.Tensor:
+    """Vertical stripes of period 8 px (a sine, grey), with a little noise: uint8 [1, 1, H, W]."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.arange(width).float()
+    row = 0.5 + 0.35 * torch.sin(2 * math.pi * x / PERIOD)
+    img = row.expand(height, width) + 0.04 * torch.randn(height, width, generator=g)
+    return (img.clamp(0, 1) * 255).round().to(torch.uint8)[None, None]
+
+
+@pytest.fixture(scope="module")
+def stripe_model():
+    torch.manual_seed(0)
+    model = ConvRBM(ConvRBMConfig(channels=1, n_filters=8, filter_size=9, image_shape=(1, 96, 96)))
+    cfg = ConvRBMTrainConfig(epochs=3, steps_per_epoch=60, batch_size=8, crop=32, learning_rate=0.01, seed=0, threads=1,
+                             frame_every=0)
+    trainer = ConvRBMTrainer(model, stripes(), cfg)
+    events = list(trainer.run())
+    assert events[-1].kind == "done" and trainer.step == 180
+    return model, trainer
+
+
+def dominant_period(img: torch.Tensor, axis: int) -> float:
+    """The period (px) of the strongest frequency along `axis` of a [H, W] image (rows' or
+    columns' power spectra averaged)."""
+    x = img - img.mean()
+    power = torch.fft.rfft(x, dim=axis).abs().pow(2).mean(1 - axis)
+    power[0] = 0
+    return img.shape[axis] / int(power.argmax())
+
+
+def test_training_on_stripes_recovers_their_period(stripe_model):
+    model, _ = stripe_model
+    sample = synthesize(model, 96, 96, n=1, steps=40, seed=0)[0, 0]
+    # across the stripes: the spectrum's peak at 12 periods in 96 px (its neighbours: 8.7 and 7.4 px)
+    assert dominant_period(sample, axis=1) == PERIOD
+    # the stripes run vertically: far more contrast across columns than down rows
+    across = (sample[:, 1:] - sample[:, :-1]).abs().mean()
+    along = (sample[1:, :] - sample[:-1, :]).abs().mean()
+    assert across > 2 * along
+
+
+def test_a_periodic_sample_is_seamless(stripe_model):
+    """The wrap-around edge differs no more than interior neighbours do; a crop of the stripes
+    whose width is not a whole number of periods shows its seam by the same measure."""
+    model, _ = stripe_model
+    sample = synthesize(model, 60, 68, n=2, steps=40, seed=1)  # sides not a multiple of the period
+    for axis in (-1, -2):  # across columns, across rows
+        seam, interior = neighbour_differences(sample, axis)
+        assert seam <= interior.max()
+        assert seam <= 3 * interior.mean()
+    crop = stripes(60, 80)[..., 2:71].float() / 255  # from a crest to a trough: tiled, the stripes jump
+    seam, interior = neighbour_differences(crop, -1)
+    assert seam > 2 * interior.max()
+    assert seam_ratio(crop) > 1.5 and seam_ratio(sample) < 1.3
+
+
+def neighbour_differences(images: torch.Tensor, axis: int) -> tuple[float, torch.Tensor]:
+    """(mean |difference| across the wrap-around seam, the same across each interior pair of
+    neighbouring columns (axis -1) or rows (axis -2))."""
+    x = images.float().movedim(axis, -1)
+    interior = (x[..., 1:] - x[..., :-1]).abs().flatten(0, -2).mean(0)
+    return float((x[..., 0] - x[..., -1]).abs().mean()), interior
+
+
+# --------------------------------------------------------------------------- sampling
+def test_sampler_sizes_seeds_temperature_and_the_brush(stripe_model):
+    model, _ = stripe_model
+    s = model.make_sampler(n_chains=2, seed=0, size=(40, 72))
+    assert s.images().shape == (2, 1, 40, 72) and s.image_shape == (1, 40, 72)
+    seed = stripes(16, 16)  # smaller than the torus: tiled (48×80), then the middle 40×72 taken
+    s.reset(2, start=seed)
+    y, x = torch.meshgrid(torch.arange(40), torch.arange(72), indexing="ij")
+    expected = seed[0, 0][(y + 4) % 16, (x + 4) % 16].float() / 255
+    assert torch.allclose(s.images("samples")[1, 0], expected, atol=1e-5)
+    # the dream brush: the clamp mask arrives flat, [n, V]; clamped pixels never change
+    mask = torch.zeros(2, 1, 40, 72, dtype=torch.bool)
+    mask[:, :, :, :36] = True
+    before = s.states("samples").clone()
+    s.clamp(mask.reshape(2, -1))
+    s.temperature = 1.5
+    s.step(5)
+    after = s.states("samples")
+    assert torch.equal(after[mask], before[mask])
+    assert (after[~mask] - before[~mask]).abs().mean() > 0.1
+    s.unclamp()
+    s.reset(1, size=(24, 24))
+    assert s.states().shape == (1, 1, 24, 24) and s.clamp_mask is None
+    with pytest.raises(ConvRBMError, match="clamp"):
+        s.clamp(torch.ones(7, dtype=torch.bool))
+
+
+def test_pooled_sizes_and_bad_settings_are_refused_with_one_sentence():
+    pooled = ConvRBM(ConvRBMConfig(n_filters=2, filter_size=3, pooling=2))
+    with pytest.raises(ConvRBMError, match="multiple of the pooling size 2"):
+        pooled.make_sampler(size=(64, 65))
+    assert pooled.make_sampler(size=(64, 66)).images().shape == (1, 1, 64, 66)
+    for bad in ({"n_filters": 0}, {"filter_size": 100}, {"visible": "poisson"}, {"var_floor": float("nan")},
+                {"channels": 3, "image_shape": (1, 8, 8)}, {"n_filters": 10**9}, {"image_shape": (1, 8)}):
+        with pytest.raises(ConvRBMError) as e:
+            ConvRBMConfig(**bad)
+        assert "\n" not in str(e.value) and str(e.value)
+    with pytest.raises(ConvRBMError, match="unknown texture model setting"):
+        ConvRBMConfig.from_dict({"n_filters": 4, "evil": 1})
+    model = ConvRBM(ConvRBMConfig(n_filters=2, filter_size=9))
+    with pytest.raises(ConvRBMError, match="too small"):
+        ConvRBMTrainer(model, torch.zeros(1, 1, 6, 6, dtype=torch.uint8))
+    with pytest.raises(ConvRBMError, match="channel"):
+        ConvRBMTrainer(model, torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+    with pytest.raises(ConvRBMError, match="GiB"):
+        model.make_sampler(n_chains=64, size=(8192, 8192))
+
+
+# ---------------------------------------------------------------------- saving, resuming
+def test_config_and_state_round_trip(tmp_path, stripe_model):
+    from safetensors.torch import load_file, save_file
+
+    model, _ = stripe_model
+    (tmp_path / "config.json").write_text(json.dumps(model.config.to_dict()))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    config = ConvRBMConfig.from_dict(json.loads((tmp_path / "config.json").read_text()))
+    assert config == model.config
+    again = ConvRBM(config)
+    again.load_state_dict(load_file(str(tmp_path / "model.safetensors")))
+    for k, v in model.state_dict().items():
+        assert torch.equal(again.state_dict()[k], v), k
+    a = synthesize(model, 32, 32, steps=3, seed=5)
+    b = synthesize(again, 32, 32, steps=3, seed=5)
+    assert torch.equal(a, b)
+
+
+def test_checkpoint_round_trip_and_resume_with_the_kinds_record(tmp_path, monkeypatch):
+    """Registered as the kinds engineer is asked to (see the report), a texture model and its
+    trainer save through models.checkpoint, load, and resume on the step an uninterrupted run
+    takes."""
+    from models import checkpoint, kinds
+    from models.conv_rbm import build_texture, load, save
+
+    record = kinds.ModelKind("texture", "Texture RBM", "models.conv_rbm:ConvRBM", "models.conv_rbm:ConvRBMConfig",
+                             "models.conv_rbm:ConvRBMTrainConfig", "models.conv_rbm:ConvRBMTrainer", build_texture,
+                             dreams=True, texture=True, filters=True)
+    monkeypatch.setitem(kinds.KINDS, "texture", record)
+    from models.factory import Options, build
+
+    data = stripes(48, 48)
+    trainer = build(Options(kind="texture", image_shape=(1, 48, 48), hidden=4, epochs=1, seed=3, frame_every=0,
+                            extra={"filter_size": 5, "crop": 24, "steps_per_epoch": 4, "n_chains": 2, "threads": 1}), data)
+    trainer.fit()
+    path = save(tmp_path / "t.safetensors", trainer.model, trainer=trainer, preprocess={"size": 48, "color": False})
+    model = load(path)
+    for k, v in trainer.model.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+    assert model.config == trainer.model.config
+    resumed = checkpoint.load_checkpoint(path).make_trainer(data, epochs=2)
+    trainer.config.epochs = 2
+    trainer.fit()
+    resumed.fit()
+    for k, v in trainer.model.state_dict().items():
+        assert torch.allclose(resumed.model.state_dict()[k], v, atol=1e-6), k
+    # a checkpoint of another kind is not a texture model
+    from models.rbm import BernoulliRBM, RBMConfig as RC
+
+    other = checkpoint.save_checkpoint(tmp_path / "rbm.safetensors", BernoulliRBM(RC(4, 2, image_shape=(1, 2, 2))))
+    with pytest.raises(checkpoint.CheckpointError, match="not a texture model"):
+        load(other)
+
+
+def test_trainer_state_is_checked_when_loaded(stripe_model):
+    _, trainer = stripe_model
+    tensors, meta = trainer.state()
+    tensors = dict(tensors)
+    tensors["extra.sampler.hidden"] = tensors["extra.sampler.hidden"][:, :3]
+    fresh = ConvRBMTrainer(ConvRBM(trainer.model.config), stripes(), trainer.config)
+    with pytest.raises(ValueError, match="hidden"):
+        fresh.load_state(tensors, meta)
