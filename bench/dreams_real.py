@@ -103,12 +103,15 @@ def main() -> int:
     n_images = len(w.session.images) if w.session.images is not None else 0
     print(f"window ready in {time.monotonic() - t0:.1f} s: {n_images} images from {args.folder} at {pre.describe()}")
 
+    errors: list[tuple[str, str]] = []  # what the window shows, recorded here
+    show_error = w.show_error
+    w.show_error = lambda title, message: (errors.append((title, message)), show_error(title, message))
     w.open_model(ckpt_path)
-    if not wait(lambda: w.last_error is not None or (w.current_job() is not None and w.current_job().path == ckpt_path), 60):
+    if not wait(lambda: errors or (w.current_job() is not None and w.current_job().path == ckpt_path), 60):
         print("the model did not open within 60 s", file=sys.stderr)
         return 1
-    if w.last_error is not None:
-        print(f"error: {w.last_error}", file=sys.stderr)
+    if errors:
+        print(f"error: {errors[-1]}", file=sys.stderr)
         return 1
     job = w.current_job()
     w.tabs.setCurrentWidget(w.dreams)

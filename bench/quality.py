@@ -127,11 +127,9 @@ def save_grid(images, path: Path, scale: int = 2) -> None:
     """Images [n, C, H, W] in [0, 1] (or uint8) -> an 8-column mosaic PNG, upscaled ×scale (nearest)."""
     from PIL import Image
 
-    from studio.jobs import tile, to_uint8
+    from studio.images import tile, to_uint8
 
-    x = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
-    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
-    im = Image.fromarray(to_uint8(tile(x[:GRID], cols=8)))
+    im = Image.fromarray(tile(to_uint8(images[:GRID]), cols=8))
     im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST).save(path)
 
 

@@ -7,8 +7,6 @@ import random
 import numpy as np
 import torch
 
-DTYPE = torch.float32
-
 
 def default_device(prefer: str | None = None) -> torch.device:
     """The best device here: `prefer` if given ("cpu", "cuda", "mps"), else CUDA, MPS, CPU."""

@@ -127,6 +127,18 @@ class HybridModel(nn.Module):
         return out
 
 
+def _of_the_chains(name: str, cast=None) -> property:
+    """A property that reads `self.gibbs.<name>` (and, given `cast`, sets it to `cast(value)`)."""
+
+    def get(self):
+        return getattr(self.gibbs, name)
+
+    def set_(self, value) -> None:
+        setattr(self.gibbs, name, cast(value))
+
+    return property(get, set_ if cast is not None else None, doc=f"The code chains' `{name}`.")
+
+
 class LatentGibbsSampler:
     """Persistent Gibbs chains over the hybrid's RBM, seen through the decoder.
 
@@ -150,33 +162,11 @@ class LatentGibbsSampler:
             self.gibbs = GibbsSampler(model.rbm, n_chains=n_chains, k=k, temperature=temperature, seed=seed, generator=generator)
 
     # What the viewer reads and sets, passed through to the chains.
-    @property
-    def temperature(self) -> float:
-        return self.gibbs.temperature
-
-    @temperature.setter
-    def temperature(self, value: float) -> None:
-        self.gibbs.temperature = float(value)
-
-    @property
-    def k(self) -> int:
-        return self.gibbs.k
-
-    @k.setter
-    def k(self, value: int) -> None:
-        self.gibbs.k = int(value)
-
-    @property
-    def n_chains(self) -> int:
-        return self.gibbs.n_chains
-
-    @property
-    def steps_taken(self) -> int:
-        return self.gibbs.steps_taken
-
-    @property
-    def generator(self) -> torch.Generator:
-        return self.gibbs.generator
+    temperature = _of_the_chains("temperature", float)
+    k = _of_the_chains("k", int)
+    n_chains = _of_the_chains("n_chains")
+    steps_taken = _of_the_chains("steps_taken")
+    generator = _of_the_chains("generator")
 
     @torch.no_grad()
     def reset(self, n_chains: int | None = None, start: Tensor | None = None) -> "LatentGibbsSampler":
@@ -312,9 +302,17 @@ class HybridTrainer(Trainer):
 
     @optimizer.setter
     def optimizer(self, value: torch.optim.Optimizer | None) -> None:
+        """Give the active phase `value`. Before phase 1's trainer exists (inside the base
+        constructor, whose `make_optimizer()` is then None) there is nothing to hold one, and
+        only None is taken; anything else that cannot be kept raises instead of vanishing."""
         inner = self.active
-        if inner is not None and value is not None:
-            inner.optimizer = value
+        if inner is None:
+            if value is not None:
+                raise RuntimeError("the hybrid trainer has no active phase to take an optimiser yet")
+            return
+        if value is None:
+            raise ValueError("the active phase's optimiser cannot be removed")
+        inner.optimizer = value
 
     def make_optimizer(self) -> torch.optim.Optimizer | None:
         inner = self.active
@@ -439,6 +437,12 @@ class HybridTrainer(Trainer):
             self.rbm_start = int(extra["rbm_start"])
             self._start_phase2(prepare=False)
         super().load_state(tensors, meta)
+
+    def check_state(self) -> None:
+        """Each phase's trainer checks its own loaded state."""
+        for inner in (self.ae_trainer, self.rbm_trainer):
+            if inner is not None:
+                inner.check_state()
 
     def load_extra_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
         ae = {k[3:]: v for k, v in tensors.items() if k.startswith("ae.")}

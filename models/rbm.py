@@ -65,7 +65,8 @@ class RBMConfig:
 
 
 class RBMBase(nn.Module):
-    """What both RBMs share: conditionals, Gibbs half-steps, energies, images in and out."""
+    """What both RBMs share: conditionals, Gibbs half-steps, energies, images in and out. The
+    full Gibbs step lives in one place, `models.sampling.GibbsSampler.step`."""
 
     kind = "rbm-base"
     binary_visible = True
@@ -114,11 +115,6 @@ class RBMBase(nn.Module):
         """(p(h | v), a binary sample of h | v), both [B, H]."""
         p = self.hidden_probs(v, temperature)
         return p, bernoulli(p, generator)
-
-    def gibbs_step(self, v: Tensor, temperature: float = 1.0, generator=None) -> tuple[Tensor, Tensor]:
-        """One full step v -> h -> v'. Returns (E[v' | h], sampled v')."""
-        _, h = self.sample_hidden(v, temperature, generator)
-        return self.sample_visible(h, temperature, generator)
 
     def transform(self, v: Tensor) -> Tensor:
         """Hidden feature probabilities (scikit-learn's name): [B, V] -> [B, H]."""
@@ -226,10 +222,6 @@ class BernoulliRBM(RBMBase):
         fe_flip = -(v @ self.visible_bias) - s * self.visible_bias[idx] - F.softplus(pre_flip).sum(1)
         return self.n_visible * F.logsigmoid(fe_flip - fe)
 
-    def score_samples(self, v: Tensor) -> Tensor:
-        """scikit-learn's name: the stochastic pseudo-log-likelihood of each sample."""
-        return self.pseudo_likelihood(v)
-
 
 class GaussianBernoulliRBM(RBMBase):
     """RBM with real-valued Gaussian visible units and binary hidden units, learned variances
@@ -289,5 +281,3 @@ class GaussianBernoulliRBM(RBMBase):
         noise = torch.randn(n, self.n_visible, device=self.device, generator=generator)
         return self.visible_bias.detach() + noise * self.variance.detach().sqrt()
 
-
-RBM_KINDS: dict[str, type[RBMBase]] = {BernoulliRBM.kind: BernoulliRBM, GaussianBernoulliRBM.kind: GaussianBernoulliRBM}

@@ -315,6 +315,17 @@ class Trainer:
         return self
 
     # ------------------------------------------------------------------------ divergence
+    @property
+    def good_state(self) -> dict[str, Tensor] | None:
+        """The last good snapshot of the model's state dict (None before the first): what a
+        divergence rolls back to. Shared, not copied: read it, never write to it."""
+        return self._good
+
+    @property
+    def good_step(self) -> int:
+        """The step at which `good_state` was taken."""
+        return self._good_step
+
     def _watched(self) -> tuple[nn.Module, str]:
         """(the part of the model that training changes now, its prefix in the state dict): the
         whole model here; a trainer made of phases names the active phase's part, so snapshots
@@ -464,7 +475,4 @@ class Trainer:
 
     def check_state(self) -> None:
         """After `load_state`: raise ValueError when the loaded state does not fit this trainer
-        (chains of another size, ...). Here: a trainer made of phases checks its phases'."""
-        for inner in vars(self).values():
-            if isinstance(inner, Trainer) and inner is not self:
-                inner.check_state()
+        (chains of another size, ...). Nothing to check here."""

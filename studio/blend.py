@@ -51,7 +51,6 @@ __all__ = [
     "composite",
     "composite_into",
     "unpremultiply",
-    "to_uint8",
     "to_float",
 ]
 
@@ -371,14 +370,6 @@ def unpremultiply(rgb: Tensor, alpha: Tensor | None) -> Tensor:
 # --------------------------------------------------------------------------
 # Pixel format helpers
 # --------------------------------------------------------------------------
-
-
-def to_uint8(pixels: ArrayLike) -> np.ndarray:
-    """Float [0, 1] -> uint8 [0, 255] (round half up, clamped); uint8 passes through."""
-    if isinstance(pixels, np.ndarray) and pixels.dtype == np.uint8:
-        return pixels
-    t = _as_tensor(pixels)
-    return t.clamp(0.0, 1.0).mul_(255.0).add_(0.5).to(torch.uint8).numpy()
 
 
 def to_float(pixels: np.ndarray) -> np.ndarray:

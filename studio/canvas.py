@@ -1,8 +1,9 @@
 """The Canvas composition model: layers, their settings, undo/redo and rendering.
 
 No Qt here.  A Qt view listens through :attr:`Canvas.events` (a plain callback
-list) and renders either on the UI thread (:meth:`Canvas.render` is cached and
-incremental) or in a worker from an immutable :meth:`Canvas.snapshot`.
+list) and never renders on the UI thread: a worker renders the newest immutable
+:meth:`Canvas.snapshot` (:meth:`Canvas.render`, cached and incremental, serves
+scripts, exports and tests).
 
 Model
 -----
@@ -1347,7 +1348,7 @@ def _to_rgba_float(rgb: torch.Tensor, alpha: torch.Tensor | None) -> torch.Tenso
 
 
 def _to_rgba_uint8(rgb: torch.Tensor, alpha: torch.Tensor | None) -> torch.Tensor:
-    """Like :func:`_to_rgba_float` then :func:`studio.blend.to_uint8`, bit for bit,
+    """Like :func:`_to_rgba_float` then :func:`studio.images.to_uint8`, bit for bit,
     without the full-size float intermediate."""
     height, width = rgb.shape[1:]
     out = _alloc((height, width, 4), torch.uint8)

@@ -28,8 +28,6 @@ import math
 import sys
 from pathlib import Path
 
-import numpy as np
-
 EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 1
 
 
@@ -457,39 +455,7 @@ def save_or_recover(out: Path, write) -> Saved:
 
 
 # ------------------------------------------------------------------------------- sample
-def to_uint8(images) -> np.ndarray:
-    """Float images [N, C, H, W] in [0, 1] -> uint8 [N, H, W, C]."""
-    arr = images.detach().cpu().clamp(0, 1).mul(255).round().to(dtype=__import__("torch").uint8).numpy()
-    return arr.transpose(0, 2, 3, 1)
-
-
-def make_grid(images: np.ndarray, pad: int = 2, cols: int | None = None, fill: int = 32) -> np.ndarray:
-    """uint8 [N, H, W, C] -> one uint8 [rows·(H+pad)+pad, cols·(W+pad)+pad, C] mosaic."""
-    n, h, w, c = images.shape
-    cols = cols or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), fill, np.uint8)
-    for i in range(n):
-        r, q = divmod(i, cols)
-        y, x = pad + r * (h + pad), pad + q * (w + pad)
-        grid[y : y + h, x : x + w] = images[i]
-    return grid
-
-
-def _save_png(path: Path, arr: np.ndarray, info: dict[str, str]) -> None:
-    """Write one PNG atomically: a full disk leaves no empty or half file, and a link planted at
-    `path` is replaced, not written through (models.atomic)."""
-    from PIL import Image
-    from PIL.PngImagePlugin import PngInfo
-
-    from models.atomic import atomic_open
-
-    meta = PngInfo()
-    for k, v in info.items():
-        meta.add_text(f"harmonium:{k}", str(v))
-    img = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
-    with atomic_open(path) as f:
-        img.save(f, format="PNG", pnginfo=meta)
+GRID_PAD = 2  # pixels between the tiles of `harmonium sample`'s grid.png
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -500,6 +466,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from models.factory import make_sampler
     from models.rbm import BernoulliRBM
     from models.tempering import base_from_checkpoint
+    from studio.export import save_png  # atomic, with the provenance the canvas reads back
+    from studio.images import images_to_uint8, mosaic
 
     device = default_device(args.device)
     seed_everything(args.seed)
@@ -520,16 +488,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
             sampler.step(k)
             done += k
             bar.update(k)
-    imgs = to_uint8(sampler.images("samples" if args.binary else "probs"))
+    imgs = images_to_uint8(sampler.images("samples" if args.binary else "probs"))
     out = Path(args.out)
     info = {"model": ckpt.kind, "checkpoint_sha256": ckpt.sha256, "seed": args.seed, "steps": args.steps, "temperature": args.temperature}
     files = [(out / f"sample_{i:04d}.png", im, {**info, "chain": i}) for i, im in enumerate(imgs)]
-    files.append((out / "grid.png", make_grid(imgs), info))
+    files.append((out / "grid.png", mosaic(imgs, pad=GRID_PAD), info))
     written, current = 0, out
     try:
         out.mkdir(parents=True, exist_ok=True)
         for current, arr, meta in files:
-            _save_png(current, arr, meta)
+            save_png(current, arr, meta)
             written += 1
     except OSError as e:
         from studio.dataset import display_path

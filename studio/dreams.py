@@ -44,22 +44,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from studio.images import GridLayout, images_to_uint8, mosaic
+
 __all__ = [
     "BrushUnavailable",
     "DreamFrame",
     "DreamRunner",
     "DreamSession",
     "DreamSettings",
-    "GridLayout",
     "MAX_CHAINS",
-    "images_to_uint8",
-    "mosaic",
     "to_rgba",
 ]
 
 Show = Literal["probs", "samples"]
 MAX_CHAINS = 256
-GAP_FILL = 32  # grey of the gaps between tiles
 
 
 class BrushUnavailable(ValueError):
@@ -67,20 +65,6 @@ class BrushUnavailable(ValueError):
 
 
 # ---------------------------------------------------------------------------------- pixels
-def images_to_uint8(images: Tensor | np.ndarray) -> np.ndarray:
-    """Images ``[n, C, H, W]`` (float in [0, 1], or uint8) -> read-only uint8 ``[n, H, W, C]``."""
-    if isinstance(images, np.ndarray):
-        images = torch.from_numpy(np.ascontiguousarray(images))
-    x = images.detach().to("cpu")
-    if x.dim() != 4:
-        raise ValueError(f"expected images [n, C, H, W], got shape {tuple(x.shape)}")
-    if x.dtype != torch.uint8:
-        x = x.float().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
-    out = x.permute(0, 2, 3, 1).contiguous().numpy()
-    out.setflags(write=False)
-    return out
-
-
 def to_rgba(pixels: np.ndarray) -> np.ndarray:
     """uint8 ``[..., C]`` with C = 1 (grey), 3 (RGB) or 4 -> opaque uint8 ``[..., 4]``."""
     c = pixels.shape[-1]
@@ -89,61 +73,6 @@ def to_rgba(pixels: np.ndarray) -> np.ndarray:
     out = np.empty((*pixels.shape[:-1], 4), np.uint8)
     out[..., :3] = pixels if c == 3 else pixels[..., :1]
     out[..., 3] = 255
-    return out
-
-
-@dataclass(frozen=True)
-class GridLayout:
-    """Where each chain's tile lies in the mosaic: ``cols`` tiles per row, ``pad`` pixels of
-    gap around and between the tiles (as :func:`studio.cli.make_grid` lays them out)."""
-
-    n: int
-    height: int
-    width: int
-    pad: int = 1
-    cols: int = 0  # 0: ceil(sqrt(n))
-
-    def __post_init__(self) -> None:
-        if self.cols <= 0:
-            object.__setattr__(self, "cols", max(1, math.ceil(math.sqrt(self.n))))
-
-    @property
-    def rows(self) -> int:
-        return max(1, math.ceil(self.n / self.cols))
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(height, width) of the mosaic in pixels."""
-        return (self.rows * (self.height + self.pad) + self.pad, self.cols * (self.width + self.pad) + self.pad)
-
-    def origin(self, chain: int) -> tuple[int, int]:
-        """(y, x) of the tile's top-left pixel."""
-        r, q = divmod(int(chain), self.cols)
-        return self.pad + r * (self.height + self.pad), self.pad + q * (self.width + self.pad)
-
-    def chain_at(self, y: float, x: float) -> tuple[int, float, float] | None:
-        """The chain under mosaic point (y, x) and the point in the tile's pixels, or None
-        over a gap or outside."""
-        cy, ry = divmod(y - self.pad, self.height + self.pad)
-        cx, rx = divmod(x - self.pad, self.width + self.pad)
-        if cy < 0 or cx < 0 or cx >= self.cols or ry >= self.height or rx >= self.width:
-            return None
-        chain = int(cy) * self.cols + int(cx)
-        if chain >= self.n:
-            return None
-        return chain, float(ry), float(rx)
-
-
-def mosaic(pixels: np.ndarray, pad: int = 1, fill: int = GAP_FILL, cols: int = 0) -> np.ndarray:
-    """uint8 ``[n, H, W, C]`` -> one uint8 ``[rows·(H+pad)+pad, cols·(W+pad)+pad, C]`` mosaic
-    with ``fill``-grey gaps (no Python loop over the tiles)."""
-    n, h, w, c = pixels.shape
-    lay = GridLayout(n, h, w, pad, cols)
-    tiles = np.full((lay.rows * lay.cols, h + pad, w + pad, c), fill, np.uint8)
-    tiles[:n, :h, :w] = pixels
-    grid = tiles.reshape(lay.rows, lay.cols, h + pad, w + pad, c).transpose(0, 2, 1, 3, 4)
-    out = np.full((*lay.shape, c), fill, np.uint8)
-    out[pad:, pad:] = grid.reshape(lay.rows * (h + pad), lay.cols * (w + pad), c)
     return out
 
 
@@ -630,16 +559,6 @@ class DreamSession:
             d2 = (yy - (y0 + t * dy)) ** 2 + (xx - (x0 + t * dx)) ** 2
             disc = d2 <= max(0.5, float(radius)) ** 2
             mask[chain] = (mask[chain] & ~disc) if erase else (mask[chain] | disc)
-            self._mask_dirty = True
-            self.mask_version += 1
-        self.wakeup.set()
-
-    def set_mask(self, chain: int, mask: np.ndarray) -> None:
-        """Replace `chain`'s painted mask (bool [H, W])."""
-        self._require_brush()
-        with self._lock:
-            m = self._mask_for_update()
-            m[chain] = np.asarray(mask, bool).reshape(m.shape[1:])
             self._mask_dirty = True
             self.mask_version += 1
         self.wakeup.set()

@@ -1,10 +1,11 @@
 """Exporting a :class:`~studio.canvas.Canvas`: PNGs with provenance, OpenRaster, animations.
 
-Every file is written atomically (:func:`atomic_write`): to a temporary file in
-the destination folder, flushed and fsynced, then ``os.replace``-d over the
-target.  A failure part-way leaves no partial file behind and leaves an
-existing file at the destination untouched; a symbolic link planted at the
-destination is replaced by the new file, never written through.
+Every file is written atomically (:func:`models.atomic.atomic_open`): to a
+temporary file in the destination folder, flushed and fsynced, then
+``os.replace``-d over the target.  A failure part-way leaves no partial file
+behind and leaves an existing file at the destination untouched; a symbolic
+link planted at the destination is replaced by the new file, never written
+through; a temporary left by a killed process is swept at the next start.
 
 Provenance is stored in PNG text chunks: one ``harmonium:<key>`` chunk per
 top-level key (strings as they are, other values as JSON), e.g.
@@ -23,23 +24,22 @@ import os
 import re
 import xml.etree.ElementTree as ET
 import zipfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Mapping, Sequence
+from typing import Any, BinaryIO, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from models.atomic import atomic_open
-from studio.blend import ORA_COMPOSITE_OPS, to_uint8
+from studio.blend import ORA_COMPOSITE_OPS
 from studio.canvas import Canvas, Layer
+from studio.images import to_uint8
 
 __all__ = [
     "PROVENANCE_KEY",
     "ORA_MIMETYPE",
     "THUMBNAIL_MAX",
-    "atomic_write",
     "save_png",
     "read_provenance",
     "layer_provenance",
@@ -55,26 +55,6 @@ ORA_MIMETYPE = b"image/openraster"
 ORA_VERSION = "0.0.3"
 THUMBNAIL_MAX = 256
 _PNG_KEYWORD_MAX = 79  # PNG spec: text chunk keywords are 1–79 Latin-1 bytes
-
-
-# --------------------------------------------------------------------------
-# Atomic writes
-# --------------------------------------------------------------------------
-
-
-@contextmanager
-def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
-    """Open a temporary file next to ``path`` for binary writing; on success it
-    is fsynced and atomically renamed onto ``path``, on any exception removed.
-
-    The rename replaces a symbolic link planted at ``path`` (it never writes
-    through one to a file outside the folder).  The temporary is named
-    ``.NAME.<pid>.<random>.tmp`` and journalled, so that one left by a killed
-    process is removed at the next start (:func:`models.atomic.sweep_stale`).
-    The file gets ordinary permissions (0o666 minus the umask).
-    """
-    with atomic_open(path) as f:
-        yield f
 
 
 # --------------------------------------------------------------------------
@@ -134,7 +114,7 @@ def save_png(path: str | os.PathLike[str], rgba: np.ndarray, provenance: Mapping
     as a PNG carrying ``provenance`` in text chunks.  Atomic.  Returns the path."""
     path = Path(path)
     image = _image(rgba)
-    with atomic_write(path) as f:
+    with atomic_open(path) as f:
         _encode_png(image, f, provenance)
     return path
 
@@ -300,7 +280,7 @@ def save_ora(canvas: Canvas, path: str | os.PathLike[str]) -> Path:
     :meth:`Canvas.render_uint8`).
     """
     path = Path(path)
-    with atomic_write(path) as f:
+    with atomic_open(path) as f:
         _write_ora(f, canvas)
     return path
 
@@ -362,7 +342,7 @@ def save_animation(
         options["default_image"] = False
         if provenance is not None:
             options["pnginfo"] = _png_info(provenance)
-    with atomic_write(path) as f:
+    with atomic_open(path) as f:
         images[0].save(f, format=_ANIMATION_FORMATS[fmt], **options)
     return path
 

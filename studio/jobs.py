@@ -80,6 +80,7 @@ from .dataset import (
     load_demo,
     load_images,
 )
+from .images import tile, to_uint8
 
 if TYPE_CHECKING:  # torch stays unimported until a job needs it
     from models.training import Trainer, TrainEvent
@@ -96,8 +97,6 @@ __all__ = [
     "describe_error",
     "format_duration",
     "hyperparameters",
-    "tile",
-    "to_uint8",
 ]
 
 
@@ -133,26 +132,6 @@ def format_duration(seconds: float) -> str:
     if s >= 3600:
         return f"{s // 3600} h {(s % 3600) // 60:02d} min"
     return f"{s // 60}:{s % 60:02d}"
-
-
-def tile(images: np.ndarray, cols: int | None = None, pad: int = 1, fill: float = 0.12) -> np.ndarray:
-    """Images ``[n, C, H, W]`` (floats in [0, 1]) → one mosaic ``[rows·(H+pad)+pad,
-    cols·(W+pad)+pad]`` (C = 1) or ``[..., ..., 3]`` (C = 3), float32, for an image view."""
-    images = np.asarray(images, dtype=np.float32)
-    n, c, h, w = images.shape
-    cols = cols or max(1, math.ceil(math.sqrt(n)))
-    rows = max(1, math.ceil(n / cols))
-    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), fill, np.float32)
-    for i in range(n):
-        r, q = divmod(i, cols)
-        y, x = pad + r * (h + pad), pad + q * (w + pad)
-        out[y : y + h, x : x + w] = images[i].transpose(1, 2, 0)
-    return out[..., 0] if c == 1 else out
-
-
-def to_uint8(mosaic: np.ndarray) -> np.ndarray:
-    """A float mosaic in [0, 1] → uint8 (what an image view draws without rescaling)."""
-    return (np.clip(mosaic, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -580,11 +559,6 @@ class TrainingJob:
                 self.step_lock.release()
         self.events.emit(self, "state")
 
-    def wait_state(self, predicate: Callable[[JobState], bool], timeout: float | None = None) -> bool:
-        """Block until ``predicate(state)`` holds (for scripts and tests)."""
-        with self._cond:
-            return self._cond.wait_for(lambda: predicate(self._state), timeout)
-
     # --------------------------------------------------------------------- the pulling side
     def _close_generator(self) -> None:
         if self._gen is not None:
@@ -668,11 +642,11 @@ class TrainingJob:
         else:
             message = describe_error(exc)
             trainer = self._trainer
-            good = getattr(trainer, "_good", None) if trainer is not None else None
+            good = trainer.good_state if trainer is not None else None
             if good is not None:
                 try:
                     trainer.model.load_state_dict(good)  # type: ignore[union-attr]
-                    message += (f" The model was rolled back to step {getattr(trainer, '_good_step', '?')}, "
+                    message += (f" The model was rolled back to step {trainer.good_step}, "
                                 "the last good state.")
                 except Exception:  # noqa: BLE001 - the message stays honest below
                     message += " The model may be incomplete."
@@ -856,7 +830,7 @@ class TrainingJob:
             with self._data_lock:
                 f = self.last_frame
             if f is not None:
-                mosaic = to_uint8(tile(f[:64]))
+                mosaic = tile(to_uint8(f[:64]))
         fil = None
         if filters and self.model is not None and self.step_lock.acquire(blocking=False):
             try:
@@ -902,7 +876,7 @@ class Session:
     """The studio's state: images, preprocessing, jobs. No Qt; views listen to :attr:`events`.
 
     ``events.emit(name, payload)`` with name ``"images"`` (payload: the ImageSet),
-    ``"preprocess"`` (the Preprocess), ``"job_added"`` / ``"job_removed"`` (the job).
+    ``"preprocess"`` (the Preprocess), ``"job_added"`` (the job).
     """
 
     def __init__(self, preprocess: Preprocess | None = None, device: str | None = None) -> None:
@@ -1044,20 +1018,8 @@ class Session:
         self.jobs.append(job)
         self.events.emit("job_added", job)
 
-    def remove_job(self, job: TrainingJob) -> None:
-        if job in self.jobs:
-            job.stop()
-            self.jobs.remove(job)
-            self.events.emit("job_removed", job)
-
     def active_jobs(self) -> list[TrainingJob]:
         return [j for j in self.jobs if j.state.active]
-
-    def stop_all(self) -> None:
-        """Stop every job that is running, paused or waiting to start."""
-        for job in self.jobs:
-            if job.state.active or job.state is JobState.IDLE:
-                job.stop()
 
     # --------------------------------------------------------------------- files
     def save_model(self, job: TrainingJob, path: str | Path, *, wait_for_score: float = 120.0) -> Path:

@@ -44,7 +44,7 @@ import torch
 from torch import Tensor
 
 from models import kinds
-from studio.dreams import images_to_uint8
+from studio.images import images_to_uint8
 from studio.layer_sources import detach_model
 
 __all__ = ["LatentExplorer", "LatentRunner", "LatentWalk"]

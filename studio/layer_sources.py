@@ -27,7 +27,6 @@ channels, so pass tiny ``C×H×W`` images (sides ≤ 4) as batches.
 from __future__ import annotations
 
 import copy
-import math
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -35,6 +34,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from studio.canvas import MAX_SCALED_SIDE, Layer
+from studio.images import GAP_FILL, GridLayout, mosaic, to_uint8
 
 __all__ = [
     "LayerSourceError",
@@ -85,8 +85,7 @@ def _quantise(a: np.ndarray) -> np.ndarray:
     if a.dtype == np.uint16:
         return ((a.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     if np.issubdtype(a.dtype, np.floating):
-        f = np.nan_to_num(a.astype(np.float32, copy=False), nan=0.0, posinf=1.0, neginf=0.0)
-        return (np.clip(f, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        return to_uint8(a)
     if np.issubdtype(a.dtype, np.integer):
         return np.clip(a, 0, 255).astype(np.uint8)
     raise LayerSourceError(f"image pixels of type {a.dtype} are not supported (use uint8 or floats in [0, 1])")
@@ -129,21 +128,14 @@ def batch_pixels(images: Any) -> list[np.ndarray]:
     return out
 
 
-def grid(images: Sequence[np.ndarray], cols: int = 0, pad: int = 1, fill: int = 32) -> np.ndarray:
-    """Lay same-sized uint8 ``H×W×C`` images out in rows of ``cols`` (0: about square),
-    ``pad`` pixels apart, on ``fill`` gray (opaque).  Returns a read-only uint8 array."""
-    n = len(images)
-    h, w, c = images[0].shape
-    cols = cols or max(1, math.ceil(math.sqrt(n)))
-    rows = max(1, math.ceil(n / cols))
-    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), fill, np.uint8)
-    if c in (2, 4):
-        out[..., -1] = 255
-    for i, im in enumerate(images):
-        r, q = divmod(i, cols)
-        y, x = pad + r * (h + pad), pad + q * (w + pad)
-        out[y : y + h, x : x + w] = im
-    return _readonly(out)
+def grid(images: Sequence[np.ndarray], cols: int = 0, pad: int = 1, fill: int = GAP_FILL) -> np.ndarray:
+    """Lay same-sized uint8 ``H×W×C`` images out as :func:`studio.images.mosaic` does, in rows
+    of ``cols`` (0: about square), ``pad`` pixels apart, on ``fill`` gray (opaque).  Returns a
+    read-only uint8 array."""
+    stack = np.stack(images)
+    c = stack.shape[-1]
+    gap = [fill] * (c - 1) + [255] if c in (2, 4) else fill  # the gaps are opaque
+    return _readonly(mosaic(stack, pad, gap, cols))
 
 
 def _provenance(base: Mapping[str, Any] | None, **defaults: Any) -> dict[str, Any]:
@@ -192,8 +184,7 @@ def from_dream_snapshot(
             prov["chain"] = int(chain)
         else:
             source = grid(chains, cols, pad)
-            prov.setdefault("grid", {"n": len(chains), "cols": cols or max(1, math.ceil(math.sqrt(len(chains)))),
-                                     "pad": pad})
+            prov.setdefault("grid", {"n": len(chains), "cols": GridLayout(len(chains), 1, 1, pad, cols).cols, "pad": pad})
     else:
         source = image_pixels(a)
         if chain is not None:

@@ -59,9 +59,9 @@ from typing import Any, BinaryIO, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from models.atomic import work_dir
+from models.atomic import atomic_open, work_dir
 from studio.canvas import MAX_SCALED_SIDE, Canvas, CanvasState, Layer, Renderer
-from studio.export import _json_default, atomic_write
+from studio.export import _json_default
 
 __all__ = [
     "PROJECT_FORMAT",
@@ -472,7 +472,7 @@ def save_project(path: str | os.PathLike[str], project: ProjectData | Any, canva
         path = path.with_name(path.name + PROJECT_SUFFIX)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = project.state
-    with work_dir("save") as tmp, atomic_write(path) as f:
+    with work_dir("save") as tmp, atomic_open(path) as f:
         with zipfile.ZipFile(f, "w", allowZip64=True) as zf:
             info = zipfile.ZipInfo("mimetype", date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_STORED

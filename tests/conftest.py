@@ -9,3 +9,38 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 _DATA = tempfile.mkdtemp(prefix="harmonium-tests-data-")
 os.environ["XDG_DATA_HOME"] = _DATA
 atexit.register(shutil.rmtree, _DATA, ignore_errors=True)
+
+import pytest  # noqa: E402
+
+
+class ShownErrors:
+    """The errors each window or canvas view showed during a test, recorded by wrapping their
+    ``show_error`` / ``_error`` (the production classes keep no record for tests)."""
+
+    def __init__(self) -> None:
+        self.shown: list[tuple[object, str, str]] = []
+
+    def last(self, source: object) -> tuple[str, str] | None:
+        """(title, message) of the last error ``source`` showed, or None."""
+        for who, title, message in reversed(self.shown):
+            if who is source:
+                return title, message
+        return None
+
+
+@pytest.fixture
+def errors(monkeypatch) -> ShownErrors:
+    """Record every error a ``MainWindow`` or ``CanvasView`` shows: ``errors.last(window)``."""
+    from studio.ui.canvas_view import CanvasView
+    from studio.ui.main_window import MainWindow
+
+    spy = ShownErrors()
+    for cls, name in ((MainWindow, "show_error"), (CanvasView, "_error")):
+        real = getattr(cls, name)
+
+        def wrapper(self, title: str, message: str, _real=real) -> None:
+            spy.shown.append((self, title, message))
+            _real(self, title, message)
+
+        monkeypatch.setattr(cls, name, wrapper)
+    return spy

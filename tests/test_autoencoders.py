@@ -241,8 +241,8 @@ def test_forced_divergence_stops_with_the_last_good_weights(data, kind, phase):
         if ev.step == stop:
             break
     assert ev.metrics.get("phase", 1.0) == phase
-    good = {k: v.clone() for k, v in tr._good.items()}
-    good_step = tr._good_step
+    good = {k: v.clone() for k, v in tr.good_state.items()}
+    good_step = tr.good_step
     assert stop - 3 <= good_step < stop
     inner = getattr(tr, "active", tr)  # the hybrid's phase trainer holds its own learning rate
     lr = inner.config.learning_rate
@@ -341,3 +341,19 @@ def test_hybrid_epochs_override_extends_the_rbm_phase():
     assert (cfg.ae_epochs, cfg.rbm_epochs, cfg.epochs) == (2, 3, 5)  # as saved: unchanged
     cfg = HybridTrainConfig.from_dict({"ae_epochs": 2, "rbm_epochs": 3, "epochs": 10})  # "train to 10 epochs"
     assert (cfg.ae_epochs, cfg.rbm_epochs, cfg.epochs) == (2, 8, 10)
+
+
+def test_hybrid_optimizer_belongs_to_the_active_phase_and_never_drops_an_assignment(data):
+    tr = build(options("hybrid", epochs=1, rbm_epochs=1), data)
+    assert tr.phase == 1 and tr.optimizer is tr.ae_trainer.optimizer
+    fresh = tr.make_optimizer()
+    tr.optimizer = fresh  # what a roll-back does: the active phase takes it
+    assert tr.ae_trainer.optimizer is fresh and tr.optimizer is fresh
+    with pytest.raises(ValueError, match="cannot be removed"):
+        tr.optimizer = None
+    assert tr.ae_trainer.optimizer is fresh
+    tr.fit()
+    assert tr.phase == 2 and tr.optimizer is tr.rbm_trainer.optimizer
+    fresh = tr.make_optimizer()
+    tr.optimizer = fresh
+    assert tr.rbm_trainer.optimizer is fresh and tr.ae_trainer.optimizer is not fresh

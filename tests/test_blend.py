@@ -19,9 +19,9 @@ from studio.blend import (
     blend,
     composite,
     to_float,
-    to_uint8,
 )
 from studio.canvas import Canvas, Layer
+from studio.images import to_uint8
 
 TOL = 1e-6
 

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from studio.blend import to_uint8
+from studio.images import to_uint8
 from studio.canvas import (
     MAX_CANVAS_SIZE,
     Canvas,

@@ -288,7 +288,7 @@ def test_model_texture_layer_is_sampled_in_the_background(view, qtbot):
     assert np.array_equal(wait_current(qtbot, view), expected(view))
 
 
-def test_dataset_image_and_import(view, qtbot, tmp_path):
+def test_dataset_image_and_import(errors, view, qtbot, tmp_path):
     from studio.dataset import Preprocess
     from studio.jobs import Session
 
@@ -311,13 +311,13 @@ def test_dataset_image_and_import(view, qtbot, tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     view.import_image(broken)
-    qtbot.waitUntil(lambda: view.last_error is not None, timeout=WAIT)
-    title, message = view.last_error
+    qtbot.waitUntil(lambda: errors.last(view) is not None, timeout=WAIT)
+    title, message = errors.last(view)
     assert "broken.png" in title and "damaged or truncated" in message
     assert len(view.canvas.layers) == 2
 
 
-def test_exports_through_patched_file_dialogs(view, qtbot, tmp_path, monkeypatch):
+def test_exports_through_patched_file_dialogs(errors, view, qtbot, tmp_path, monkeypatch):
     view.add_layer(Layer(name="base", source=solid(40, 48, (240, 230, 200)), provenance={"model": "rbm", "seed": 1}))
     view.add_layer(Layer(name="dream", source=solid(10, 10, (20, 40, 200), alpha=180), x=4, y=4,
                          blend_mode="multiply", opacity=0.7))
@@ -340,10 +340,10 @@ def test_exports_through_patched_file_dialogs(view, qtbot, tmp_path, monkeypatch
     assert read_provenance(tmp_path / "pngs" / "001-dream.png")["blend"]["mode"] == "multiply"
     with Image.open(tmp_path / "pngs" / "composite.png") as im:
         assert np.array_equal(np.asarray(im), composite)
-    assert view.last_error is None
+    assert errors.last(view) is None
 
 
-def test_a_failed_export_says_so(view, qtbot, tmp_path, monkeypatch):
+def test_a_failed_export_says_so(errors, view, qtbot, tmp_path, monkeypatch):
     view.add_layer(Layer(name="a", source=solid(4, 4, (1, 1, 1))))
     target = tmp_path / "keep.ora"
     target.write_bytes(b"the old file")
@@ -353,8 +353,8 @@ def test_a_failed_export_says_so(view, qtbot, tmp_path, monkeypatch):
 
     monkeypatch.setattr("studio.export.save_ora", boom)
     view.export_ora(target)
-    qtbot.waitUntil(lambda: view.last_error is not None, timeout=WAIT)
-    title, message = view.last_error
+    qtbot.waitUntil(lambda: errors.last(view) is not None, timeout=WAIT)
+    title, message = errors.last(view)
     assert title == "The export failed" and "No space left on device" in message
     assert target.read_bytes() == b"the old file"
 
@@ -423,7 +423,7 @@ def window(qtbot, tmp_path, monkeypatch):
     qtbot.waitUntil(lambda: not w.busy_threads(), timeout=10_000)
 
 
-def test_main_window_saves_and_opens_projects(window, qtbot, tmp_path, monkeypatch):
+def test_main_window_saves_and_opens_projects(errors, window, qtbot, tmp_path, monkeypatch):
     from studio.jobs import TrainingJob
 
     assert window.tab("Canvas") is window.canvas_view
@@ -446,9 +446,9 @@ def test_main_window_saves_and_opens_projects(window, qtbot, tmp_path, monkeypat
     n_jobs, state = len(window.session.jobs), view.canvas.snapshot()
     monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(bad), "")))
     window.action_open_project.trigger()
-    qtbot.waitUntil(lambda: window.last_error is not None, timeout=WAIT)
-    assert window.last_error[0] == "The project could not be opened"
-    assert "truncated" in window.last_error[1] and "Nothing was changed" in window.last_error[1]
+    qtbot.waitUntil(lambda: errors.last(window) is not None, timeout=WAIT)
+    assert errors.last(window)[0] == "The project could not be opened"
+    assert "truncated" in errors.last(window)[1] and "Nothing was changed" in errors.last(window)[1]
     assert len(window.session.jobs) == n_jobs and view.canvas.snapshot() is state
     assert window.project_path == path and path.read_bytes() == saved
 
@@ -463,6 +463,32 @@ def test_main_window_saves_and_opens_projects(window, qtbot, tmp_path, monkeypat
     assert torch.equal(opened.model.weight, window.session.jobs[0].model.weight)
     view.undo()  # the canvas before opening is one undo away
     assert [l.name for l in view.canvas.layers] == ["red", "blue"]
+
+
+def test_ctrl_shift_d_takes_the_grid_the_dreams_tab_shows(window, qtbot):
+    from studio.dreams import to_rgba
+    from studio.images import mosaic
+    from studio.jobs import TrainingJob
+
+    view, dreams = window.canvas_view, window.dreams
+    assert view.action_add_dream.shortcut().toString() == "Ctrl+Shift+D"
+    job = TrainingJob(model=tiny_rbm(), kind="rbm", title="Binary RBM")  # a training frame to fall back on
+    job.last_frame = np.zeros((4, 1, 8, 8), np.float32)
+    window.session.add_job(job)
+    window.tabs.setCurrentWidget(dreams)
+    assert dreams.set_model(tiny_rbm(seed=1), {"kind": "rbm", "checkpoint_sha256": "cd" * 32})
+    qtbot.waitUntil(lambda: dreams.frames_shown >= 2, timeout=WAIT)
+    view.action_add_dream.trigger()
+    shown = dreams.shown_frame  # no event ran since the snapshot: the frame it took
+    layer = view.canvas.layers[-1]
+    assert np.array_equal(layer.source, to_rgba(mosaic(shown.pixels)))
+    assert layer.provenance["checkpoint_sha256"] == "cd" * 32 and layer.provenance["steps"] == shown.steps
+    assert shown.n_chains == 64 != job.last_frame.shape[0]  # not the training frame
+
+    dreams.clear()  # nothing on the Dreams tab: the newest training frame, as before
+    view.action_add_dream.trigger()
+    layer = view.canvas.layers[-1]
+    assert layer.provenance["run"] == job.id and layer.source.shape[:2] == (2 * 9 + 1, 2 * 9 + 1)
 
 
 # ----------------------------------------------------------------------------- layer sources (no Qt)

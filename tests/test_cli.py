@@ -17,7 +17,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from models.checkpoint import load_checkpoint
-from studio.cli import main, make_grid, parser
+from studio.cli import GRID_PAD, main, parser
+from studio.images import mosaic
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,9 +61,20 @@ def test_train_sample_eval_end_to_end(folder, tmp_path, capsys):
     tiles = np.stack([np.asarray(Image.open(f)) for f in files])
     assert tiles.shape == (9, 16, 16) and tiles.dtype == np.uint8
     grid = np.asarray(Image.open(out / "grid.png"))
-    assert np.array_equal(grid, make_grid(tiles[..., None])[..., 0])
+    assert np.array_equal(grid, mosaic(tiles[..., None], pad=GRID_PAD)[..., 0])
     info = Image.open(out / "grid.png").text
     assert info["harmonium:model"] == "rbm" and info["harmonium:checkpoint_sha256"] == ck.sha256 and info["harmonium:steps"] == "30"
+
+    # the PNGs carry the studio's JSON provenance: imported onto the canvas, they keep it
+    from studio.export import read_provenance
+    from studio.layer_sources import import_png
+
+    want = {"model": "rbm", "checkpoint_sha256": ck.sha256, "seed": 2, "steps": 30, "temperature": 1.0}
+    assert read_provenance(out / "grid.png") == want
+    layer = import_png(files[3])
+    assert layer.provenance["imported"] == {**want, "chain": 3}
+    assert np.array_equal(layer.source[..., 0], tiles[3])
+    assert import_png(out / "grid.png").provenance["imported"] == want
 
     capsys.readouterr()
     assert main(["eval", str(ckpt), str(folder), "--ais-betas", "2000", "--ais-runs", "50", "--samples", "40", "--steps", "50", "-q"]) == 0

@@ -14,8 +14,9 @@ from PIL import Image, ImageSequence
 
 from models.rbm import BernoulliRBM, GaussianBernoulliRBM, RBMConfig
 from models.sampling import GibbsSampler
-from studio.dreams import BrushUnavailable, DreamRunner, DreamSession, GridLayout, images_to_uint8, mosaic
+from studio.dreams import BrushUnavailable, DreamRunner, DreamSession
 from studio.export import read_provenance
+from studio.images import GridLayout, images_to_uint8, mosaic
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -192,20 +193,6 @@ def test_training_frames_are_recorded():
     assert np.array_equal(hist[1].pixels, images_to_uint8(frames[1]))
     with pytest.raises(ValueError):
         s.set_temperature(2.0)
-
-
-def test_mosaic_and_layout_agree():
-    pix = np.arange(5 * 3 * 2 * 1, dtype=np.uint8).reshape(5, 3, 2, 1)
-    lay = GridLayout(5, 3, 2, pad=1)
-    m = mosaic(pix, pad=1, fill=7)
-    assert m.shape[:2] == lay.shape == (2 * 4 + 1, 3 * 3 + 1)
-    for i in range(5):
-        y, x = lay.origin(i)
-        assert np.array_equal(m[y : y + 3, x : x + 2], pix[i])
-        assert lay.chain_at(y + 2.5, x + 0.5) == (i, 2.5, 0.5)
-    assert lay.chain_at(0.5, 0.5) is None  # a gap
-    assert lay.chain_at(5.5, 7.5) is None  # past the last chain
-    assert m[0, 0, 0] == 7
 
 
 def test_exports_match_the_grid_and_the_chain_history(tmp_path):

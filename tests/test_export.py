@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import studio.export as export
-from studio.blend import BLEND_MODE_FOR_ORA_OP, composite, to_uint8
+from studio.blend import BLEND_MODE_FOR_ORA_OP, composite
 from studio.canvas import Canvas, Layer
 from studio.export import (
     export_animation,
@@ -23,6 +23,7 @@ from studio.export import (
     save_ora,
     save_png,
 )
+from studio.images import to_uint8
 
 PROVENANCE = {
     "model": "rbm",

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from models.factory import Options, build
-from studio.dreams import images_to_uint8
+from studio.images import images_to_uint8
 from studio.latent import LatentRunner
 from studio.ui.latent_view import LatentView
 

@@ -266,8 +266,8 @@ def test_forced_divergence_stops_with_last_good_weights():
     for ev in gen:
         if ev.step == 12:
             break
-    good = {k: v.clone() for k, v in tr._good.items()}
-    assert tr._good_step == 10
+    good = {k: v.clone() for k, v in tr.good_state.items()}
+    assert tr.good_step == 10
     tr.config.learning_rate = float("inf")  # the next step blows the weights up
     with pytest.raises(TrainingDiverged) as info:
         next(gen)

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from studio.dataset import Preprocess
-from studio.jobs import JobState, Session, TrainingJob, describe_error, hyperparameters, tile
+from studio.jobs import JobState, Session, TrainingJob, describe_error, hyperparameters
 
 pytest.importorskip("pytestqt")
 
@@ -306,15 +306,15 @@ def _diverge_after(n_steps: int):
     return factory
 
 
-def test_error_in_a_job_reaches_the_user_and_keeps_the_last_good_model(ready, qtbot):
+def test_error_in_a_job_reaches_the_user_and_keeps_the_last_good_model(errors, ready, qtbot):
     import torch
 
     w = ready
     w.session.trainer_factory = _diverge_after(30)
     page, job = start_tiny(w, "rbm")
     qtbot.waitUntil(lambda: job.state is JobState.FAILED, timeout=20_000)
-    qtbot.waitUntil(lambda: w.last_error is not None, timeout=5_000)
-    title, message = w.last_error
+    qtbot.waitUntil(lambda: errors.last(w) is not None, timeout=5_000)
+    title, message = errors.last(w)
     assert "diverged" in message and "last good" in message
     boxes = [b for b in w.findChildren(QMessageBox) if b.isVisible()]
     assert any("diverged" in b.text() for b in boxes)
@@ -322,7 +322,7 @@ def test_error_in_a_job_reaches_the_user_and_keeps_the_last_good_model(ready, qt
     # The model is the last good one: finite, equal to the trainer's snapshot.
     model = job.model
     assert model is not None and all(torch.isfinite(p).all() for p in model.parameters())
-    good = job.trainer._good
+    good = job.trainer.good_state
     assert torch.equal(model.weight, good["weight"])
     assert w.action_save.isEnabled()
     qtbot.waitUntil(lambda: not w.busy_threads(), timeout=2_000)
@@ -332,6 +332,7 @@ def test_save_and_open_a_model(ready, qtbot, monkeypatch, tmp_path):
     import torch
 
     w = ready
+    model_saves = spy_model_saves(monkeypatch)
     page, job = start_tiny(w, "rbm", epochs=3)
     qtbot.waitUntil(lambda: job.state is JobState.DONE, timeout=20_000)
     target = tmp_path / "models" / "tiny"
@@ -339,7 +340,7 @@ def test_save_and_open_a_model(ready, qtbot, monkeypatch, tmp_path):
     qtbot.waitUntil(w.action_save.isEnabled, timeout=2_000)  # the worker's last word has arrived
     w.action_save.trigger()
     saved = target.with_name("tiny.safetensors")
-    qtbot.waitUntil(lambda: getattr(w, "model_saved_path", None) == saved, timeout=10_000)
+    qtbot.waitUntil(lambda: saved in model_saves, timeout=10_000)
     assert saved.is_file() and job.path == saved
 
     monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(saved), "")))
@@ -362,13 +363,28 @@ def test_save_and_open_a_model(ready, qtbot, monkeypatch, tmp_path):
     assert opened.error is None and opened.step >= step0
 
 
-def test_opening_a_broken_model_says_why(ready, qtbot, monkeypatch, tmp_path):
+def spy_model_saves(monkeypatch) -> list[Path]:
+    """The paths the window reports as saved models, in order (a spy on its save callback)."""
+    from studio.ui.main_window import MainWindow
+
+    saves: list[Path] = []
+    real = MainWindow._model_saved
+
+    def spy(self, job, path, *rest) -> None:
+        real(self, job, path, *rest)
+        saves.append(path)
+
+    monkeypatch.setattr(MainWindow, "_model_saved", spy)
+    return saves
+
+
+def test_opening_a_broken_model_says_why(errors, ready, qtbot, monkeypatch, tmp_path):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a checkpoint at all")
     monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(bad), "")))
     ready.action_open_model.trigger()
-    qtbot.waitUntil(lambda: ready.last_error is not None, timeout=10_000)
-    assert "bad.safetensors" in ready.last_error[1]
+    qtbot.waitUntil(lambda: errors.last(ready) is not None, timeout=10_000)
+    assert "bad.safetensors" in errors.last(ready)[1]
 
 
 def test_settings_persist(window, settings, qtbot, image_folder):
@@ -414,8 +430,8 @@ class FakeTrainer:
         self.runs = 0
         self.closed = 0
         self.fail_at = fail_at
-        self._good = {k: v.clone() for k, v in self.model.state_dict().items()}
-        self._good_step = 0
+        self.good_state = {k: v.clone() for k, v in self.model.state_dict().items()}
+        self.good_step = 0
 
     def run(self):
         from models.training import TrainEvent
@@ -548,9 +564,6 @@ def test_hyperparameters_cover_every_kind_and_map_to_options(image_folder):
 
 
 def test_helpers():
-    mosaic = tile(np.ones((5, 1, 4, 4), np.float32))
-    assert mosaic.shape == (2 * 5 + 1, 3 * 5 + 1)
-    assert tile(np.zeros((4, 3, 2, 2))).shape == (7, 7, 3)
     assert "Out of memory" in describe_error(RuntimeError("CUDA out of memory"))
     assert math.isnan(float("nan"))
 
@@ -843,12 +856,12 @@ def test_a_project_s_own_images_are_read_without_a_question(engine_window, image
     assert asked == [] and len(w.session.images) == 20
 
 
-def test_a_project_s_skipped_parts_are_reported_and_the_rest_opens(engine_window, qtbot, tmp_path):
+def test_a_project_s_skipped_parts_are_reported_and_the_rest_opens(errors, engine_window, qtbot, tmp_path):
     w = engine_window
     path = _project_file(tmp_path, [], bad_layer=True)
     w.open_project(path)
-    qtbot.waitUntil(lambda: w.last_error is not None, timeout=30_000)
-    title, message = w.last_error
+    qtbot.waitUntil(lambda: errors.last(w) is not None, timeout=30_000)
+    title, message = errors.last(w)
     assert title == "Some of the project could not be opened"
     assert message.startswith("Skipped the layer 2: it is malformed in project.json.")
     assert message.endswith("Everything else was opened.")

@@ -269,7 +269,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtWidgets import QFileDialog, QMessageBox  # noqa: E402
 
-from test_ui import image_folder, ready, settings, start_tiny, window  # noqa: E402,F401  (fixtures)
+from test_ui import image_folder, ready, settings, spy_model_saves, start_tiny, window  # noqa: E402,F401  (fixtures)
 
 WAIT = 60_000
 
@@ -343,7 +343,7 @@ def test_save_on_quit_saves_the_project_then_quits(canvas_window, qtbot, monkeyp
     assert [layer.name for layer in open_project(target).canvas.layers] == ["red"]
 
 
-def test_a_failed_save_on_quit_leaves_the_window_open(canvas_window, qtbot, monkeypatch, tmp_path):
+def test_a_failed_save_on_quit_leaves_the_window_open(errors, canvas_window, qtbot, monkeypatch, tmp_path):
     w = canvas_window
     w.canvas_view.add_layer(red_layer())
     answer(monkeypatch, QMessageBox.StandardButton.Save)
@@ -352,8 +352,8 @@ def test_a_failed_save_on_quit_leaves_the_window_open(canvas_window, qtbot, monk
     monkeypatch.setattr(QFileDialog, "getSaveFileName",
                         staticmethod(lambda *a, **k: (str(blocker / "inside.harmonium"), "")))
     w.close()
-    qtbot.waitUntil(lambda: w.last_error is not None, timeout=WAIT)
-    assert w.last_error[0] == "The project could not be saved"
+    qtbot.waitUntil(lambda: errors.last(w) is not None, timeout=WAIT)
+    assert errors.last(w)[0] == "The project could not be saved"
     assert w.isVisible() and not w._closing and not w._quit_save_pending
 
 
@@ -391,8 +391,9 @@ def test_a_stopped_model_never_saved_makes_quit_ask_until_it_is_saved(ready, qtb
 
     model_file = tmp_path / "rbm.safetensors"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(model_file), "")))
+    model_saves = spy_model_saves(monkeypatch)
     w.save_model()
-    qtbot.waitUntil(lambda: getattr(w, "model_saved_path", None) == model_file, timeout=WAIT)
+    qtbot.waitUntil(lambda: model_file in model_saves, timeout=WAIT)
     assert w.unsaved_reasons() == []
     w.close()
     qtbot.waitUntil(lambda: w._close_ok, timeout=10_000)
@@ -483,14 +484,14 @@ def test_the_offer_can_be_discarded_or_kept_for_later(window, image_folder, qtbo
     assert len(find_orphans(path.parent.parent)) == int(kept)
 
 
-def test_an_unreadable_autosave_is_reported_and_set_aside(window, image_folder, qtbot, tmp_path):
+def test_an_unreadable_autosave_is_reported_and_set_aside(errors, window, image_folder, qtbot, tmp_path):
     path = _crash_leftover(tmp_path)
     path.write_bytes(path.read_bytes()[:200])  # cut short by the crash of the disk
     window.start(str(image_folder))
     qtbot.waitUntil(lambda: window.recovery_box is not None and window.recovery_box.isVisible(), timeout=WAIT)
     window.answer_recovery("restore")
-    qtbot.waitUntil(lambda: window.last_error is not None, timeout=WAIT)
-    title, message = window.last_error
+    qtbot.waitUntil(lambda: errors.last(window) is not None, timeout=WAIT)
+    title, message = errors.last(window)
     assert title == "The autosaved work could not be restored" and "unopenable-crashed" in message
     assert window.canvas_view.canvas.layers == ()
     assert find_orphans(tmp_path / "data" / "harmonium" / "autosave") == []  # not offered again

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-from PySide6.QtCore import QObject, QPointF, QRectF, QSignalBlocker, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QMetaMethod, QObject, QPointF, QRectF, QSignalBlocker, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import (
     QAction,
     QBrush,
@@ -91,7 +91,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.blend import BLEND_MODES, to_float, to_uint8
+from studio.blend import BLEND_MODES
 from studio.canvas import (
     MAX_CANVAS_SIZE,
     MAX_SCALED_SIDE,
@@ -105,6 +105,7 @@ from studio.canvas import (
     Palette,
     Renderer,
 )
+from studio.ui.qimage import array_to_qimage
 from studio.ui.workers import run_in_background
 
 __all__ = [
@@ -175,23 +176,6 @@ def _qcolour(c: Sequence[float] | str) -> QColor:
 
 def _rgb(q: QColor) -> tuple[float, float, float]:
     return (q.red() / 255.0, q.green() / 255.0, q.blue() / 255.0)
-
-
-def array_to_qimage(a: np.ndarray) -> QImage:
-    """uint8 or float ``H×W[×C]`` pixels (C = 1..4) -> a ``QImage`` that owns its memory."""
-    a = to_uint8(to_float(np.asarray(a)))
-    if a.ndim == 2:
-        a = a[:, :, None]
-    h, w, c = a.shape
-    if c == 1:
-        a = np.repeat(a, 3, axis=2)
-    elif c == 2:
-        a = np.concatenate([np.repeat(a[..., :1], 3, axis=2), a[..., 1:]], axis=2)
-    if a.shape[2] == 3:
-        a = np.concatenate([a, np.full((h, w, 1), 255, np.uint8)], axis=2)
-    a = np.ascontiguousarray(a)
-    image = QImage(a.data, w, h, w * 4, QImage.Format.Format_RGBA8888)
-    return image.convertToFormat(QImage.Format.Format_RGBA8888_Premultiplied)  # a copy: Qt owns it
 
 
 def thumbnail(pixels: np.ndarray, size: int = THUMB) -> QPixmap:
@@ -720,10 +704,12 @@ class CanvasView(QWidget):
     provenance, e.g. from the Dreams tab's ``snapshotToCanvas``), :meth:`add_layer`,
     :meth:`add_dataset_image`, :meth:`import_image`, :meth:`undo`, :meth:`redo`,
     :meth:`fit`, :meth:`replace_canvas` (an opened project).  Context: :meth:`set_session`
-    (models and images to offer), ``dream_snapshot`` (a callable returning
-    ``(rgba, provenance)`` or ``None``), ``selected_image`` (a callable returning the
+    (models and images to offer), ``dream_snapshot`` (a callable returning what the
+    Dreams tab shows, ``(rgba, provenance)``, or ``None``: "Snapshot of the Dreams" takes
+    it, else the newest training frame), ``selected_image`` (a callable returning the
     dataset index the person selected, or ``None``).  Signals: ``status_message(text,
-    ms)``, ``error_raised(title, message)``, ``rendered(ms)``.
+    ms)``, ``error_raised(title, message)`` (with no listener the view shows the error in
+    a box of its own), ``rendered(ms)``.
     """
 
     status_message = Signal(str, int)
@@ -736,15 +722,11 @@ class CanvasView(QWidget):
         self.session: Any = None
         self.dream_snapshot: Callable[[], tuple[np.ndarray, dict] | None] | None = None
         self.selected_image: Callable[[], int | None] | None = None
-        self.error_handler: Callable[[str, str], None] | None = None
-        self.last_error: tuple[str, str] | None = None
         self.selected_id: str | None = None
         # what is on screen
         self.shown_state: CanvasState | None = None
         self.shown_pixels: np.ndarray | None = None
         self.last_render: RenderResult | None = None
-        self.render_count = 0
-        self.last_export: list[Path] | Path | None = None
         self._serial = 0
         self._requested_state: CanvasState | None = None
         self._busy_tasks = 0
@@ -1155,17 +1137,14 @@ class CanvasView(QWidget):
         self.export_button = export_button
 
         tb = self.toolbar
-        tb.addWidget(add_button)
-        tb.addSeparator()
-        tb.addAction(self.action_undo)
-        tb.addAction(self.action_redo)
-        tb.addSeparator()
-        tb.addAction(self.action_move)
-        tb.addAction(self.action_fit)
-        tb.addAction(self.action_actual)
-        tb.addSeparator()
-        tb.addAction(self.action_size)
-        tb.addWidget(export_button)
+        for item in (add_button, None, self.action_undo, self.action_redo, None, self.action_move, self.action_fit,
+                     self.action_actual, None, self.action_size, export_button):
+            if item is None:
+                tb.addSeparator()
+            elif isinstance(item, QAction):
+                tb.addAction(item)
+            else:
+                tb.addWidget(item)
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt API
         """Shown (e.g. its tab chosen): take the keyboard focus, so the shortcuts work at once.
@@ -1254,7 +1233,6 @@ class CanvasView(QWidget):
         if result.serial < (self.last_render.serial if self.last_render else 0):
             return
         self.last_render = result
-        self.render_count += 1
         if result.error is not None:
             self._error("The canvas could not be rendered", result.error)
             return
@@ -1646,7 +1624,7 @@ class CanvasView(QWidget):
         return None
 
     def add_dream_snapshot(self) -> Layer | None:
-        """Add the newest dream grid (from ``dream_snapshot``, else the newest training frame)."""
+        """Add the grid the Dreams tab shows (``dream_snapshot``), else the newest training frame."""
         got = self._dream_source()
         if got is None:
             self._status("No dreams yet: train a model (Space) or start the Dreams tab first.", 6000)
@@ -1974,7 +1952,6 @@ class CanvasView(QWidget):
         self._status(f"Exporting {what}…", 0)
 
         def done(result: Any) -> None:
-            self.last_export = result
             self._status(f"Exported {what}", 8000)
 
         self._background(work, on_result=done, error_title="The export failed",
@@ -2004,11 +1981,11 @@ class CanvasView(QWidget):
         self.status_message.emit(text, ms)
 
     def _error(self, title: str, message: str) -> None:
-        self.last_error = (title, message)
+        """Report an error: to whoever listens to ``error_raised`` (the main window shows it),
+        else in a non-modal box of this view's own."""
         self._status(title, 8000)
         self.error_raised.emit(title, message)
-        if self.error_handler is not None:
-            self.error_handler(title, message)
+        if self.isSignalConnected(QMetaMethod.fromSignal(self.error_raised)):
             return
         box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self)
         box.setWindowModality(Qt.WindowModality.NonModal)

@@ -32,7 +32,7 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtGui import QAction, QBrush, QColor, QIcon, QImage, QPixmap
+from PySide6.QtGui import QAction, QBrush, QColor, QIcon, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -61,6 +61,7 @@ from superqt import QCollapsible
 from superqt.utils import qdebounced
 
 from studio.dataset import BINARIZE, CROPS, MAX_TARGET, MIN_TARGET, ImageSet, Preprocess
+from studio.ui.qimage import array_to_qimage
 
 THUMB = 56
 SIMILAR_K = 12
@@ -77,17 +78,6 @@ def local_paths(mime) -> list[str]:
         paths = [line.strip() for line in mime.text().splitlines()
                  if line.strip() and Path(line.strip()).exists()]
     return paths
-
-
-def array_to_qimage(a: np.ndarray) -> QImage:
-    """H×W (gray) or H×W×3 (RGB) uint8 → a QImage that owns its pixels."""
-    a = np.ascontiguousarray(a)
-    h, w = a.shape[:2]
-    if a.ndim == 2:
-        img = QImage(a.data, w, h, w, QImage.Format.Format_Grayscale8)
-    else:
-        img = QImage(a.data, w, h, 3 * w, QImage.Format.Format_RGB888)
-    return img.copy()
 
 
 class ThumbnailModel(QAbstractListModel):

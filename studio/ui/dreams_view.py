@@ -63,9 +63,8 @@ from studio.dreams import (
     DreamFrame,
     DreamRunner,
     DreamSession,
-    GridLayout,
-    mosaic,
 )
+from studio.images import GridLayout, mosaic
 from studio.quality_card import dreams_banner
 from studio.ui.widgets import pixel_view
 
@@ -130,8 +129,9 @@ def _group(title: str) -> tuple[QGroupBox, QFormLayout]:
 
 class DreamsView(QWidget):
     """The Dreams tab. Public slots for the main window: :meth:`set_model`,
-    :meth:`set_checkpoint`, :meth:`show_training_frame`, :meth:`set_dataset_images`,
-    :meth:`clear`; signals :attr:`snapshotToCanvas` and :attr:`statusMessage`."""
+    :meth:`show_training_frame`, :meth:`set_dataset_images`, :meth:`clear`; signals
+    :attr:`snapshotToCanvas` and :attr:`statusMessage`; :meth:`grid_on_screen` for the
+    canvas's "Snapshot of the Dreams"."""
 
     #: A snapshot for the canvas: (uint8 RGBA [H, W, 4], provenance dict).
     snapshotToCanvas = Signal(object, dict)
@@ -501,15 +501,6 @@ class DreamsView(QWidget):
         self._message(f"Dreaming with {title}")
         return True
 
-    def set_checkpoint(self, ckpt) -> bool:
-        """:meth:`set_model` with a loaded :class:`models.checkpoint.Checkpoint`."""
-        meta = {"checkpoint_sha256": ckpt.sha256, "path": str(ckpt.path), "kind": ckpt.kind,
-                "title": f"{_kind_title(ckpt.kind)} · {Path(ckpt.path).name}"}
-        seed = ((ckpt.meta.get("trainer") or {}).get("train_config") or {}).get("seed")
-        if seed is not None:
-            meta["seed"] = seed
-        return self.set_model(ckpt.model, meta)
-
     @Slot(object, dict)
     def show_training_frame(self, frame: Any, info: Mapping[str, Any] | None = None) -> None:
         """Show (and record) a frame of a running training job: float or uint8 ``[n, C, H, W]``
@@ -698,6 +689,17 @@ class DreamsView(QWidget):
         if self._shown is None:
             self._show_current()
         return self._shown
+
+    def grid_on_screen(self) -> tuple[np.ndarray, dict] | None:
+        """(uint8 RGBA grid, provenance) of the frame on screen, or None when there is none.
+        Sends nothing: the canvas's "Snapshot of the Dreams" (Ctrl+Shift+D) takes it."""
+        s, shown = self.session, self._on_screen()
+        if s is None or shown is None:
+            return None
+        try:
+            return s.snapshot_grid(shown.serial)
+        except ValueError:  # the frame left the history meanwhile
+            return None
 
     def _snapshot(self, chain: int | None) -> tuple[np.ndarray, dict] | None:
         s, shown = self.session, self._on_screen()

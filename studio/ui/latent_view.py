@@ -447,7 +447,7 @@ class LatentView(QWidget):
         self.strip_frames = frames
         self.strip_provenance = dict(prov)
         mosaic = self.strip_image()
-        from studio.ui.dataset_panel import array_to_qimage
+        from studio.ui.qimage import array_to_qimage
 
         qimg = array_to_qimage(mosaic[..., 0] if mosaic.shape[-1] == 1 else mosaic[..., :3])
         pix = QPixmap.fromImage(qimg)
@@ -585,7 +585,7 @@ class DenoiseDialog(QDialog):
     def __init__(self, original: np.ndarray, denoised: np.ndarray, provenance: Mapping[str, Any] | None = None,
                  parent: QWidget | None = None, *, zoom: int = 4) -> None:
         super().__init__(parent)
-        from studio.ui.dataset_panel import array_to_qimage
+        from studio.ui.qimage import array_to_qimage
 
         self.setWindowTitle("Denoised through the autoencoder")
         self.original = np.asarray(original)

@@ -11,11 +11,11 @@ and shown first, then :meth:`MainWindow.start` imports the model engine in the b
 (torch, the model kinds, pyqtgraph) while the images load in another thread; the training panel
 appears when the engine is ready (``engine_ready`` signal, :attr:`MainWindow.is_ready`).
 
-For the next issues: ``main_window.tabs`` is the central ``QTabWidget`` with the tabs
-"Dreams", "Canvas" and "Latent"; :meth:`MainWindow.replace_tab` puts a real widget in place of a
-placeholder, :meth:`MainWindow.add_tab` adds one. :meth:`MainWindow.current_job` is the job of the
-visible training page (its ``model``, ``trainer.sampler``...; read the model under
-``job.step_lock`` while it trains).
+``main_window.tabs`` is the central ``QTabWidget`` with the tabs "Dreams", "Canvas" and
+"Latent", placeholders until the engine is ready; :meth:`MainWindow.replace_tab` puts the real
+widget in place of a placeholder, :meth:`MainWindow.add_tab` adds one.
+:meth:`MainWindow.current_job` is the job of the visible training page (its ``model``,
+``trainer.sampler``...; read the model under ``job.step_lock`` while it trains).
 """
 from __future__ import annotations
 
@@ -122,7 +122,6 @@ class MainWindow(QMainWindow):
         self.dreams = None
         self.is_ready = False
         self.images_ready = False
-        self.last_error: tuple[str, str] | None = None
         self._loader: LoadWorker | None = None
         self._loaders: set[LoadWorker] = set()
         self._pending_train: str | None = None
@@ -159,10 +158,8 @@ class MainWindow(QMainWindow):
         self.tabs.setDocumentMode(True)
         self.tabs.setObjectName("CentralTabs")
         self.tabs.addTab(Placeholder("Dreams", "Starting the model engine…"), "Dreams")
-        self.tabs.addTab(Placeholder("Canvas", "Paint with the models' dreams: the Canvas arrives in a coming version."),
-                         "Canvas")
-        self.tabs.addTab(Placeholder("Latent", "Walk a VAE's latent space: the Latent explorer arrives in a coming version."),
-                         "Latent")
+        self.tabs.addTab(Placeholder("Canvas", "Starting the model engine…"), "Canvas")
+        self.tabs.addTab(Placeholder("Latent", "Starting the model engine…"), "Latent")
         self.setCentralWidget(self.tabs)
 
         # docks -------------------------------------------------------------------
@@ -626,6 +623,10 @@ class MainWindow(QMainWindow):
         if job.last_frame is not None:
             self.dreams.show_training_frame(job.last_frame, self._frame_info(job))
 
+    def _dreams_on_screen(self) -> tuple[Any, dict] | None:
+        """The grid the Dreams tab shows, for the canvas's "Snapshot of the Dreams"."""
+        return self.dreams.grid_on_screen() if self.dreams is not None else None
+
     def _dream_to_canvas(self, rgba, provenance: dict) -> None:
         if getattr(self, "canvas_view", None) is not None:
             self.canvas_view.add_snapshot_layer(rgba, provenance)
@@ -692,7 +693,6 @@ class MainWindow(QMainWindow):
 
     def _model_saved(self, job: TrainingJob, path: Path, step: int | None = None) -> None:
         self.statusBar().showMessage(f"Saved the {job.title.lower()} to {path}", 8000)
-        self.model_saved_path = path
         self.unsaved.model_saved(job.id, job.step if step is None else step)
 
     def open_model_dialog(self) -> None:
@@ -735,7 +735,8 @@ class MainWindow(QMainWindow):
         view = CanvasView()
         view.set_session(self.session, selected_image=self._selected_image_index)
         view.status_message.connect(lambda text, ms: self.statusBar().showMessage(text, ms))
-        view.error_handler = self.show_error
+        view.error_raised.connect(self.show_error)
+        view.dream_snapshot = self._dreams_on_screen  # Ctrl+Shift+D takes what the Dreams tab shows
         self.canvas_view = view
         self.unsaved.canvas_reset(view.canvas.snapshot())  # an empty canvas: nothing to lose
         self.replace_tab("Canvas", view)
@@ -1176,7 +1177,6 @@ class MainWindow(QMainWindow):
     # ===================================================================== messages
     def show_error(self, title: str, message: str) -> None:
         """A clear, non-blocking message (training goes on behind it)."""
-        self.last_error = (title, message)
         self.statusBar().showMessage(title, 10000)
         box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self)
         box.setWindowModality(Qt.WindowModality.NonModal)

@@ -249,7 +249,3 @@ class MosaicView(QWidget):
             # Auto-range keeps the mosaic fitted as the widget resizes, until the user zooms.
             self.view.enableAutoRange(enable=True)
 
-
-def grid_shape(n: int) -> tuple[int, int]:
-    cols = max(1, math.ceil(math.sqrt(n)))
-    return max(1, math.ceil(n / cols)), cols
