@@ -136,19 +136,18 @@ class CodeNorm(nn.BatchNorm1d):
 
 
 @dataclass
-class AEConfig:
-    """Architecture of a convolutional autoencoder for square `image_size` px images."""
+class ConvGeometry:
+    """What every convolutional image model's config holds: square `image_size` px images of
+    `channels`, a code of `latent` numbers, `width` channels in the first stage."""
 
     image_size: int = 28
     channels: int = 1
     latent: int = 32
     width: int = 32  # channels of the first stage (doubling per stage, capped at 8×)
-    sigmoid_codes: bool = False  # codes in [0, 1] (for a binary RBM on top) instead of unbounded
 
     def __post_init__(self) -> None:
         self.image_size, self.channels, self.latent, self.width = (
             int(self.image_size), int(self.channels), int(self.latent), int(self.width))
-        self.sigmoid_codes = bool(self.sigmoid_codes)
         check_image_geometry(self.image_size, self.channels, self.latent, self.width)
 
     @property
@@ -156,11 +155,30 @@ class AEConfig:
         return (self.channels, self.image_size, self.image_size)
 
 
+@dataclass
+class AEConfig(ConvGeometry):
+    """Architecture of a convolutional autoencoder for square `image_size` px images."""
+
+    sigmoid_codes: bool = False  # codes in [0, 1] (for a binary RBM on top) instead of unbounded
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.sigmoid_codes = bool(self.sigmoid_codes)
+
+
 class ConvImageModel(nn.Module):
-    """What the convolutional image models share (the autoencoder and the VAE): their device,
-    code size, image shape, and pixels in. Subclasses have `config`, `encoder` and `name`."""
+    """What the convolutional image models share (the autoencoder and the VAE): their config,
+    encoder (to `encoder_out` numbers) and decoder (from the `latent` code), device, code size,
+    image shape, and pixels in. Subclasses have a `name`."""
 
     name = "a model"
+
+    def __init__(self, config: ConvGeometry, encoder_out: int):
+        super().__init__()
+        self.config = config
+        c = config
+        self.encoder = ConvEncoder(c.image_size, c.channels, c.width, encoder_out)
+        self.decoder = ConvDecoder(c.image_size, c.channels, c.width, c.latent)
 
     @property
     def device(self) -> torch.device:
@@ -190,12 +208,8 @@ class ConvAutoencoder(ConvImageModel):
     name = "an autoencoder"
 
     def __init__(self, config: AEConfig):
-        super().__init__()
-        self.config = config
-        c = config
-        self.encoder = ConvEncoder(c.image_size, c.channels, c.width, c.latent)
-        self.decoder = ConvDecoder(c.image_size, c.channels, c.width, c.latent)
-        self.code_norm = CodeNorm(c.latent) if c.sigmoid_codes else None
+        super().__init__(config, config.latent)
+        self.code_norm = CodeNorm(config.latent) if config.sigmoid_codes else None
 
 
     def code_logits(self, x: Tensor) -> Tensor:

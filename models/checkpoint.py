@@ -716,20 +716,19 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
                 dtype = _DTYPES.get(f.get_slice(n).get_dtype(), f.get_slice(n).get_dtype())
                 if dtype not in _TRAINER_DTYPES:
                     raise _fail(path, f"training tensor {n!r} is {dtype}, not one of {', '.join(map(str, _TRAINER_DTYPES))}")
-            state = {}
-            for n in model_names:
-                t = f.get_tensor(n)
-                why = _bad_value(n, t)
-                if why is not None:
-                    raise _fail(path, f"tensor {n!r} {why}")
-                state[n] = t
-            trainer_tensors = {}
-            for n in trainer_names:
-                t = f.get_tensor(n)
-                why = _bad_value(n, t)
-                if why is not None:
-                    raise _fail(path, f"training tensor {n!r} {why}")
-                trainer_tensors[n[len(TRAINER_PREFIX):]] = t
+            def read(names: list[str], what: str) -> dict[str, Tensor]:
+                """The tensors `names`, each refused when its values cannot be (`_bad_value`)."""
+                out = {}
+                for n in names:
+                    t = f.get_tensor(n)
+                    why = _bad_value(n, t)
+                    if why is not None:
+                        raise _fail(path, f"{what} {n!r} {why}")
+                    out[n] = t
+                return out
+
+            state = read(model_names, "tensor")
+            trainer_tensors = {n[len(TRAINER_PREFIX):]: t for n, t in read(trainer_names, "training tensor").items()}
     except CheckpointError:
         raise
     except Exception as e:

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .autoencoder import ConvDecoder, ConvEncoder, ConvImageModel, ReconstructionTrainer, check_image_geometry, eval_forward, images_to_input
+from .autoencoder import ConvGeometry, ConvImageModel, ReconstructionTrainer, eval_forward, images_to_input
 from .device import make_generator
 from .mixture import component_log_probs, fit_mixture, sample_mixture
 from .training import TrainConfig
@@ -50,36 +50,26 @@ LOGVAR_RANGE = (-30.0, 20.0)  # log σ² is clamped here (σ from 3e-7 to 2e4) s
 
 
 @dataclass
-class VAEConfig:
+class VAEConfig(ConvGeometry):
     """Architecture and likelihood of a convolutional VAE for square `image_size` px images."""
 
-    image_size: int = 28
-    channels: int = 1
-    latent: int = 32
-    width: int = 32  # channels of the first stage (doubling per stage, capped at 8×)
     beta: float = 1.0  # weight of the KL term in the training loss (β-VAE); the ELBO always uses 1
     likelihood: str = "bernoulli"  # "bernoulli" | "gaussian"
     sigma: float = 0.1  # std of the Gaussian likelihood (intensities in [0, 1])
     prior_components: int = 0  # K of the ex-post mixture the dreams are drawn from (0: N(0, I))
 
     def __post_init__(self) -> None:
-        self.image_size, self.channels, self.latent, self.width = (
-            int(self.image_size), int(self.channels), int(self.latent), int(self.width))
+        super().__post_init__()
         self.beta, self.sigma = float(self.beta), float(self.sigma)
         self.prior_components = int(self.prior_components)
         if not 0 <= self.prior_components <= MAX_PRIOR_COMPONENTS:
             raise ValueError(f"prior_components must be 0 to {MAX_PRIOR_COMPONENTS} (got {self.prior_components})")
-        check_image_geometry(self.image_size, self.channels, self.latent, self.width)
         if self.likelihood not in LIKELIHOODS:
             raise ValueError(f"unknown likelihood {self.likelihood!r} ({', '.join(LIKELIHOODS)})")
         if not self.beta >= 0 or not math.isfinite(self.beta):
             raise ValueError(f"beta must be a finite number ≥ 0 (got {self.beta})")
         if not self.sigma > 0:
             raise ValueError(f"sigma must be positive (got {self.sigma})")
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return (self.channels, self.image_size, self.image_size)
 
 
 def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -114,12 +104,8 @@ class ConvVAE(ConvImageModel):
     name = "a VAE"
 
     def __init__(self, config: VAEConfig):
-        super().__init__()
-        self.config = config
-        c = config
-        self.encoder = ConvEncoder(c.image_size, c.channels, c.width, 2 * c.latent)
-        self.decoder = ConvDecoder(c.image_size, c.channels, c.width, c.latent)
-        K, L = c.prior_components, c.latent
+        super().__init__(config, 2 * config.latent)  # the encoder gives μ and log σ²
+        K, L = config.prior_components, config.latent
         if K:  # K copies of N(0, I) until `fit_prior` fits them to the training codes
             self.register_buffer("prior_weights", torch.full((K,), 1.0 / K))  # [K]
             self.register_buffer("prior_means", torch.zeros(K, L))  # [K, L]

@@ -696,23 +696,24 @@ class Canvas:
 
     def undo(self) -> bool:
         """Undo the last step; returns False when there is nothing to undo."""
-        self._check_not_in_macro()
-        if not self._undo:
-            return False
-        command = self._undo.pop()
-        command.undo(self)
-        self._redo.append(command)
-        self.events.emit(CanvasEvent("history-changed"))
-        return True
+        return self._travel(self._undo, self._redo, forward=False)
 
     def redo(self) -> bool:
         """Redo the last undone step; returns False when there is nothing to redo."""
+        return self._travel(self._redo, self._undo, forward=True)
+
+    def _travel(self, source: list[Command], target: list[Command], forward: bool) -> bool:
+        """Move the newest command of ``source`` to ``target``, doing it again (``forward``) or
+        undoing it; False when ``source`` is empty."""
         self._check_not_in_macro()
-        if not self._redo:
+        if not source:
             return False
-        command = self._redo.pop()
-        command.do(self)
-        self._undo.append(command)
+        command = source.pop()
+        if forward:
+            command.do(self)
+        else:
+            command.undo(self)
+        target.append(command)
         self.events.emit(CanvasEvent("history-changed"))
         return True
 

@@ -106,6 +106,7 @@ from studio.canvas import (
     Renderer,
 )
 from studio.ui.qimage import array_to_qimage
+from studio.ui.widgets import show_warning
 from studio.ui.workers import run_in_background
 
 __all__ = [
@@ -1893,12 +1894,19 @@ class CanvasView(QWidget):
         canvas = self.detached_canvas()
         self._export(lambda: export_layers(canvas, folder), f"{len(canvas.layers) + 1} PNGs to {folder}")
 
-    def export_composite_dialog(self) -> None:
+    def _save_path(self, title: str, name: str, filter: str) -> str | None:
+        """A file to export the layers to, asked in a save dialog (``name``: the default, whose
+        suffix is added when the person leaves it off); None when cancelled or no layers."""
         if not self._has_layers():
-            return
-        path, _ = QFileDialog.getSaveFileName(self, "Export the composite", "composite.png", PNG_FILTER)
+            return None
+        path, _ = QFileDialog.getSaveFileName(self, title, name, filter)
+        suffix = Path(name).suffix
+        return (path if path.lower().endswith(suffix) else path + suffix) if path else None
+
+    def export_composite_dialog(self) -> None:
+        path = self._save_path("Export the composite", "composite.png", PNG_FILTER)
         if path:
-            self.export_composite(path if path.lower().endswith(".png") else path + ".png")
+            self.export_composite(path)
 
     def export_composite(self, path: str | Path) -> None:
         from studio.export import composite_provenance, save_png
@@ -1907,11 +1915,9 @@ class CanvasView(QWidget):
         self._export(lambda: save_png(path, canvas.render_uint8(), composite_provenance(canvas)), str(path))
 
     def export_ora_dialog(self) -> None:
-        if not self._has_layers():
-            return
-        path, _ = QFileDialog.getSaveFileName(self, "Export OpenRaster", "canvas.ora", ORA_FILTER)
+        path = self._save_path("Export OpenRaster", "canvas.ora", ORA_FILTER)
         if path:
-            self.export_ora(path if path.lower().endswith(".ora") else path + ".ora")
+            self.export_ora(path)
 
     def export_ora(self, path: str | Path) -> None:
         """An OpenRaster file (Krita, GIMP) of the layers (background)."""
@@ -1985,14 +1991,8 @@ class CanvasView(QWidget):
         else in a non-modal box of this view's own."""
         self._status(title, 8000)
         self.error_raised.emit(title, message)
-        if self.isSignalConnected(QMetaMethod.fromSignal(self.error_raised)):
-            return
-        box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self)
-        box.setWindowModality(Qt.WindowModality.NonModal)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.finished.connect(lambda _=0, b=box: self._boxes.remove(b) if b in self._boxes else None)
-        self._boxes.append(box)
-        box.show()
+        if not self.isSignalConnected(QMetaMethod.fromSignal(self.error_raised)):
+            show_warning(self, title, message, self._boxes)
 
 
 def _replace(layer: Layer, **changes: Any) -> Layer:

@@ -59,7 +59,7 @@ from studio.dataset import Preprocess
 from studio.jobs import JobState, Session, TrainingJob
 from studio.ui.settings import setting_folder, setting_json, setting_text
 from studio.ui.dataset_panel import DatasetPanel, local_paths
-from studio.ui.widgets import Placeholder, app_icon
+from studio.ui.widgets import Placeholder, app_icon, show_warning
 from studio.ui.workers import JobsController, LoadWorker, run_in_background, wait_background
 
 MAX_RECENT = 8
@@ -1178,12 +1178,7 @@ class MainWindow(QMainWindow):
     def show_error(self, title: str, message: str) -> None:
         """A clear, non-blocking message (training goes on behind it)."""
         self.statusBar().showMessage(title, 10000)
-        box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self)
-        box.setWindowModality(Qt.WindowModality.NonModal)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.finished.connect(lambda _=0, b=box: self._boxes.remove(b) if b in self._boxes else None)
-        self._boxes.append(box)
-        box.show()
+        show_warning(self, title, message, self._boxes)
 
     def _show_shortcuts(self) -> None:
         rows = []

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QIcon, QPalette
-from PySide6.QtWidgets import QApplication, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QApplication, QLabel, QMessageBox, QVBoxLayout, QWidget
 
 ICONS = Path(__file__).resolve().parents[2] / "resources" / "icons"
 
@@ -61,3 +61,15 @@ def pixel_view(background: str = "#1b1d21"):
     graphics.setBackground(background)
     viewbox = graphics.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
     return graphics, viewbox
+
+
+def show_warning(parent: QWidget, title: str, message: str, boxes: list[QMessageBox]) -> QMessageBox:
+    """A non-modal warning box over ``parent`` (work goes on behind it) that deletes itself
+    when closed; it stays in ``boxes`` while open, so its owner can close those left."""
+    box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, parent)
+    box.setWindowModality(Qt.WindowModality.NonModal)
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    box.finished.connect(lambda _=0: boxes.remove(box) if box in boxes else None)
+    boxes.append(box)
+    box.show()
+    return box
