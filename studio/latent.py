@@ -34,7 +34,6 @@ UI worker and an analysis may share one explorer.
 """
 from __future__ import annotations
 
-import collections
 import math
 import threading
 from typing import Any, Iterator, Literal
@@ -46,6 +45,7 @@ from torch import Tensor
 from models import kinds
 from studio.images import images_to_uint8
 from studio.layer_sources import detach_model
+from studio.worker import LatestWorker
 
 __all__ = ["LatentExplorer", "LatentRunner", "LatentWalk"]
 
@@ -370,12 +370,13 @@ class LatentExplorer:
 
 
 # ------------------------------------------------------------------------------- worker
-class LatentRunner:
-    """One worker thread for the Latent tab: it runs *requests* (callables) with only the
-    newest one kept — a slider dragged faster than the model decodes skips the stale values,
-    it never queues them — and, while dreaming, steps a walk at ``fps`` frames per second when
-    no request waits. Every result that is not None goes to ``deliver(result)`` (called on the
-    worker thread: a Qt view re-emits it as a signal). Errors go to ``on_error(exc)``.
+class LatentRunner(LatestWorker):
+    """The Latent tab's worker (a :class:`studio.worker.LatestWorker`): it runs *requests*
+    (callables) with only the newest one kept — a slider dragged faster than the model decodes
+    skips the stale values, it never queues them — and, while dreaming, steps a walk at
+    ``fps`` frames per second when no request waits. Every result that is not None goes to
+    ``deliver(result)`` (called on the worker thread: a Qt view re-emits it as a signal).
+    Errors go to ``on_error(exc)``.
 
     Requests made with ``keep=True`` (building an explorer, an interpolation strip) are jobs,
     not positions: they wait in order, run before the newest position, and are never dropped.
@@ -384,95 +385,27 @@ class LatentRunner:
     microseconds, so the UI never waits for a decode.
     """
 
-    def __init__(self, deliver, on_error=None, *, fps: float = 30.0, name: str = "latent-explorer"):
-        self.deliver = deliver
-        self.on_error = on_error
+    def __init__(self, deliver, on_error=None, *, fps: float = 30.0, name: str = "latent-explorer", owner=None):
+        super().__init__(name, deliver, on_error, owner=owner)
         self.fps = float(fps)
-        self._cond = threading.Condition()
-        self._pending = None  # the newest replaceable request
-        self._jobs: collections.deque = collections.deque()  # kept requests, in order
-        self._dream = None  # a callable giving the next dream frame, or None
-        self._stopping = False
-        self.requests_run = 0
-        self.requests_dropped = 0
-        self.frames_dreamt = 0
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
 
     def request(self, fn, *, keep: bool = False) -> None:
         """Run ``fn()`` next, replacing a request that has not started yet; with ``keep``,
         after the kept ones before it, replacing nothing and never replaced."""
-        with self._cond:
-            if keep:
-                self._jobs.append(fn)
-            else:
-                if self._pending is not None:
-                    self.requests_dropped += 1
-                self._pending = fn
-            self._cond.notify()
+        self.submit(fn, keep=keep)
 
     def set_dreaming(self, step) -> None:
         """``step``: a callable giving the next dream result (None: stop dreaming)."""
-        with self._cond:
-            self._dream = step
-            self._cond.notify()
+        self.tick(step, 1.0 / self.fps)
 
     @property
     def dreaming(self) -> bool:
-        return self._dream is not None
+        return self.ticking
 
     @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def idle(self) -> bool:
-        """No request waiting (one may still be running)."""
-        with self._cond:
-            return self._pending is None and not self._jobs
+    def frames_dreamt(self) -> int:
+        return self.ticks
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Stop the thread (after the request it is running); True if it ended in time."""
-        with self._cond:
-            self._stopping = True
-            self._pending = None
-            self._jobs.clear()
-            self._dream = None
-            self._cond.notify()
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    def _run(self) -> None:
-        import time
-
-        next_dream = time.monotonic()
-        while True:
-            with self._cond:
-                while not self._stopping and self._pending is None and not self._jobs:
-                    if self._dream is not None:
-                        wait = next_dream - time.monotonic()
-                        if wait <= 0:
-                            break
-                        self._cond.wait(wait)
-                    else:
-                        self._cond.wait()
-                if self._stopping:
-                    return
-                if self._jobs:
-                    fn = self._jobs.popleft()
-                else:
-                    fn, self._pending = self._pending, None
-                dream = self._dream
-            try:
-                if fn is not None:
-                    result = fn()
-                    self.requests_run += 1
-                else:
-                    next_dream = max(next_dream + 1.0 / self.fps, time.monotonic())
-                    result = dream() if dream is not None else None
-                    self.frames_dreamt += 1
-                if result is not None:
-                    self.deliver(result)
-            except Exception as exc:  # noqa: BLE001 - the UI shows it; the thread goes on
-                if self.on_error is not None:
-                    self.on_error(exc)
+        return self.shutdown(timeout)

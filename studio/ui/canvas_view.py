@@ -28,12 +28,10 @@ one drag is one undo step.
 
 from __future__ import annotations
 
-import atexit
 import math
 import random
 import threading
 import time
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -108,6 +106,7 @@ from studio.canvas import (
 from studio.ui.qimage import array_to_qimage
 from studio.ui.widgets import show_warning
 from studio.ui.workers import run_in_background
+from studio.worker import LatestWorker
 
 __all__ = [
     "BLEND_TITLES",
@@ -233,11 +232,9 @@ class _Bridge(QObject):
     done = Signal(object)
 
 
-_THREADS: "weakref.WeakSet[RenderThread]" = weakref.WeakSet()
-
-
-class RenderThread:
-    """One daemon thread rendering the newest requested :class:`CanvasState`.
+class RenderThread(LatestWorker):
+    """One daemon thread (a :class:`studio.worker.LatestWorker` named ``canvas-render``)
+    rendering the newest requested :class:`CanvasState`.
 
     :meth:`request` never blocks: it replaces the waiting request (if any) and
     wakes the thread.  ``on_done`` is called on the UI thread with a
@@ -245,64 +242,25 @@ class RenderThread:
     ``preview_side`` pixels is made too when the canvas is larger.
     """
 
-    def __init__(self, renderer: Renderer, on_done: Callable[[RenderResult], None], preview_side: int = 1024) -> None:
+    def __init__(self, renderer: Renderer, on_done: Callable[[RenderResult], None], preview_side: int = 1024,
+                 owner: Any = None) -> None:
         self.renderer = renderer
         self.preview_side = preview_side
         self._bridge = _Bridge()
         self._bridge.done.connect(on_done, Qt.ConnectionType.QueuedConnection)
-        self._cond = threading.Condition()
-        self._pending: tuple[CanvasState, int] | None = None
-        self._busy = False
-        self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="canvas-render", daemon=True)
-        self._thread.start()
-        _THREADS.add(self)
-
-    @property
-    def busy(self) -> bool:
-        """A render is in flight or waiting."""
-        with self._cond:
-            return self._busy or self._pending is not None
-
-    @property
-    def stopped(self) -> bool:
-        """:meth:`stop` was called: the thread ends (after the render it is on, if any)."""
-        with self._cond:
-            return self._stopped
+        super().__init__("canvas-render", self._emit, owner=owner)
 
     def request(self, state: CanvasState, serial: int) -> None:
-        with self._cond:
-            self._pending = (state, serial)
-            self._cond.notify()
+        self.submit(lambda: self._render(state, serial))
 
     def stop(self, timeout: float = 2.0) -> None:
-        with self._cond:
-            self._stopped = True
-            self._pending = None
-            self._cond.notify()
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
+        self.shutdown(timeout)
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while self._pending is None and not self._stopped:
-                    self._cond.wait()
-                if self._stopped:
-                    return
-                state, serial = self._pending  # type: ignore[misc]
-                self._pending = None
-                self._busy = True
-            result = self._render(state, serial)
-            with self._cond:
-                self._busy = False
-                stopped = self._stopped
-            if stopped:
-                return
-            try:
-                self._bridge.done.emit(result)
-            except RuntimeError:  # the view is gone
-                return
+    def _emit(self, result: RenderResult) -> None:
+        try:
+            self._bridge.done.emit(result)
+        except RuntimeError:  # the view is gone
+            self.shutdown(0.0)
 
     def _render(self, state: CanvasState, serial: int) -> RenderResult:
         t0 = time.perf_counter()
@@ -320,12 +278,6 @@ class RenderThread:
         except Exception as exc:  # noqa: BLE001 - reported to the person, the view goes on
             return RenderResult(state, serial, None, None, None, (time.perf_counter() - t0) * 1000, tid,
                                 error=f"{type(exc).__name__}: {exc}")
-
-
-@atexit.register
-def _stop_render_threads() -> None:
-    for t in list(_THREADS):
-        t.stop(timeout=2.0)
 
 
 # ==========================================================================
@@ -744,7 +696,7 @@ class CanvasView(QWidget):
         self._sync_timer.setSingleShot(True)
         self._sync_timer.setInterval(0)
         self._sync_timer.timeout.connect(self._sync)
-        self.renderer_thread = RenderThread(self.canvas.renderer, self._on_rendered)
+        self.renderer_thread = RenderThread(self.canvas.renderer, self._on_rendered, owner=self)
         # The render thread outlives nothing: it stops when the view is closed (shutdown, or
         # closeEvent for a top-level view) and, failing that, when the widget is destroyed.
         # Each window closed used to leave one 'canvas-render' thread waiting forever.
@@ -1152,7 +1104,7 @@ class CanvasView(QWidget):
         A view shown again after it was closed gets a render thread again."""
         super().showEvent(event)
         if self.renderer_thread.stopped:
-            self.renderer_thread = RenderThread(self.canvas.renderer, self._on_rendered)
+            self.renderer_thread = RenderThread(self.canvas.renderer, self._on_rendered, owner=self)
             self._render_holder[0] = self.renderer_thread
             self._requested_state = None
             self.shown_state = None

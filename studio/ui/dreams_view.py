@@ -67,6 +67,7 @@ from studio.dreams import (
 from studio.images import GridLayout, mosaic
 from studio.quality_card import dreams_banner
 from studio.ui.widgets import pixel_view
+from studio.worker import TaskQueue
 
 MUTED = "#8a9099"
 BRUSH_RGBA = (255, 64, 200, 110)  # painted pixels: translucent magenta over the chain
@@ -155,7 +156,7 @@ class DreamsView(QWidget):
         self._stroke_chain: int | None = None
         self._shown: DreamFrame | None = None
         self._error_shown: str | None = None
-        self._exporter: concurrent.futures.ThreadPoolExecutor | None = None  # made on the first export
+        self._exporter: TaskQueue | None = None  # made on the first export
         self._quality_key: Any = None  # which report the banner is about
         self._dismissed: set[Any] = set()  # reports whose banner the user closed
         self._fps_count = 0
@@ -492,7 +493,7 @@ class DreamsView(QWidget):
             self._message(str(e))
             return False
         self._set_session(session)
-        self.runner = DreamRunner(session, max_fps=self.max_fps)
+        self.runner = DreamRunner(session, max_fps=self.max_fps, owner=self)
         self.runner.start(paused=not self._should_run())
         title = session.meta.get("title") or _kind_title(session.kind)
         sha = session.meta.get("checkpoint_sha256") or session.meta.get("sha256")
@@ -576,7 +577,7 @@ class DreamsView(QWidget):
         self._timer.stop()
         self._stop_runner()
         if self._exporter is not None:
-            self._exporter.shutdown(wait=True, cancel_futures=False)
+            self._exporter.shutdown(None)  # every export asked for is written
             self._exporter = None
 
     # ----------------------------------------------------------------------- controls
@@ -744,7 +745,7 @@ class DreamsView(QWidget):
 
     def _submit(self, job, done_text: str) -> concurrent.futures.Future:
         if self._exporter is None:
-            self._exporter = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dreams-export")
+            self._exporter = TaskQueue("dreams-export", owner=self)
         fut = self._exporter.submit(job)
 
         def finished(f: concurrent.futures.Future) -> None:

@@ -106,7 +106,7 @@ class LatentView(QWidget):
         self.play_timer = QTimer(self)
         self.play_timer.setInterval(int(round(1000 / PLAY_FPS)))
         self.play_timer.timeout.connect(self._play_step)
-        self.runner = LatentRunner(self._frame.emit, lambda exc: self._failed.emit(str(exc)), fps=fps)
+        self.runner = LatentRunner(self._frame.emit, lambda exc: self._failed.emit(str(exc)), fps=fps, owner=self)
         self._ready.connect(self._on_ready)
         self._strip.connect(self._on_strip)
         self._frame.connect(self._on_frame)

@@ -20,7 +20,6 @@ widget in place of a placeholder, :meth:`MainWindow.add_tab` adds one.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -60,7 +59,8 @@ from studio.jobs import JobState, Session, TrainingJob
 from studio.ui.settings import setting_folder, setting_json, setting_text
 from studio.ui.dataset_panel import DatasetPanel, local_paths
 from studio.ui.widgets import Placeholder, app_icon, show_warning
-from studio.ui.workers import JobsController, LoadWorker, run_in_background, wait_background
+from studio.ui.workers import JobsController, LoadWorker, owned_by, run_in_background, wait_background
+from studio.worker import registered, shutdown_all
 
 MAX_RECENT = 8
 MODEL_FILTER = "Harmonium models (*.safetensors);;All files (*)"
@@ -69,9 +69,10 @@ MODEL_FILTER = "Harmonium models (*.safetensors);;All files (*)"
 def load_engine() -> dict[str, Any]:
     """Import torch and the model kinds, warm them up; runs in a worker thread at start-up.
 
-    Torch gets one thread fewer than the cores (at least one): the UI thread needs a core, and
-    OpenMP threads that outnumber free cores spin against each other (on a busy 2-core machine
-    training ran ~100× slower with 2 threads than with 1). ``HARMONIUM_TORCH_THREADS`` overrides.
+    Torch's default thread count comes from the process's thread policy
+    (`models.device.default_threads`: a core is left for the UI thread); training jobs take
+    theirs from the same policy (`models.device.job_threads`). ``HARMONIUM_TORCH_THREADS``
+    overrides both.
     """
     import gc
 
@@ -90,9 +91,9 @@ def load_engine() -> dict[str, Any]:
 def _load_engine() -> dict[str, Any]:
     import torch
 
-    threads = int(os.environ.get("HARMONIUM_TORCH_THREADS", "0") or 0)
-    if threads <= 0:
-        threads = max(1, (os.cpu_count() or 2) - 1)
+    from models.device import default_threads
+
+    threads = default_threads()
     torch.set_num_threads(threads)
     import pyqtgraph  # noqa: F401 - imported here so the UI thread never pays for it
 
@@ -1334,18 +1335,12 @@ class MainWindow(QMainWindow):
             for orphan in self.recovery_offer:
                 orphan.release()
             self.recovery_offer = []
-            if self.canvas_view is not None:
-                self.canvas_view.shutdown(timeout=0.2)  # its render thread ends (one per window otherwise)
+        # Every thread this window owns (training workers, loaders, the tabs' render, sampler,
+        # decode and export threads) is asked to stop at once and given one second in all.
         deadline = time.monotonic() + 1.0
-        if self.dreams is not None:
-            self.dreams.shutdown()  # its sampler thread stops within a frame
-        if self.latent_view is not None:
-            self.latent_view.shutdown()  # its decode thread stops after the frame it is on
-        self.controller.shutdown(timeout=1.0)
-        for loader in list(self._loaders):
-            loader.wait(max(0, int((deadline - time.monotonic()) * 1000)))
+        stopped = shutdown_all(1.0, where=owned_by(self))
         pool_idle = wait_background(max(0.0, deadline - time.monotonic()))
-        if not self.busy_threads() and pool_idle:
+        if stopped and pool_idle:
             self._closed_cleanly()
             event.accept()
             return
@@ -1360,7 +1355,7 @@ class MainWindow(QMainWindow):
         self.recovery.remove()
 
     def _finish_close(self) -> None:
-        if self.busy_threads() or not wait_background(0.0):
+        if registered(owned_by(self)) or not wait_background(0.0):
             QTimer.singleShot(50, self._finish_close)
             return
         self._closed_cleanly()

@@ -13,7 +13,12 @@
   :meth:`~studio.jobs.TrainingJob.score`, seconds) and announces the card (``scored``).
 * :class:`LoadWorker` loads images (progress, cancel) off the UI thread.
 * :func:`run_in_background` runs a function in Qt's thread pool through superqt's
-  ``create_worker`` (saving and opening models, importing the engine).
+  ``create_worker`` (saving and opening models, importing the engine, scoring): one-off tasks
+  nobody can stop, only wait for (:func:`wait_background`).
+
+The controller and each loader register with :mod:`studio.worker`, as the views' workers do,
+so a window stops all of its threads with one ``studio.worker.shutdown_all(deadline,
+where=owned_by(window))``.
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ from PySide6.QtCore import QObject, QThread, QThreadPool, Signal
 
 from studio.dataset import LoadCancelled, Preprocess
 from studio.jobs import JobState, JobUpdate, Session, TrainingJob
+from studio.worker import register
 
 
 class TrainingWorker(QThread):
@@ -109,6 +115,8 @@ class JobsController(QObject):
         self._last_state: dict[int, tuple[int, str, str | None]] = {}
         self._reported: set[int] = set()
         self._shut_down = False  # no scoring once the studio is closing
+        self.name = "training-workers"
+        register(self)  # studio.worker.shutdown_all stops the jobs and waits for the workers
 
     # ----------------------------------------------------------------- intent
     def start(self, job: TrainingJob) -> None:
@@ -219,17 +227,29 @@ class JobsController(QObject):
     def steps_per_second(self) -> float:
         return sum(j.steps_per_second for j in self._jobs.values() if j.state is JobState.RUNNING)
 
+    # ----------------------------------------------------------------- studio.worker.Stoppable
+    @property
+    def owner(self) -> QObject | None:
+        return self.parent()
+
+    @property
+    def alive(self) -> bool:
+        return bool(self.running_threads())
+
     def shutdown(self, timeout: float = 1.0) -> bool:
-        """Stop every job and wait for the workers; True when all ended within ``timeout``.
+        """Stop every job and wait for the workers; True when all ended within ``timeout`` s.
         No run is scored from now on (a score already under way finishes in the pool)."""
         self._shut_down = True
         for job in list(self._jobs.values()):
             if job.state.active or job.state is JobState.IDLE:
                 job.stop()
-        deadline = time.monotonic() + timeout
+        return self.join(timeout)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait at most ``timeout`` s (None: as long as it takes) for the workers to end."""
+        end = None if timeout is None else time.monotonic() + timeout
         for w in list(self.workers.values()):
-            left = max(0.0, deadline - time.monotonic())
-            w.wait(int(left * 1000))
+            w.wait() if end is None else w.wait(int(max(0.0, end - time.monotonic()) * 1000))
         return not self.running_threads()
 
 
@@ -250,10 +270,29 @@ class LoadWorker(QThread):
         self.preprocess = preprocess
         self.cancel_event = threading.Event()
         self._last_progress = 0.0
-        self.setObjectName("image-loader")
+        self.name = "image-loader"
+        self.setObjectName(self.name)
+        register(self)
 
     def cancel(self) -> None:
         self.cancel_event.set()
+
+    # ----------------------------------------------------------------- studio.worker.Stoppable
+    @property
+    def owner(self) -> QObject | None:
+        return self.parent()
+
+    @property
+    def alive(self) -> bool:
+        return self.isRunning()
+
+    def shutdown(self, deadline: float = 0.0) -> bool:
+        """Cancel the loading; wait at most ``deadline`` s; True when the thread has ended."""
+        self.cancel()
+        return self.join(deadline)
+
+    def join(self, timeout: float | None = None) -> bool:
+        return self.wait() if timeout is None else self.wait(int(max(0.0, timeout) * 1000))
 
     def _progress(self, done: int, total: int) -> None:
         now = time.monotonic()
@@ -299,3 +338,21 @@ def _log_error(exc: BaseException) -> None:
 def wait_background(timeout: float = 1.0) -> bool:
     """Wait for :func:`run_in_background` tasks (on quitting)."""
     return QThreadPool.globalInstance().waitForDone(int(timeout * 1000))
+
+
+def owned_by(root: QObject) -> Callable[[Any], bool]:
+    """For ``studio.worker.shutdown_all(where=...)``: is a registered item's ``owner`` ``root``
+    or one of its descendants (by QObject parents)? An owner whose C++ side is gone is not."""
+
+    def test(item: Any) -> bool:
+        try:
+            obj = item.owner
+            while obj is not None:
+                if obj is root:
+                    return True
+                obj = obj.parent()
+        except (AttributeError, RuntimeError):  # not a QObject, or its C++ side is gone
+            return False
+        return False
+
+    return test
