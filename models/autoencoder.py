@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .device import job_threads, make_generator
+from .device import make_generator
 from .training import TrainConfig, Trainer, TrainingDiverged
 
 MIN_SIZE, MAX_SIZE = 28, 128
@@ -301,10 +301,6 @@ class ReconstructionTrainer(Trainer):
         except TrainingDiverged:
             self.forget_epoch()  # the bad step's numbers must not poison the epoch's averages
             raise
-
-    def auto_threads(self) -> int | None:
-        """Half the cores (`models.device.job_threads`): see there for the measurement."""
-        return job_threads()
 
     def forget_epoch(self) -> None:
         """Drop the running sums of the epoch's step metrics."""

@@ -125,13 +125,6 @@ class RBMTrainer(Trainer):
                 self.visible_offset = mean.to(self.device)
         self.sampler.reset()
 
-    def auto_threads(self) -> int | None:
-        """One thread for small RBMs: their matmuls are too small to split, and two threads
-        that wait on each other at every op are many times slower when the cores are busy
-        (measured: 1.8 ms vs 25 ms per step for 784×100 on a loaded 2-core machine)."""
-        m = self.model
-        return 1 if m.n_visible * m.n_hidden * self.batch_size < 8_000_000 else None
-
     # --------------------------------------------------------------------------- a step
     def _momentum(self) -> float:
         c = self.config

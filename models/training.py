@@ -19,7 +19,8 @@ Resuming (`load_state`) takes a saved state only after checking it against this 
 optimiser's tensors by parameter, name, shape and value, its parameter groups by structure,
 the trainer's own state by `check_state`. Anything else raises ValueError.
 
-Threads: `config.threads` never asks torch for more threads than this machine's usable cores.
+Threads: `config.threads` never asks torch for more threads than this machine's usable cores;
+None takes the process's thread policy (`models.device.job_threads`).
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor, nn
 
-from .device import usable_cores
+from .device import claim, job_threads, usable_cores
 
 #: Held by whoever draws from torch's global random generator in `models` (building a model's
 #: initial weights, drawing a trainer's seed): seeded builds in two threads would otherwise race
@@ -190,9 +191,10 @@ class Trainer:
     def frame(self) -> Tensor | None:
         return None
 
-    def auto_threads(self) -> int | None:
-        """CPU threads to use when the config says None; None keeps torch's setting."""
-        return None
+    def auto_threads(self) -> int:
+        """CPU threads to use when the config says None: the process's thread policy
+        (`models.device.job_threads`: the cores left by the jobs and samplers running)."""
+        return job_threads()
 
     def extra_state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         return {}, {}
@@ -248,15 +250,24 @@ class Trainer:
         is per thread), at most the usable cores (a file's `threads: 100000` once reached
         torch and crashed it), and restored when the generator finishes or is closed. A run
         closed with non-finite weights (they are checked at epochs and snapshots only) is
-        rolled back to the last good snapshot as it stops."""
-        threads = self.config.threads or (self.auto_threads() if self.device.type == "cpu" else None)
-        threads = max(1, min(int(threads), usable_cores())) if threads else None
+        rolled back to the last good snapshot as it stops. While it runs on the CPU it counts
+        as a job for the thread policy (`models.device.claim`): jobs started meanwhile take
+        fewer threads."""
+        cpu = self.device.type == "cpu"
+        release = claim("job") if cpu else (lambda: None)
+        try:
+            threads = self.config.threads or (self.auto_threads() if cpu else None)
+            threads = max(1, min(int(threads), usable_cores())) if threads else None
+        except BaseException:
+            release()
+            raise
         before = torch.get_num_threads()
         if threads:
             torch.set_num_threads(threads)
         try:
             yield from self._run()
         finally:
+            release()
             if threads:
                 torch.set_num_threads(before)
             if self._good is not None and self._bad_tensors():
