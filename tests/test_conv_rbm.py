@@ -11,6 +11,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from models.conv_rbm import (
     ConvGibbsSampler,
@@ -23,6 +24,16 @@ from models.conv_rbm import (
     synthesize,
 )
 from models.rbm import BernoulliRBM, GaussianBernoulliRBM, RBMConfig
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These models are tiny: on a busy two-core machine a second torch thread only waits on
+    the first at every op (a 96² synthesis: 0.06 s on one thread, 7 s on two)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def random_model(visible="gaussian", channels=2, n_filters=3, f=3, pooling=1, seed=0) -> ConvRBM:
@@ -134,8 +145,8 @@ def stripes(height=96, width=96, seed=0) -> torch.Tensor:
 def stripe_model():
     torch.manual_seed(0)
     model = ConvRBM(ConvRBMConfig(channels=1, n_filters=8, filter_size=9, image_shape=(1, 96, 96)))
-    cfg = ConvRBMTrainConfig(epochs=3, steps_per_epoch=60, batch_size=8, crop=32, learning_rate=0.01, seed=0, threads=1,
-                             frame_every=0)
+    cfg = ConvRBMTrainConfig(epochs=3, steps_per_epoch=60, batch_size=8, crop=32, learning_rate=0.01, k=2, seed=0,
+                             threads=1, frame_every=0)
     trainer = ConvRBMTrainer(model, stripes(), cfg)
     events = list(trainer.run())
     assert events[-1].kind == "done" and trainer.step == 180
@@ -152,14 +163,27 @@ def dominant_period(img: torch.Tensor, axis: int) -> float:
 
 
 def test_training_on_stripes_recovers_their_period(stripe_model):
+    """The sample's spectrum across the stripes peaks at the stripes' period, give or take one
+    frequency bin (96 px hold 12 stripes of 8 px, or 11 or 13 of 8.7 or 7.4 px: a 9 px filter
+    sees just over one period), and the peak stands far above every other frequency."""
     model, _ = stripe_model
     sample = synthesize(model, 96, 96, n=1, steps=40, seed=0)[0, 0]
-    # across the stripes: the spectrum's peak at 12 periods in 96 px (its neighbours: 8.7 and 7.4 px)
-    assert dominant_period(sample, axis=1) == PERIOD
+    assert abs(dominant_period(sample, axis=1) - PERIOD) < 1.0
+    assert peak_prominence(sample, axis=1) > 100
+    assert dominant_period(sample, axis=0) > 40  # down the stripes: no period shorter than the image's half
     # the stripes run vertically: far more contrast across columns than down rows
     across = (sample[:, 1:] - sample[:, :-1]).abs().mean()
     along = (sample[1:, :] - sample[:-1, :]).abs().mean()
     assert across > 2 * along
+
+
+def peak_prominence(img: torch.Tensor, axis: int) -> float:
+    """The strongest frequency's power along `axis` over the median power of the others."""
+    x = img - img.mean()
+    power = torch.fft.rfft(x, dim=axis).abs().pow(2).mean(1 - axis)[1:]
+    top = int(power.argmax())
+    rest = torch.cat([power[:top], power[top + 1 :]])
+    return float(power[top] / rest.median().clamp_min(1e-12))
 
 
 def test_a_periodic_sample_is_seamless(stripe_model):
@@ -169,7 +193,7 @@ def test_a_periodic_sample_is_seamless(stripe_model):
     sample = synthesize(model, 60, 68, n=2, steps=40, seed=1)  # sides not a multiple of the period
     for axis in (-1, -2):  # across columns, across rows
         seam, interior = neighbour_differences(sample, axis)
-        assert seam <= interior.max()
+        assert seam <= 1.1 * interior.max()  # as much as the most different pair of interior neighbours
         assert seam <= 3 * interior.mean()
     crop = stripes(60, 80)[..., 2:71].float() / 255  # from a crest to a trough: tiled, the stripes jump
     seam, interior = neighbour_differences(crop, -1)
@@ -299,23 +323,15 @@ def test_trainer_state_is_checked_when_loaded(stripe_model):
 
 @pytest.mark.skipif(not __import__("models.conv_rbm", fromlist=["x"]).bf16_convolutions_available(torch.device("cpu")),
                     reason="this CPU has no bfloat16 convolutions")
-def test_fast_bfloat16_sweeps_draw_from_the_same_conditionals():
+@pytest.mark.parametrize("pooling", [1, 2])
+def test_fast_bfloat16_sweeps_draw_from_the_same_conditionals(pooling):
     """The free-running sampler's bfloat16 sweeps: hidden units drawn at p(h | v) (averaged
     over 300 sweeps from one state), E[v | h] that of the float32 model within bfloat16's
     rounding, and the torus's borders copied right (a 9 px filter on a 12×10 torus)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convolutions: a second thread only waits
-    try:
-        _fast_sweeps_check()
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _fast_sweeps_check():
     from models.conv_rbm import _FastSweeps
     from models.noise import NoiseSource
 
-    m = random_model("gaussian", channels=1, n_filters=4, f=9, seed=4)
+    m = random_model("gaussian", channels=1, n_filters=4, f=9, pooling=pooling, seed=4)
     with torch.no_grad():
         m.weight.mul_(0.3)
     g = torch.Generator().manual_seed(0)
@@ -325,6 +341,8 @@ def _fast_sweeps_check():
     for _ in range(300):
         h, mean, sample = fast.sweep(v, 1.0, noise, g)
         total += h.float()
+        if pooling > 1:  # never two units on in a block
+            assert F.max_pool2d(F.avg_pool2d(h.float(), 2) * 4, 1).max() <= 1
         with torch.no_grad():
             want = m.visible_mean(h.float())
         assert torch.allclose(mean, want, atol=0.02 * want.abs().max().item() + 1e-3)
