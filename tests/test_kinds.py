@@ -194,3 +194,20 @@ def test_a_new_kind_is_one_record(monkeypatch, tmp_path, qtbot):
     panel = TrainingPanel(session, JobsController(session))
     qtbot.addWidget(panel)
     assert panel.page("tiny").title == "Tiny RBM"
+
+
+def test_the_binary_rbm_draws_binary_images_from_grey_ones_only():
+    """Grey levels are trained on as fresh binary draws; binary images are their own draws, so
+    nothing is drawn for them (it only moved the chains' random stream); an explicit option wins."""
+    import torch
+
+    from models.factory import Options, build
+
+    g = torch.Generator().manual_seed(0)
+    grey = torch.randint(0, 256, (40, 1, 28, 28), generator=g, dtype=torch.uint8)
+    binary = (grey > 127).to(torch.uint8) * 255
+    opts = dict(kind="rbm", image_shape=(1, 28, 28), seed=0, epochs=1)
+    assert build(Options(**opts), grey).config.sample_data is True
+    assert build(Options(**opts), binary).config.sample_data is False
+    assert build(Options(**opts, extra={"sample_data": True}), binary).config.sample_data is True
+    assert build(Options(**{**opts, "kind": "grbm"}), grey).config.sample_data is False
