@@ -42,7 +42,7 @@ def compose(view, model, images, sha: str, steps: int, seed: int) -> None:
     from models.factory import make_sampler
     from studio.canvas import GradientMap, Levels, Palette
     from studio.layer_sources import dataset_image, from_dream_snapshot, import_png, rbm_texture
-    from studio.ui.canvas_view import GRADIENT_PRESETS, PALETTE_PRESETS
+    from studio.ui.canvas import GRADIENT_PRESETS, PALETTE_PRESETS
 
     def gradient(name: str) -> GradientMap:
         colours = GRADIENT_PRESETS[name]
@@ -96,7 +96,7 @@ def latency(sizes: list[int], edits: int = 8) -> None:
     from canvas import build_canvas  # bench/canvas.py
     from PySide6.QtWidgets import QApplication
 
-    from studio.ui.canvas_view import CanvasView
+    from studio.ui.canvas import CanvasView
 
     app = QApplication.instance() or QApplication([])
     for size in sizes:

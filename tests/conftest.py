@@ -31,7 +31,7 @@ class ShownErrors:
 @pytest.fixture
 def errors(monkeypatch) -> ShownErrors:
     """Record every error a ``MainWindow`` or ``CanvasView`` shows: ``errors.last(window)``."""
-    from studio.ui.canvas_view import CanvasView
+    from studio.ui.canvas import CanvasView
     from studio.ui.main_window import MainWindow
 
     spy = ShownErrors()

@@ -1,4 +1,4 @@
-"""The Canvas tab (studio.ui.canvas_view) and the layer sources behind it (studio.layer_sources).
+"""The Canvas tab (studio.ui.canvas) and the layer sources behind it (studio.layer_sources).
 
 Small canvases (≤ 64 px), tiny models; the renders run in the view's render thread, so every
 check that needs the picture waits for it with ``qtbot.waitUntil``.
@@ -31,7 +31,7 @@ from PySide6.QtCore import QModelIndex, QSettings, Qt  # noqa: E402
 from PySide6.QtGui import QColor  # noqa: E402
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox  # noqa: E402
 
-from studio.ui.canvas_view import BLEND_TITLES, CanvasView, ModelChoice  # noqa: E402
+from studio.ui.canvas import BLEND_TITLES, CanvasView, ModelChoice  # noqa: E402
 
 WAIT = 10_000
 

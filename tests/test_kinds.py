@@ -136,7 +136,7 @@ def test_each_capability_is_what_the_model_can_do(key, models_by_kind):
 
 def test_every_studio_place_that_takes_a_kind_offers_exactly_the_registry(qtbot, models_by_kind):
     from studio import cli
-    from studio.ui.canvas_view import model_choices
+    from studio.ui.canvas import model_choices
     from studio.ui.training_panel import TrainingPanel
     from studio.ui.workers import JobsController
 

@@ -738,7 +738,7 @@ def test_closing_windows_leaves_no_canvas_render_thread_behind(qtbot, tmp_path, 
 
 def test_a_closed_canvas_view_stops_its_render_thread_and_renders_again_when_shown(qtbot):
     from studio.canvas import Layer
-    from studio.ui.canvas_view import CanvasView
+    from studio.ui.canvas import CanvasView
 
     before = _canvas_render_threads()
     view = CanvasView()
@@ -764,7 +764,7 @@ def test_a_closed_canvas_view_stops_its_render_thread_and_renders_again_when_sho
 def test_a_destroyed_canvas_view_stops_its_render_thread(qtbot):
     import shiboken6
 
-    from studio.ui.canvas_view import CanvasView
+    from studio.ui.canvas import CanvasView
 
     before = _canvas_render_threads()
     view = CanvasView()

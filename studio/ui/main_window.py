@@ -730,8 +730,8 @@ class MainWindow(QMainWindow):
 
     # ===================================================================== canvas and projects
     def _install_canvas_tab(self) -> None:
-        """The Canvas tab (studio.ui.canvas_view), once torch is imported; enables the project actions."""
-        from studio.ui.canvas_view import CanvasView
+        """The Canvas tab (studio.ui.canvas), once torch is imported; enables the project actions."""
+        from studio.ui.canvas import CanvasView
 
         view = CanvasView()
         view.set_session(self.session, selected_image=self._selected_image_index)
