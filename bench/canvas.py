@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from studio.blend import BLEND_MODES  # noqa: E402
+from studio.canvas.blend import BLEND_MODES  # noqa: E402
 from studio.canvas import Canvas, GradientMap, Layer, Levels, Palette, Renderer  # noqa: E402
 
 TARGET_MS = 100.0

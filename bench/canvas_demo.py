@@ -41,7 +41,7 @@ def compose(view, model, images, sha: str, steps: int, seed: int) -> None:
 
     from models.factory import make_sampler
     from studio.canvas import GradientMap, Levels, Palette
-    from studio.layer_sources import dataset_image, from_dream_snapshot, import_png, rbm_texture
+    from studio.canvas.sources import dataset_image, from_dream_snapshot, import_png, rbm_texture
     from studio.ui.canvas import GRADIENT_PRESETS, PALETTE_PRESETS
 
     def gradient(name: str) -> GradientMap:

@@ -466,7 +466,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from models.factory import make_sampler
     from models.rbm import BernoulliRBM
     from models.tempering import base_from_checkpoint
-    from studio.export import save_png  # atomic, with the provenance the canvas reads back
+    from studio.canvas.export import save_png  # atomic, with the provenance the canvas reads back
     from studio.images import images_to_uint8, mosaic
 
     device = default_device(args.device)

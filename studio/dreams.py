@@ -672,7 +672,7 @@ class DreamSession:
     # ------------------------------------------------------------------------------ exports
     def export_grid_png(self, path: str | Path, serial: int | None = None) -> Path:
         """Write the grid of a frame (the newest by default) as an RGBA PNG with provenance."""
-        from studio.export import save_png
+        from studio.canvas.export import save_png
 
         rgba, prov = self.snapshot_grid(serial)
         return save_png(path, rgba, prov)
@@ -691,7 +691,7 @@ class DreamSession:
         """Write `chain`'s evolution over the history as an animated GIF or APNG (default
         from the suffix), each image scaled up `scale`× with nearest neighbours. Safe to call
         from any thread: it copies the history first."""
-        from studio.export import save_animation
+        from studio.canvas.export import save_animation
 
         images, frames = self.chain_history(chain)
         scale = max(1, int(scale))

@@ -1,6 +1,6 @@
 """The latent explorer: the model behind the Latent tab (plain Python, no Qt).
 
-A :class:`LatentExplorer` holds a *private copy* of a trained model (``studio.layer_sources.
+A :class:`LatentExplorer` holds a *private copy* of a trained model (``studio.canvas.sources.
 detach_model``, taken under the training job's lock when there is one) in eval mode, so that
 decoding from a worker thread never races a training thread, and offers:
 
@@ -44,7 +44,7 @@ from torch import Tensor
 
 from models import kinds
 from studio.images import images_to_uint8
-from studio.layer_sources import detach_model
+from studio.canvas.sources import detach_model
 from studio.worker import LatestWorker
 
 __all__ = ["LatentExplorer", "LatentRunner", "LatentWalk"]

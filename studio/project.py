@@ -61,7 +61,7 @@ import numpy as np
 
 from models.atomic import atomic_open, work_dir
 from studio.canvas import MAX_SCALED_SIDE, Canvas, CanvasState, Layer, Renderer
-from studio.export import _json_default
+from studio.canvas.export import _json_default
 
 __all__ = [
     "PROJECT_FORMAT",

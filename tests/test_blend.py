@@ -2,7 +2,7 @@
 
 Expected values are written out by hand from the spec's formulas (and, for
 the sweep tests, from a plain-Python transcription of the spec in this file),
-never from studio.blend itself.
+never from studio.canvas.blend itself.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from studio.blend import (
+from studio.canvas.blend import (
     BLEND_MODE_FOR_ORA_OP,
     BLEND_MODES,
     ORA_COMPOSITE_OPS,

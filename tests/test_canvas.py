@@ -516,7 +516,7 @@ def test_render_restores_torch_threads():
 
 
 def test_large_buffers_are_usable():
-    from studio.canvas import _alloc
+    from studio.canvas.render import _alloc
 
     t = _alloc((9, 1024, 1024))  # 36 MiB: the huge-page path where available
     t.fill_(0.5)

@@ -1,4 +1,4 @@
-"""The Canvas tab (studio.ui.canvas) and the layer sources behind it (studio.layer_sources).
+"""The Canvas tab (studio.ui.canvas) and the layer sources behind it (studio.canvas.sources).
 
 Small canvases (≤ 64 px), tiny models; the renders run in the view's render thread, so every
 check that needs the picture waits for it with ``qtbot.waitUntil``.
@@ -21,9 +21,9 @@ import torch
 from PIL import Image
 
 from models.rbm import BernoulliRBM, RBMConfig
-from studio import layer_sources as ls
+from studio.canvas import sources as ls
 from studio.canvas import Canvas, GradientMap, Layer, Palette, Renderer
-from studio.export import read_provenance, save_animation, save_png
+from studio.canvas.export import read_provenance, save_animation, save_png
 
 pytest.importorskip("pytestqt")
 
@@ -351,7 +351,7 @@ def test_a_failed_export_says_so(errors, view, qtbot, tmp_path, monkeypatch):
     def boom(canvas, path):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("studio.export.save_ora", boom)
+    monkeypatch.setattr("studio.canvas.export.save_ora", boom)
     view.export_ora(target)
     qtbot.waitUntil(lambda: errors.last(view) is not None, timeout=WAIT)
     title, message = errors.last(view)

@@ -66,8 +66,8 @@ def test_train_sample_eval_end_to_end(folder, tmp_path, capsys):
     assert info["harmonium:model"] == "rbm" and info["harmonium:checkpoint_sha256"] == ck.sha256 and info["harmonium:steps"] == "30"
 
     # the PNGs carry the studio's JSON provenance: imported onto the canvas, they keep it
-    from studio.export import read_provenance
-    from studio.layer_sources import import_png
+    from studio.canvas.export import read_provenance
+    from studio.canvas.sources import import_png
 
     want = {"model": "rbm", "checkpoint_sha256": ck.sha256, "seed": 2, "steps": 30, "temperature": 1.0}
     assert read_provenance(out / "grid.png") == want

@@ -15,7 +15,7 @@ from PIL import Image, ImageSequence
 from models.rbm import BernoulliRBM, GaussianBernoulliRBM, RBMConfig
 from models.sampling import GibbsSampler
 from studio.dreams import BrushUnavailable, DreamRunner, DreamSession
-from studio.export import read_provenance
+from studio.canvas.export import read_provenance
 from studio.images import GridLayout, images_to_uint8, mosaic
 
 

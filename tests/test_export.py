@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import studio.export as export
-from studio.blend import BLEND_MODE_FOR_ORA_OP, composite
+import studio.canvas.export as export
+from studio.canvas.blend import BLEND_MODE_FOR_ORA_OP, composite
 from studio.canvas import Canvas, Layer
-from studio.export import (
+from studio.canvas.export import (
     export_animation,
     export_layers,
     read_provenance,

@@ -197,7 +197,7 @@ def test_use_selected_takes_the_dataset_selection(view):
 def test_the_strip_exports_as_png_and_as_gif_and_apng(qtbot, view, tmp_path):
     from PIL import Image, ImageSequence
 
-    from studio.export import read_provenance
+    from studio.canvas.export import read_provenance
 
     frames = make_strip(qtbot, view, 0, 5, 6)
     png = view.export_strip_png(tmp_path / "strip.png")

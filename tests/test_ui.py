@@ -580,7 +580,7 @@ def test_dreams_tab_follows_the_training_job_then_dreams_freely(ready, qtbot):
     assert live.shape[:3] == (8, 28, 28)  # the job's 8 persistent chains, as images
     import threading
 
-    import studio.layer_sources as layer_sources
+    import studio.canvas.sources as layer_sources
 
     copied_on, real_detach = [], layer_sources.detach_model
 
@@ -666,7 +666,7 @@ def test_an_update_made_before_stop_but_delivered_after_it_changes_nothing(ready
     model was copied and set twice and the grid could not be snapshotted until the next display
     tick; a late training frame flipped the tab back to a frozen training view. Reproduced here
     without timing: the stale update and a late frame are delivered by hand after the stop."""
-    import studio.layer_sources as layer_sources
+    import studio.canvas.sources as layer_sources
 
     dreams, controller = ready.dreams, ready.controller
     page, job = start_tiny(ready, "rbm")

@@ -19,8 +19,8 @@ to the dataset panel's selection), a method (linear / spherical) and a number of
 strip" decodes the walk in the worker (``LatentExplorer.interpolate``), shows the frames side by
 side and plays them in the preview (a QTimer) until a slider, randomise, reset or a dream takes
 the preview back. The strip exports as a PNG (the mosaic) or an animation (GIF / APNG by the
-suffix), both with provenance (``studio.export``), and goes to the canvas as one layer
-(``studio.layer_sources.interpolation_strip``) through :attr:`LatentView.layerToCanvas`.
+suffix), both with provenance (``studio.canvas.export``), and goes to the canvas as one layer
+(``studio.canvas.sources.interpolation_strip``) through :attr:`LatentView.layerToCanvas`.
 """
 from __future__ import annotations
 
@@ -394,7 +394,7 @@ class LatentView(QWidget):
             path, _ = QFileDialog.getSaveFileName(self, "Export strip PNG", "interpolation.png", "PNG image (*.png)")
             if not path:
                 return None
-        from studio.export import save_png
+        from studio.canvas.export import save_png
 
         try:
             out = save_png(path, self.strip_image(), self.strip_provenance)
@@ -413,7 +413,7 @@ class LatentView(QWidget):
                                                   "Animated GIF (*.gif);;Animated PNG (*.png *.apng)")
             if not path:
                 return None
-        from studio.export import save_animation
+        from studio.canvas.export import save_animation
 
         try:
             out = save_animation(list(self.strip_frames), path, fps, provenance=self.strip_provenance)
@@ -427,7 +427,7 @@ class LatentView(QWidget):
         """The strip as one layer (``interpolation_strip``) through :attr:`layerToCanvas`."""
         if self.strip_frames is None:
             return
-        from studio.layer_sources import interpolation_strip
+        from studio.canvas.sources import interpolation_strip
 
         layer = interpolation_strip(self.strip_frames, self.strip_provenance)
         self.layerToCanvas.emit(layer)

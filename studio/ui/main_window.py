@@ -565,7 +565,7 @@ class MainWindow(QMainWindow):
         if key == self._dreams_wanted and (shown is None or (shown.source == "sampler" and shown.meta.get("job_id") == job.id)):
             return  # this run at this step dreams already, or its copy is on its way
         self._dreams_wanted = key
-        from studio.layer_sources import detach_model
+        from studio.canvas.sources import detach_model
         from studio.ui.workers import run_in_background
 
         meta = {"kind": job.kind, "title": f"{job.title} · run #{job.id}", "job_id": job.id}

@@ -19,7 +19,7 @@ def array_to_qimage(a: np.ndarray) -> QImage:
     of RGBA: the dataset's thousands of thumbnails stay small); images with alpha become
     premultiplied RGBA, the format Qt paints fastest."""
     a = np.asarray(a)
-    if a.dtype == np.uint16:  # as studio.blend.to_float reads them (not imported: it needs torch)
+    if a.dtype == np.uint16:  # as studio.canvas.blend.to_float reads them (not imported: it needs torch)
         a = a.astype(np.float32) / np.float32(65535.0)
     elif a.dtype == np.bool_:
         a = a.astype(np.float32)

@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.blend import BLEND_MODES
+from studio.canvas.blend import BLEND_MODES
 from studio.canvas import MAX_SCALED_SIDE, RESAMPLE_MODES, Levels
 from studio.ui.canvas.widgets import (
     _group,

@@ -51,7 +51,7 @@ class LayerEdits:
         for job in reversed(jobs):
             frame = getattr(job, "last_frame", None)
             if frame is not None:
-                from studio.layer_sources import grid, batch_pixels
+                from studio.canvas.sources import grid, batch_pixels
 
                 prov = {"model": job.kind, "steps": int(job.step or 0), "seed": getattr(getattr(job, "options", None), "seed", None),
                         "temperature": 1.0, "title": job.title, "run": job.id, "source": "dreams"}
@@ -68,7 +68,7 @@ class LayerEdits:
 
     def add_dataset_image(self, index: int | None = None) -> Layer | None:
         """Add dataset image ``index`` (default: the selected one, else the first), scaled up bicubic."""
-        from studio.layer_sources import LayerSourceError, dataset_image
+        from studio.canvas.sources import LayerSourceError, dataset_image
 
         images = getattr(self.session, "images", None)
         if images is None or len(images) == 0:
@@ -92,7 +92,7 @@ class LayerEdits:
 
     def import_image(self, path: str | Path) -> None:
         """Import an image file as a layer; decoding runs in the background."""
-        from studio.layer_sources import import_png
+        from studio.canvas.sources import import_png
 
         path = Path(path)
         self._status(f"Importing {path.name}…", 0)
@@ -119,7 +119,7 @@ class LayerEdits:
         """Sample ``choice``'s model in the background (a private copy, taken under its lock)
         and add the result: ``make`` = "mirror" / "plain" (tiled texture), "single"
         (one dream placed once) or "frame" (a VAE sample / hybrid dream)."""
-        from studio.layer_sources import detach_model, rbm_texture, sample_frame
+        from studio.canvas.sources import detach_model, rbm_texture, sample_frame
 
         def work() -> Layer:
             model = detach_model(choice.model, choice.lock)

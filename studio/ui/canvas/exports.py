@@ -40,7 +40,7 @@ class Exports:
 
     def export_layers(self, folder: str | Path) -> None:
         """Every layer as its own PNG and ``composite.png``, with provenance, into ``folder`` (background)."""
-        from studio.export import export_layers
+        from studio.canvas.export import export_layers
 
         canvas = self.detached_canvas()
         self._export(lambda: export_layers(canvas, folder), f"{len(canvas.layers) + 1} PNGs to {folder}")
@@ -60,7 +60,7 @@ class Exports:
             self.export_composite(path)
 
     def export_composite(self, path: str | Path) -> None:
-        from studio.export import composite_provenance, save_png
+        from studio.canvas.export import composite_provenance, save_png
 
         canvas = self.detached_canvas()
         self._export(lambda: save_png(path, canvas.render_uint8(), composite_provenance(canvas)), str(path))
@@ -72,7 +72,7 @@ class Exports:
 
     def export_ora(self, path: str | Path) -> None:
         """An OpenRaster file (Krita, GIMP) of the layers (background)."""
-        from studio.export import save_ora
+        from studio.canvas.export import save_ora
 
         canvas = self.detached_canvas()
         self._export(lambda: save_ora(canvas, path), str(path))
@@ -96,7 +96,7 @@ class Exports:
 
     def export_animation(self, path: str | Path, fps: float = 12.0) -> None:
         """The composite once per frame of the animated layer, as a GIF or APNG (by suffix)."""
-        from studio.export import export_animation
+        from studio.canvas.export import export_animation
 
         layer = self.animated_layer()
         if layer is None:

@@ -225,7 +225,7 @@ class CanvasView(ViewBuilder, LayerPanel, LayerEdits, Exports, QWidget):
     def add_snapshot_layer(self, rgba: np.ndarray, provenance: Mapping[str, Any] | None = None) -> Layer | None:
         """Add a dream snapshot (uint8 RGBA grid or chain, and its provenance) as a layer,
         scaled up crisply (nearest, whole factors) to about half the canvas and centred."""
-        from studio.layer_sources import LayerSourceError, from_dream_snapshot
+        from studio.canvas.sources import LayerSourceError, from_dream_snapshot
 
         try:
             layer = from_dream_snapshot(rgba, dict(provenance or {}))

@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.blend import BLEND_MODES
+from studio.canvas.blend import BLEND_MODES
 from studio.canvas import Layer
 from studio.ui.qimage import array_to_qimage
 

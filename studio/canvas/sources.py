@@ -519,7 +519,7 @@ def _expand_channels(a: np.ndarray, channels: int) -> np.ndarray:
 def _embedded_provenance(text: Mapping[str, str]) -> dict[str, Any] | None:
     import json
 
-    from studio.export import PROVENANCE_KEY
+    from studio.canvas.export import PROVENANCE_KEY
 
     raw = text.get(PROVENANCE_KEY)
     if not raw:

@@ -32,7 +32,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from models.atomic import atomic_open
-from studio.blend import ORA_COMPOSITE_OPS
+from studio.canvas.blend import ORA_COMPOSITE_OPS
 from studio.canvas import Canvas, Layer
 from studio.images import to_uint8
 
