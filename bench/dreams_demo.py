@@ -61,7 +61,7 @@ def main() -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication, QMainWindow
 
-    from studio.ui.dreams_view import DreamsView
+    from studio.ui.dreams import DreamsView
     from studio.ui.widgets import app_icon, apply_theme
 
     app = QApplication.instance() or QApplication(sys.argv)

@@ -13,7 +13,7 @@
 
 Qt's platform comes from the environment (QT_QPA_PLATFORM, DISPLAY); with neither, offscreen.
 The raw figure is measured with every core and with the studio's setting (torch gets one thread
-fewer than the cores, as `studio/ui/main_window.py` sets it, `HARMONIUM_TORCH_THREADS`
+fewer than the cores, as `studio/ui/main_window/engine.py` sets it, `HARMONIUM_TORCH_THREADS`
 overrides); the viewer runs with the studio's setting, as in the app.
 Targets: ≥ 2,000 Gibbs steps/s raw, ≥ 60 frames/s shown.
 """
@@ -120,7 +120,7 @@ def viewer_fps(seconds: float, free: bool, nice: int = 0) -> dict[str, float]:
     from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from studio.ui.dreams_view import DreamsView
+    from studio.ui.dreams import DreamsView
     from studio.ui.widgets import apply_theme
 
     app = QApplication.instance() or QApplication([])

@@ -1,4 +1,4 @@
-"""Dreams: the live Gibbs-chain viewer (studio/dreams.py, studio/ui/dreams_view.py).
+"""Dreams: the live Gibbs-chain viewer (studio/dreams.py, studio/ui/dreams/).
 
 Tiny models (8×8 images, 16 hidden units), so the whole file runs in a few seconds.
 """
@@ -292,7 +292,7 @@ def test_fast_binary_gibbs_step_matches_the_generic_one():
 # -------------------------------------------------------------------------------- widget
 @pytest.fixture
 def view(qtbot):
-    from studio.ui.dreams_view import DreamsView
+    from studio.ui.dreams import DreamsView
 
     v = DreamsView(history=50)
     qtbot.addWidget(v)
@@ -401,7 +401,7 @@ def test_view_refuses_a_model_that_cannot_dream_and_disables_brush_for_hybrid(vi
 
 
 def test_closing_the_view_stops_its_worker(qtbot):
-    from studio.ui.dreams_view import DreamsView
+    from studio.ui.dreams import DreamsView
 
     v = DreamsView()
     qtbot.addWidget(v)
@@ -417,7 +417,7 @@ def test_closing_the_view_stops_its_worker(qtbot):
 def test_hidden_view_stops_dreaming_and_resumes_when_shown(qtbot):
     from PySide6.QtWidgets import QLabel, QTabWidget
 
-    from studio.ui.dreams_view import DreamsView
+    from studio.ui.dreams import DreamsView
 
     tabs = QTabWidget()
     qtbot.addWidget(tabs)
