@@ -1,0 +1,120 @@
+"""The main window's image sources: open a folder or files, load them in a worker, recent
+folders (drops on the window arrive through :meth:`MainWindow.dropEvent`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtWidgets import QFileDialog
+
+from studio.dataset import Preprocess
+from studio.ui.settings import setting_folder, setting_json
+from studio.ui.workers import LoadWorker
+
+
+MAX_RECENT = 8
+
+
+class ImageSources:
+    """The part of :class:`~studio.ui.main_window.window.MainWindow` that opens and loads images."""
+
+    # ===================================================================== images
+    def open_folder_dialog(self) -> None:
+        start = setting_folder(self.settings, "dataset/last_dir")
+        folder = QFileDialog.getExistingDirectory(self, "Open a folder of images", str(start))
+        if folder:
+            self.open_sources([folder])
+
+    def open_sources(self, sources: list[str], preprocess: Preprocess | None = None) -> None:
+        """Load ``sources`` (files and folders; the demo set when empty) in a worker."""
+        if self._closing:
+            return
+        if self._loader is not None:
+            self._loader.cancel()  # superseded: its result will be ignored
+        pp = preprocess or self.dataset_panel.preprocess_form.preprocess(self.session.preprocess)
+        loader = LoadWorker(self.session, sources, pp, self)
+        loader.progress.connect(lambda d, t, ld=loader: ld is self._loader and self.dataset_panel.show_loading(d, t))
+        loader.loaded.connect(lambda images, srcs, ld=loader: self._on_loaded(ld, images, srcs))
+        loader.failed.connect(lambda msg, ld=loader: self._on_load_failed(ld, msg))
+        loader.cancelled.connect(lambda ld=loader: ld is self._loader and self.dataset_panel.hide_loading())
+        loader.finished.connect(lambda ld=loader: self._loader_finished(ld))
+        self._loader = loader
+        self._loaders.add(loader)
+        if sources:
+            label = ", ".join(Path(s).name or s for s in sources[:2]) + ("…" if len(sources) > 2 else "")
+        else:
+            label = "the demo set"
+        self.dataset_panel.show_loading_started(label)
+        self.statusBar().showMessage(f"Loading {label}…")
+        loader.start()
+
+    def cancel_loading(self) -> None:
+        if self._loader is not None:
+            self._loader.cancel()
+            self.statusBar().showMessage("Loading cancelled", 3000)
+
+    def _loader_finished(self, loader: LoadWorker) -> None:
+        self._loaders.discard(loader)
+        if loader is self._loader:
+            self._loader = None
+        loader.deleteLater()
+
+    def _on_loaded(self, loader: LoadWorker, images, sources: list[str]) -> None:
+        if loader is not self._loader or self._closing:
+            return
+        self.session.set_images(images, sources)
+        if self.dreams is not None:
+            self.dreams.set_dataset_images(images.images)
+        if sources:
+            self._remember_sources(sources)
+        self.statusBar().showMessage(
+            f"{len(images)} images loaded, {len(images.rejected)} rejected", 5000)
+
+    def _on_load_failed(self, loader: LoadWorker, message: str) -> None:
+        if loader is not self._loader:
+            return
+        self.dataset_panel.show_error(f"Could not load the images: {message}")
+        self.show_error("Could not load the images", message)
+
+    def _preprocess_edited(self, pp: Preprocess) -> None:
+        self.session.set_preprocess(pp)
+        self.settings.setValue("dataset/preprocess", json.dumps(pp.to_dict()))
+        if self.images_ready or self.session.images is not None:
+            self.open_sources(self.session.sources, pp)
+
+    def _session_event(self, name: str, payload: Any) -> None:
+        if name == "images":
+            self.dataset_panel.show_images(payload, self.session.source_label)
+            self.setWindowTitle(f"Harmonium Studio — {self.session.source_label} ({len(payload)} images)")
+            self.images_ready = True
+            self.images_loaded.emit(payload)
+            self._maybe_autostart()
+
+    def _remember_sources(self, sources: list[str]) -> None:
+        folders = []
+        for s in sources:
+            p = Path(s)
+            folders.append(str(p if p.is_dir() else p.parent))
+        recent = [f for f in self.recent_folders() if f not in folders]
+        recent = (folders + recent)[:MAX_RECENT]
+        self.settings.setValue("dataset/recent", json.dumps(recent))
+        self.settings.setValue("dataset/last_dir", folders[0])
+
+    def recent_folders(self) -> list[str]:
+        return [v for v in setting_json(self.settings, "dataset/recent", [], list) if isinstance(v, str)]
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        recent = self.recent_folders()
+        if not recent:
+            a = self.recent_menu.addAction("No recent folders")
+            a.setEnabled(False)
+            return
+        for i, folder in enumerate(recent):
+            a = self.recent_menu.addAction(f"&{i + 1}  {folder}")
+            a.triggered.connect(lambda _=False, f=folder: self.open_sources([f]))
+        self.recent_menu.addSeparator()
+        clear = self.recent_menu.addAction("Clear the List")
+        clear.triggered.connect(lambda: self.settings.setValue("dataset/recent", "[]"))
