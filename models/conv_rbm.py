@@ -102,9 +102,10 @@ VISIBLE_TYPES = ("gaussian", "binary")
 MAX_FILTERS = 1024
 MAX_FILTER_SIZE = 64
 MAX_POOLING = 8
-MAX_SIDE = 8192  # a sampler's side (2048 px is the studio's largest canvas; 8192 px still fits 64 GB for K = 32)
-#: The chains' memory a sampler may take (hidden maps dominate: n × K × H × W floats, a few copies).
-MAX_SAMPLER_BYTES = 24 << 30
+MAX_SIDE = 8192  # a sampler's side (2048 px is the studio's largest canvas; memory is capped apart)
+#: The chains' memory a sampler may take (hidden maps dominate: n × K × H × W units, about 20 bytes each
+#: in the buffers of a sweep).
+MAX_SAMPLER_BYTES = 8 << 30
 
 
 class ConvRBMError(ValueError):
@@ -572,9 +573,6 @@ class _FastSweeps:
         scale = m._channel(1.0 / (m.variance.detach() * t)) if not m.binary_visible else 1.0 / t
         x = circular_pad(v * scale, f).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
         logits = F.conv2d(x, w, (m.hidden_bias.detach() / t).to(torch.bfloat16))  # [n, K, H, W] channels-last
-        z = self._buffer("z", (n, K, H, W), torch.float32)
-        z.copy_(logits)
-        del logits
         # Uniform noise as models.noise.NoiseSource draws it (16-bit integers r from its fast
         # stream), in channels-last order: the integers are independent, so laying them out
         # [n, H, W, K] changes nothing but the memory order.
@@ -586,13 +584,20 @@ class _FastSweeps:
         on = self._buffer("on", (n, K, H, W), torch.bool)
         k = m.pooling
         if k == 1:  # on when r < p·2¹⁶ - 2¹⁵ (NoiseSource.bernoulli)
-            torch.lt(u, z.sigmoid_().mul_(65536.0).sub_(32768.0), out=on)
+            z = self._buffer("z", (n, K, H, W), torch.float32)
+            torch.lt(u, z.copy_(logits).sigmoid_().mul_(65536.0).sub_(32768.0), out=on)
         else:  # Gumbel-max per block (ConvRBM.draw_hidden), u = (r + 2¹⁵ + ½) / 2¹⁶ in (0, 1)
-            score = z.add_(u.add_(32768.5).mul_(1.0 / 65536).log_().neg_().log_().neg_())
-            best = F.max_pool2d(score, k)
-            g_off = torch.rand(best.shape, generator=generator).clamp_min_(1e-38).log_().neg_().log_().neg_()
+            score = self._buffer("z", (n, K, H, W), torch.float32).copy_(logits)  # (adding bfloat16 to float32 in one op is 3× slower)
+            score.add_(u.add_(32768.5).mul_(1.0 / 65536).log_().neg_().log_().neg_())
+            best = F.max_pool2d(score, k)  # [n, K, H/k, W/k], channels-last as the maps
+            h_, w_ = H // k, W // k
+            g_off = torch.rand((n, h_, w_, K), generator=generator).permute(0, 3, 1, 2)  # in best's memory order
+            g_off = g_off.clamp_min_(1e-38).log_().neg_().log_().neg_()
             best = torch.where(best > g_off, best, torch.inf)  # "off" won: no unit equals inf
-            torch.eq(score, m._up(best), out=on)
+            # each unit against its block's best, broadcast over views of the maps as blocks (no copies)
+            torch.eq(score.unflatten(3, (w_, k)).unflatten(2, (h_, k)), best[:, :, :, None, :, None],
+                     out=on.unflatten(3, (w_, k)).unflatten(2, (h_, k)))
+        del logits
         # the draws go into the middle of the padded map; its borders are the opposite edges
         hp = self._buffer("hp", (n, K, H + f - 1, W + f - 1), torch.bfloat16)
         a, b = after, before
@@ -654,7 +659,7 @@ class ConvGibbsSampler:
         """(height, width) when n chains of that size can be run, else ConvRBMError."""
         m = self.model
         h, w = _side("height", height, m), _side("width", width, m)
-        need = 4 * n * h * w * (3 * m.n_filters + 6 * m.channels)
+        need = n * h * w * (20 * m.n_filters + 24 * m.channels)  # bytes: the hidden maps' buffers, the images'
         if need > MAX_SAMPLER_BYTES:
             raise ConvRBMError(f"{n} chain(s) of {w}×{h} px with {m.n_filters} filters would take {need / 2**30:.0f} GiB "
                                f"(at most {MAX_SAMPLER_BYTES / 2**30:.0f}): fewer chains or a smaller size")
@@ -911,6 +916,8 @@ class ConvRBMTrainer(Trainer):
             raise ConvRBMError(f"the training images have {data.shape[1]} channel(s), the model {model.channels}")
         if data.dtype != torch.uint8 and not data.is_floating_point():
             raise ConvRBMError(f"the training images must be uint8 or floating point (got {data.dtype})")
+        if data.is_floating_point() and not bool(torch.isfinite(data).all()):
+            raise ConvRBMError("the training images hold values that are not finite numbers (NaN or infinity)")
         f, p = model.filter_size, model.pooling
         crop = min(int(config.crop), int(data.shape[2]), int(data.shape[3]))
         if crop < f + p - 1:
