@@ -1,4 +1,4 @@
-"""Dreams: the live Gibbs-chain viewer (studio/dreams.py, studio/ui/dreams/).
+"""Dreams: the live Gibbs-chain viewer (studio/dreams/, studio/ui/dreams/).
 
 Tiny models (8×8 images, 16 hidden units), so the whole file runs in a few seconds.
 """
