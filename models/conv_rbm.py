@@ -34,14 +34,27 @@ Training (`ConvRBMTrainer`, a `models.training.Trainer`: training is a generator
     have gradients of very different sizes), gradient-norm clipping, weight decay on the
     filters, a floor on σ² (Liao et al. 2022), and Lee et al.'s sparsity target on the hidden
     biases. An epoch is `steps_per_epoch` steps, whatever the number of images.
+    What the defaults came from (gravel, brick, grass; bench/texture.py and its history):
+    - without pooling, overlapping hidden units of a filter reinforce each other through the
+      visible units, and from noise the chains fell into flat grey or saturated "worms";
+      2×2 probabilistic max-pooling (one unit on per block) gave stable, textured samples;
+    - PCD-1's chains were dragged along by the weights (PCD's samples looked right, the
+      model's own did not); PCD-5 keeps them nearer the model;
+    - a chain restarted from noise every `restart_every` steps shows the model what its
+      sampler meets from noise (persistent chains alone never visit the flat mode);
+    - PCD's weights never settle: the model's samples swung between good and washed-out from
+      one hundred steps to the next, so the model keeps the moving average of its parameters
+      (`average`, Polyak averaging) whenever training is not running.
 
 Sampling (`ConvGibbsSampler`, `synthesize`)
     n chains on an H×W torus (any size from the filter size up, 64 to 2048 px and beyond),
     started from noise or a seed image (tiled or cropped to the size), k block-Gibbs sweeps per
-    call at a temperature, optionally annealed from a higher one, with a clamp mask (the dream
-    brush: clamped pixels keep their values, the rest resample given them). Everything is
-    `torch.nn.functional.conv2d` / `conv_transpose2d` on the model's device (CUDA when present);
-    binary draws come from `models.noise.NoiseSource` on the CPU. Frames show E[v | h] of the
+    call at a temperature, optionally annealed from a higher one (`synthesize` anneals from
+    T = 2 over its first half: structure then forms everywhere at once), with a clamp mask (the
+    dream brush: clamped pixels keep their values, the rest resample given them). Everything is
+    `torch.nn.functional` convolutions on the model's device (CUDA when present); on a CPU with
+    bfloat16 convolutions free-running chains sweep in bfloat16 (`_FastSweeps`), and binary
+    draws come from `models.noise.NoiseSource`'s stream on the CPU. Frames show E[v | h] of the
     last sweep (the denoised mean; "samples" shows the noisy draw). The sampler has the surface
     `studio.dreams` drives: `step(k)`, `images(kind)`, `states(kind)`, `reset(n, start)`,
     `temperature`, `clamp(mask, values)` / `unclamp()`, `state_tensors()`.

@@ -253,6 +253,8 @@ def test_pooled_sizes_and_bad_settings_are_refused_with_one_sentence():
         ConvRBMTrainer(model, torch.zeros(1, 1, 6, 6, dtype=torch.uint8))
     with pytest.raises(ConvRBMError, match="channel"):
         ConvRBMTrainer(model, torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+    with pytest.raises(ConvRBMError, match="not finite"):
+        ConvRBMTrainer(model, torch.full((1, 1, 32, 32), float("nan")))
     with pytest.raises(ConvRBMError, match="GiB"):
         model.make_sampler(n_chains=64, size=(8192, 8192))
 
@@ -354,3 +356,26 @@ def test_fast_bfloat16_sweeps_draw_from_the_same_conditionals(pooling):
     assert s._fast() is not None
     s.free_running = False  # a trainer's chains take the float32 path
     assert s._fast() is None
+
+
+def test_the_trained_model_holds_the_moving_average_of_its_parameters():
+    """Between runs the model holds the (bias-corrected) moving average of the trained
+    parameters, and the trainer the last trained values, which the next run starts from."""
+    torch.manual_seed(0)
+    model = ConvRBM(ConvRBMConfig(n_filters=4, filter_size=5))
+    cfg = ConvRBMTrainConfig(epochs=1, steps_per_epoch=20, crop=24, k=1, n_chains=2, seed=0, threads=1, frame_every=0)
+    trainer = ConvRBMTrainer(model, stripes(48, 48), cfg)
+    trainer.fit()
+    assert trainer._avg_count == trainer.step == 20
+    correction = 1 - trainer.config.average**trainer._avg_count
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            assert torch.allclose(p, trainer._avg[name] / correction, atol=1e-6), name
+            assert not torch.equal(p, trainer._raw[name]), name
+    raw = {n: t.clone() for n, t in trainer._raw.items()}
+    trainer.config.epochs = 2
+    run = trainer.run()
+    next(run)  # one more step, from the raw values
+    run.close()
+    assert trainer.step == 21 and trainer._avg_count == 21
+    assert all(not torch.equal(trainer._raw[n], raw[n]) for n in raw)
