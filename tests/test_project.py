@@ -24,7 +24,8 @@ import pytest
 import torch
 from PIL import Image
 
-import studio.project as project_mod
+import studio.project.reading as project_reading
+import studio.project.saving as project_saving
 from models.checkpoint import CheckpointError
 from models.factory import Options, build
 from models.rbm import BernoulliRBM, RBMConfig
@@ -332,7 +333,7 @@ def test_broken_projects_are_refused_with_a_clear_message(case, saved, tmp_path)
     make, words = CASES[case]
     bad = make(saved, tmp_path / "bad.harmonium")
     before = bad.read_bytes() if bad.exists() else None
-    dirs_before = list(project_mod._EXTRACT_DIRS)
+    dirs_before = list(project_reading._EXTRACT_DIRS)
     with pytest.raises(ProjectError) as info:
         open_project(bad)
     message = str(info.value)
@@ -341,7 +342,7 @@ def test_broken_projects_are_refused_with_a_clear_message(case, saved, tmp_path)
     assert "Traceback" not in message
     # nothing was changed or left behind
     assert (bad.read_bytes() if bad.exists() else None) == before
-    assert project_mod._EXTRACT_DIRS == dirs_before
+    assert project_reading._EXTRACT_DIRS == dirs_before
 
 
 def test_the_intact_project_still_opens(saved):
@@ -511,14 +512,14 @@ def test_any_layer_id_saves_and_reopens(tmp_path):
 
 
 def test_too_many_layers_or_models_is_refused_at_once(saved, tmp_path, monkeypatch):
-    monkeypatch.setattr(project_mod, "MAX_LAYERS", 5)
+    monkeypatch.setattr(project_reading, "MAX_LAYERS", 5)
     with pytest.raises(ProjectError, match=r"Cannot open art.harmonium: it has 6 layers; Harmonium opens at most 5\.$"):
         open_project(saved)
-    monkeypatch.setattr(project_mod, "MAX_LAYERS", 6)
-    monkeypatch.setattr(project_mod, "MAX_MODELS", 1)
+    monkeypatch.setattr(project_reading, "MAX_LAYERS", 6)
+    monkeypatch.setattr(project_reading, "MAX_MODELS", 1)
     with pytest.raises(ProjectError, match=r"it lists 2 models; Harmonium opens at most 1\.$"):
         open_project(saved)
-    monkeypatch.setattr(project_mod, "MAX_MODELS", 2)
+    monkeypatch.setattr(project_reading, "MAX_MODELS", 2)
     assert len(open_project(saved).canvas.layers) == 6
 
 
@@ -526,7 +527,7 @@ def test_memory_error_never_escapes(saved, monkeypatch):
     def starved(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr(project_mod, "_decode_pixels", starved)
+    monkeypatch.setattr(project_reading, "_decode_pixels", starved)
     with pytest.raises(ProjectError, match="it needs more memory than is free"):
         open_project(saved)
 
@@ -613,20 +614,20 @@ def test_a_model_inflating_1000_times_is_skipped_without_inflating_and_the_rest_
 
 def test_the_total_unpacked_size_is_capped_before_reading(saved, monkeypatch):
     total = sum(i.file_size for i in zipfile.ZipFile(saved).infolist())
-    monkeypatch.setattr(project_mod, "MAX_UNPACKED_BYTES", total - 1)
+    monkeypatch.setattr(project_reading, "MAX_UNPACKED_BYTES", total - 1)
     with pytest.raises(ProjectError, match=r"its contents would unpack to more than 2\d\.\d KiB; the file is damaged or hostile"):
         open_project(saved)
-    monkeypatch.setattr(project_mod, "MAX_UNPACKED_BYTES", total)
+    monkeypatch.setattr(project_reading, "MAX_UNPACKED_BYTES", total)
     assert open_project(saved).problems == []
     # what is read is counted too: a manifest listing one model member many times reads it each time
     many = rewrite(saved, saved.with_name("many.harmonium"), manifest=lambda m: m["models"].extend(m["models"] * 20))
-    monkeypatch.setattr(project_mod, "MAX_UNPACKED_BYTES", sum(i.file_size for i in zipfile.ZipFile(many).infolist()) * 2)
+    monkeypatch.setattr(project_reading, "MAX_UNPACKED_BYTES", sum(i.file_size for i in zipfile.ZipFile(many).infolist()) * 2)
     with pytest.raises(ProjectError, match=r"its contents unpack to more than \d+\.?\d* KiB; the file is damaged or hostile"):
         open_project(many)
 
 
 def test_layer_pixels_are_budgeted_before_they_are_decoded(saved, monkeypatch):
-    monkeypatch.setattr(project_mod, "MAX_PIXEL_BYTES", 6 * 6 * 1 + 9 * 7 * 4)  # texture and rgba, nothing more
+    monkeypatch.setattr(project_reading, "MAX_PIXEL_BYTES", 6 * 6 * 1 + 9 * 7 * 4)  # texture and rgba, nothing more
     opened = open_project(saved)
     assert [layer.name for layer in opened.canvas.layers] == ["texture", "texture copy", "rgba"]
     assert len(opened.problems) == 3
@@ -674,7 +675,7 @@ def test_a_fifo_swapped_in_after_the_check_cannot_block(saved, tmp_path, monkeyp
     fifo = tmp_path / "swapped.harmonium"
     os.mkfifo(fifo)
     real_stat = os.stat
-    monkeypatch.setattr(project_mod.os, "stat", lambda p, *a, **k: real_stat(saved) if Path(p) == fifo else real_stat(p, *a, **k))
+    monkeypatch.setattr(project_reading.os, "stat", lambda p, *a, **k: real_stat(saved) if Path(p) == fifo else real_stat(p, *a, **k))
     result = _opens_within(fifo)
     assert "it is not a regular file" in str(result)
 
@@ -773,7 +774,7 @@ def test_opening_time_grows_linearly_with_the_layers(tmp_path):
 def test_failed_save_leaves_the_original_untouched(project, saved, monkeypatch):
     original = saved.read_bytes()
     calls = {"n": 0}
-    real = project_mod._encode_pixels
+    real = project_saving._encode_pixels
 
     def flaky(a):
         calls["n"] += 1
@@ -781,13 +782,13 @@ def test_failed_save_leaves_the_original_untouched(project, saved, monkeypatch):
             raise OSError(28, "No space left on device")
         return real(a)
 
-    monkeypatch.setattr(project_mod, "_encode_pixels", flaky)
+    monkeypatch.setattr(project_saving, "_encode_pixels", flaky)
     project.canvas.set_layer(project.canvas.layers[0].id, opacity=0.25)  # a change that would be saved
     with pytest.raises(OSError):
         save_project(saved, project)
     assert saved.read_bytes() == original
     assert sorted(p.name for p in saved.parent.iterdir()) == ["art.harmonium", "images"]  # no temp file left
-    monkeypatch.setattr(project_mod, "_encode_pixels", real)
+    monkeypatch.setattr(project_saving, "_encode_pixels", real)
     assert open_project(saved).canvas.layers[0].opacity == 1.0
 
 

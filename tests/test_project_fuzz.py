@@ -34,6 +34,7 @@ import torch
 from PIL import Image
 
 import studio.project as project_mod
+import studio.project.reading as project_reading
 from models.factory import Options, build, sample_images
 from studio.canvas import Canvas, Layer
 from studio.project import DatasetRef, ProjectData, ProjectError, ProjectModel, open_project, save_project
@@ -308,13 +309,13 @@ def test_fuzzed_projects_open_usably_or_are_refused(base, tmp_path):
             case_dir.mkdir()
             bad = case_dir / "fuzz.harmonium"
             bad.write_bytes(FAMILIES[family](rng, raw, Parts(base)))
-            dirs_before = len(project_mod._EXTRACT_DIRS)
+            dirs_before = len(project_reading._EXTRACT_DIRS)
             try:
                 opened = open_project(bad)
             except ProjectError as exc:
                 message = str(exc)
                 if not (message.startswith("Cannot open fuzz.harmonium: ") and message.endswith(".")
-                        and "\n" not in message and len(project_mod._EXTRACT_DIRS) == dirs_before):
+                        and "\n" not in message and len(project_reading._EXTRACT_DIRS) == dirs_before):
                     failures.append(f"case {case} ({family}): unclear refusal {message!r}")
                 outcomes[family, "refused"] += 1
                 continue

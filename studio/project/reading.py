@@ -1,50 +1,15 @@
-"""Projects: the whole studio session — dataset reference, models, canvas — as one file.  No Qt.
-
-A project is a ``*.harmonium`` file: a zip archive (never a pickle) holding ::
-
-    mimetype                      "application/x-harmonium-project" (first, stored)
-    models/<name>.safetensors     one checkpoint per model (``models.checkpoint`` format,
-                                  with the trainer's resumable state when there is one)
-    layers/<id>.png               each layer's source pixels, lossless (uint8 as PNG;
-    layers/<id>-frame-NNN.png     any other dtype as ``.npy`` without pickle); an animated
-                                  layer's frames; pixels shared by layers are stored once
-    thumbnail.png                 the composite, at most 256×256
-    project.json                  written last: format name and version, the dataset
-                                  reference (sources and Preprocess), the models (name,
-                                  kind, title, file), the canvas (size, background) and
-                                  every layer's settings and provenance, and the SHA-256
-                                  of every other member
-
-Saving (:func:`save_project`) is atomic: the archive is written to a temporary
-file in the destination folder and renamed over the target only when complete,
-so a failed save leaves an existing project untouched and no partial file.
-
-Opening (:func:`open_project`) validates *everything* — the archive, the
-manifest, its version, every checksum, every layer's pixels and settings, every
-model checkpoint — and builds a fresh :class:`ProjectData` before anything in
-the live session is touched.  It opens whatever it can: a layer or a model that
-cannot be read is skipped and described in ``ProjectData.problems``; a file that
-is not a project, or whose archive, manifest or canvas is broken, raises
-:class:`ProjectError` with a message for people.  Whatever the bytes, opening is
-bounded in memory and time (see the ``MAX_*`` limits) and never blocks (only
-regular files are opened).  It never reads the dataset's images: applying the
-result to a session (confirming sources outside the project's folder with
-:meth:`ProjectData.outside_sources`, loading the images, adding the models as
-jobs, replacing the canvas) is the caller's job: see :func:`project_from_session`
-for the other direction, and the main window.
-"""
+"""Opening a project (:func:`open_project`, :func:`read_manifest`): everything validated, bounded
+in memory and time, before the session is touched.  See :mod:`studio.project`."""
 
 from __future__ import annotations
 
 import atexit
 import dataclasses
-import datetime as _dt
 import hashlib
 import io
 import json
 import math
 import os
-import re
 import shutil
 import stat
 import struct
@@ -52,40 +17,25 @@ import tempfile
 import zipfile
 import zlib
 from collections import Counter
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Iterator, Mapping
+from typing import Any, BinaryIO, Iterator, Mapping
 
 import numpy as np
 
-from models.atomic import atomic_open, work_dir
-from studio.canvas import MAX_SCALED_SIDE, Canvas, CanvasState, Layer, Renderer
-from studio.canvas.export import _json_default
+from studio.canvas import MAX_SCALED_SIDE, Canvas, Layer
+from studio.project.data import (
+    DatasetRef,
+    MANIFEST,
+    PROJECT_FORMAT,
+    PROJECT_VERSION,
+    ProjectData,
+    ProjectError,
+    ProjectModel,
+)
+from studio.project.saving import _safe_name
 
-__all__ = [
-    "PROJECT_FORMAT",
-    "PROJECT_VERSION",
-    "PROJECT_SUFFIX",
-    "PROJECT_MIMETYPE",
-    "ProjectError",
-    "DatasetRef",
-    "ProjectModel",
-    "ProjectData",
-    "save_project",
-    "open_project",
-    "project_from_session",
-    "read_manifest",
-    "layers_equal",
-]
 
-PROJECT_FORMAT = "harmonium-project"
-PROJECT_VERSION = 1
-PROJECT_SUFFIX = ".harmonium"
-PROJECT_MIMETYPE = b"application/x-harmonium-project"
-MANIFEST = "project.json"
-THUMBNAIL = "thumbnail.png"
-THUMBNAIL_MAX = 256
 # What opening a project may cost, whatever its bytes (see open_project).  Each is far
 # beyond what the studio writes; a file past one is damaged or hostile.
 #: A manifest larger than this is refused (it is never inflated past it).
@@ -114,395 +64,6 @@ MAX_OFFSET = 1 << 24
 MAX_SOURCES = 10_000
 MAX_DATASET_PATHS = 1_000_000
 _PIXEL_DTYPES = ("uint8", "uint16", "bool", "float16", "float32", "float64")
-
-
-class ProjectError(ValueError):
-    """A project could not be saved or opened; the message says why, for a person."""
-
-
-# --------------------------------------------------------------------------
-# What a project holds
-# --------------------------------------------------------------------------
-
-
-def _exists(path: Path) -> bool:
-    """``path.exists()``, False for a name the system refuses (too long, a NUL, a loop)."""
-    try:
-        return path.exists()
-    except (OSError, ValueError):
-        return False
-
-
-@dataclass
-class DatasetRef:
-    """Where the images came from: ``sources`` (files and folders; empty = the built-in
-    demo set) and the :class:`~studio.dataset.Preprocess` settings as a dict.
-
-    ``paths`` (the image files loaded when the project was saved) and ``count`` are
-    informative; ``sources_relative`` (relative to the project's folder) lets a
-    project moved together with its images find them again (:meth:`resolve`).
-    """
-
-    sources: list[str] = field(default_factory=list)
-    preprocess: dict[str, Any] = field(default_factory=dict)
-    paths: list[str] = field(default_factory=list)
-    count: int = 0
-    sources_relative: list[str | None] = field(default_factory=list)
-
-    @property
-    def is_demo(self) -> bool:
-        return not self.sources
-
-    def resolve(self, project_dir: str | os.PathLike[str] | None = None) -> tuple[list[str], list[str]]:
-        """``(found, missing)``: each source as saved, or else relative to ``project_dir``.
-
-        Only looks whether the sources exist (``stat``); reads nothing."""
-        found, missing = [], []
-        relative = list(self.sources_relative) + [None] * (len(self.sources) - len(self.sources_relative))
-        for source, rel in zip(self.sources, relative):
-            if _exists(Path(source)):
-                found.append(source)
-            elif rel is not None and project_dir is not None and _exists(Path(project_dir) / rel):
-                found.append(os.path.realpath(Path(project_dir) / rel))
-            else:
-                missing.append(source)
-        return found, missing
-
-    def outside(self, project_dir: str | os.PathLike[str]) -> list[str]:
-        """The sources of ``resolve(project_dir)[0]`` (same strings, same order) that lie
-        outside ``project_dir`` once every symlink is resolved: a project can name any path,
-        so these must be shown and confirmed before they are read.  Reads nothing."""
-        root = Path(os.path.realpath(project_dir))
-        out = []
-        for source in self.resolve(project_dir)[0]:
-            real = Path(os.path.realpath(source))
-            if real != root and root not in real.parents:
-                out.append(source)
-        return out
-
-    def to_json(self, project_dir: Path | None = None) -> dict[str, Any]:
-        rel: list[str | None] = []
-        for s in self.sources:
-            try:
-                rel.append(os.path.relpath(s, project_dir) if project_dir is not None else None)
-            except ValueError:  # another drive (Windows)
-                rel.append(None)
-        return {"sources": list(self.sources), "sources_relative": rel, "preprocess": dict(self.preprocess),
-                "paths": list(self.paths), "count": int(self.count)}
-
-
-@dataclass
-class ProjectModel:
-    """One model of a project.
-
-    For saving, give ``model`` (an ``nn.Module`` the checkpoint registry knows) and
-    optionally ``trainer`` (its resumable state is saved too), ``preprocess``,
-    ``meta`` (JSON-friendly: stored in the checkpoint's ``extra``) and ``lock``
-    (held while the model is read: a training job's ``step_lock``), or
-    ``checkpoint_file`` (an existing checkpoint, copied as it is when its SHA-256
-    equals ``sha256``).
-
-    After :func:`open_project`: ``checkpoint`` is the validated
-    :class:`models.checkpoint.Checkpoint` (``.model`` on the CPU, ``.meta``,
-    trainer tensors), ``path`` the extracted checkpoint file and ``sha256`` its hash.
-    """
-
-    name: str
-    kind: str
-    title: str = ""
-    model: Any = None
-    trainer: Any = None
-    preprocess: dict[str, Any] | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-    lock: Any = None
-    checkpoint_file: Path | None = None
-    sha256: str = ""
-    checkpoint: Any = None
-    path: Path | None = None
-
-
-@dataclass
-class ProjectData:
-    """Everything a project holds.
-
-    ``canvas`` is a :class:`~studio.canvas.Canvas` (or, for saving, an immutable
-    :class:`~studio.canvas.CanvasState` snapshot); ``renderer`` (optional) renders
-    the thumbnail from a warm cache.  After opening, ``path`` is the project file,
-    ``extract_dir`` the folder holding the extracted model checkpoints,
-    ``meta`` the manifest's other information (``created``, ``format_version``...)
-    and ``problems`` one sentence per part that could not be read and was left
-    out (a layer, a model, the dataset reference), for the person to see.
-    """
-
-    canvas: Canvas | CanvasState
-    dataset: DatasetRef | None = None
-    models: list[ProjectModel] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)
-    path: Path | None = None
-    extract_dir: Path | None = None
-    renderer: Renderer | None = None
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def state(self) -> CanvasState:
-        return self.canvas.snapshot() if isinstance(self.canvas, Canvas) else self.canvas
-
-    def outside_sources(self, project_path: str | os.PathLike[str] | None = None) -> list[str]:
-        """The dataset sources to confirm before reading them: those of
-        ``self.dataset.resolve(folder)[0]`` (the same strings) that resolve, symlinks
-        followed, outside ``folder``, the folder of the project file ``project_path``
-        (default: :attr:`path`, where it was opened from).  ``[]`` without a dataset.
-
-        :func:`open_project` never reads a dataset image; the caller does, like this::
-
-            found, missing = project.dataset.resolve(path.parent)
-            outside = project.outside_sources(path)
-            if outside and not person_confirms(outside):
-                found = [s for s in found if s not in outside]
-            load(found)
-        """
-        if self.dataset is None:
-            return []
-        where = project_path if project_path is not None else self.path
-        if where is None:
-            raise ValueError("outside_sources: this project has no path; give the project file's path")
-        return self.dataset.outside(Path(where).parent)
-
-
-def project_from_session(session: Any, canvas: Canvas | CanvasState, *, renderer: Renderer | None = None,
-                         include_training_state: bool = True) -> ProjectData:
-    """What :func:`save_project` needs from a :class:`studio.jobs.Session` (duck-typed:
-    ``sources``, ``preprocess``, ``images``, ``jobs`` with ``model``, ``kind``, ``title``,
-    ``trainer``, ``step_lock``...).  Cheap: reads no model (the save does, under each
-    job's ``step_lock``), so call it on the UI thread and save in a worker.
-    """
-    images = getattr(session, "images", None)
-    preprocess = getattr(session, "preprocess", None)
-    dataset = DatasetRef(
-        sources=[str(s) for s in getattr(session, "sources", []) or []],
-        preprocess=preprocess.to_dict() if hasattr(preprocess, "to_dict") else dict(preprocess or {}),
-        paths=[str(p) for p in getattr(images, "paths", []) or []],
-        count=len(images) if images is not None else 0,
-    )
-    models: list[ProjectModel] = []
-    for job in list(getattr(session, "jobs", [])):
-        model = getattr(job, "model", None)
-        if model is None:
-            continue
-        trainer = getattr(job, "trainer", None) if include_training_state else None
-        opened = getattr(job, "checkpoint", None)
-        copy_from = None
-        if trainer is None and opened is not None and include_training_state and Path(opened.path).is_file():
-            copy_from = Path(opened.path)  # opened and not trained since: keep its training state
-        state = getattr(job, "state", None)
-        models.append(ProjectModel(
-            name=f"{job.kind}-{job.id}",
-            kind=job.kind,
-            title=getattr(job, "title", "") or job.kind,
-            model=model,
-            trainer=trainer,
-            preprocess=getattr(job, "preprocess", None),
-            meta={"source": getattr(job, "source", ""), "state": getattr(state, "value", str(state)),
-                  "step": int(getattr(job, "step", 0) or 0),
-                  "saved_as": str(job.path) if getattr(job, "path", None) else None},
-            lock=getattr(job, "step_lock", None),
-            checkpoint_file=copy_from,
-            sha256=getattr(opened, "sha256", "") if copy_from is not None else "",
-        ))
-    return ProjectData(canvas=canvas, dataset=dataset, models=models,
-                       renderer=renderer or getattr(canvas, "renderer", None))
-
-
-# --------------------------------------------------------------------------
-# Saving
-# --------------------------------------------------------------------------
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _safe_name(name: str, taken: set[str]) -> str:
-    base = re.sub(r"[^A-Za-z0-9._-]+", "-", str(name)).strip("-.")[:60] or "model"
-    out, i = base, 2
-    while out in taken:
-        out, i = f"{base}-{i}", i + 1
-    taken.add(out)
-    return out
-
-
-def _encode_pixels(a: np.ndarray) -> tuple[str, bytes]:
-    """``(extension, bytes)``: uint8 as PNG (exact), any other dtype as ``.npy`` (exact, no pickle)."""
-    if a.dtype == np.uint8:
-        from PIL import Image
-
-        image = Image.fromarray(np.ascontiguousarray(a[:, :, 0] if a.shape[2] == 1 else a))
-        buf = io.BytesIO()
-        image.save(buf, format="PNG", compress_level=4)
-        return "png", buf.getvalue()
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
-    return "npy", buf.getvalue()
-
-
-def _thumbnail_png(rgba: np.ndarray) -> bytes:
-    from PIL import Image
-
-    image = Image.fromarray(np.ascontiguousarray(rgba))
-    image.thumbnail((THUMBNAIL_MAX, THUMBNAIL_MAX), Image.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _colourise_json(value: Any) -> Any:
-    return None if value is None else value.to_dict()
-
-
-def _layer_json(layer: Layer) -> dict[str, Any]:
-    return {
-        "id": layer.id,
-        "name": layer.name,
-        "provenance": dict(layer.provenance),
-        "blend_mode": layer.blend_mode,
-        "opacity": layer.opacity,
-        "visible": layer.visible,
-        "x": layer.x,
-        "y": layer.y,
-        "scale": layer.scale,
-        "resample": layer.resample,
-        "tiling": layer.tiling,
-        "colourise": _colourise_json(layer.colourise),
-        "invert": layer.invert,
-        "levels": layer.levels.to_dict(),
-        "frame_index": layer.frame_index,
-    }
-
-
-class _Writer:
-    """Writes members into the open zip and records their SHA-256 for the manifest."""
-
-    def __init__(self, zf: zipfile.ZipFile) -> None:
-        self.zf = zf
-        self.files: dict[str, str] = {}
-
-    def bytes(self, name: str, data: bytes, compress: int = zipfile.ZIP_STORED) -> None:
-        self.zf.writestr(name, data, compress_type=compress)
-        self.files[name] = _sha256(data)
-
-    def file(self, name: str, path: Path) -> None:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        self.zf.write(path, name, compress_type=zipfile.ZIP_STORED)
-        self.files[name] = h.hexdigest()
-
-
-def _write_model(w: _Writer, entry: ProjectModel, name: str, tmpdir: Path) -> dict[str, Any]:
-    """Store one model as ``models/<name>.safetensors``; returns its manifest entry."""
-    from models.checkpoint import CheckpointError, file_sha256, save_checkpoint
-
-    member = f"models/{name}.safetensors"
-    tmp = tmpdir / f"{name}.safetensors"
-    source = entry.checkpoint_file
-    if source is not None and Path(source).is_file() and (not entry.sha256 or file_sha256(source) == entry.sha256):
-        shutil.copyfile(source, tmp)
-    elif entry.model is not None:
-        lock = entry.lock if entry.lock is not None else nullcontext()
-        try:
-            with lock:
-                save_checkpoint(tmp, entry.model, trainer=entry.trainer, preprocess=entry.preprocess,
-                                extra=json.loads(json.dumps(entry.meta, default=_json_default)))
-        except CheckpointError as exc:
-            raise ProjectError(f"The model “{entry.title or entry.name}” could not be saved: {exc}") from None
-    else:
-        raise ProjectError(f"The model “{entry.title or entry.name}” has nothing to save.")
-    w.file(member, tmp)
-    return {"name": name, "kind": entry.kind, "title": entry.title or entry.kind, "file": member,
-            "meta": json.loads(json.dumps(entry.meta, default=_json_default))}
-
-
-def _write_layers(w: _Writer, state: CanvasState) -> list[dict[str, Any]]:
-    """Store every layer's pixels (each distinct array once); returns the layers' manifest entries."""
-    stored: dict[int, dict[str, Any]] = {}  # id(array) -> {"file", "shape", "dtype"}
-    keep_alive: list[np.ndarray] = []  # ids stay unique while we hold the arrays
-    stems: set[str] = set()
-
-    def store(a: np.ndarray, stem: str) -> dict[str, Any]:
-        ref = stored.get(id(a))
-        if ref is None:
-            ext, data = _encode_pixels(a)
-            # a layer id can be any string (a NUL would cut a zip name short): names are made safe and unique
-            name = f"layers/{_safe_name(stem, stems)}.{ext}"
-            w.bytes(name, data)
-            ref = {"file": name, "shape": list(a.shape), "dtype": str(a.dtype)}
-            stored[id(a)] = ref
-            keep_alive.append(a)
-        return dict(ref)
-
-    out = []
-    for layer in state.layers:
-        entry = _layer_json(layer)
-        frames = [store(f, f"{layer.id}-frame-{i:03d}") for i, f in enumerate(layer.frames)]
-        if layer.frames and layer.source is layer.frames[0]:
-            entry["source"] = {"frame": 0}
-        else:
-            entry["source"] = store(layer.source, layer.id)  # type: ignore[arg-type]
-        entry["frames"] = frames
-        out.append(entry)
-    return out
-
-
-def save_project(path: str | os.PathLike[str], project: ProjectData | Any, canvas: Canvas | CanvasState | None = None,
-                 *, thumbnail: bool = True) -> Path:
-    """Write ``project`` to ``path`` (``.harmonium`` is appended when missing) atomically.
-
-    ``project`` is a :class:`ProjectData`, or a session (see :func:`project_from_session`)
-    with ``canvas``.  Models are read under their ``lock``.  Raises :class:`ProjectError`
-    (or ``OSError`` for a disk problem); an existing file at ``path`` is then untouched.
-    Returns the path written.
-    """
-    if not isinstance(project, ProjectData):
-        if canvas is None:
-            raise TypeError("save_project(path, session, canvas): the canvas is missing")
-        project = project_from_session(project, canvas)
-    path = Path(path)
-    if path.suffix.lower() != PROJECT_SUFFIX:
-        path = path.with_name(path.name + PROJECT_SUFFIX)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = project.state
-    with work_dir("save") as tmp, atomic_open(path) as f:
-        with zipfile.ZipFile(f, "w", allowZip64=True) as zf:
-            info = zipfile.ZipInfo("mimetype", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_STORED
-            zf.writestr(info, PROJECT_MIMETYPE)
-            w = _Writer(zf)
-            taken: set[str] = set()
-            models = [_write_model(w, m, _safe_name(m.name, taken), Path(tmp)) for m in project.models]
-            layers = _write_layers(w, state)
-            if thumbnail:
-                renderer = project.renderer or Renderer(layer_cache_bytes=256 << 20, composite_cache_bytes=256 << 20)
-                w.bytes(THUMBNAIL, _thumbnail_png(renderer.render_uint8(state)))
-            manifest = {
-                "format": PROJECT_FORMAT,
-                "format_version": PROJECT_VERSION,
-                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "app": "Harmonium",
-                "dataset": None if project.dataset is None else project.dataset.to_json(path.parent.resolve()),
-                "models": models,
-                "canvas": {
-                    "width": state.width,
-                    "height": state.height,
-                    "background": None if state.background is None else list(state.background),
-                    "layers": layers,
-                },
-                "meta": json.loads(json.dumps(project.meta, default=_json_default)),
-                "files": w.files,
-            }
-            text = json.dumps(manifest, default=_json_default, ensure_ascii=False, indent=1)
-            zf.writestr(MANIFEST, text.encode("utf-8"), compress_type=zipfile.ZIP_DEFLATED)
-    return path
 
 
 # --------------------------------------------------------------------------
@@ -1115,19 +676,3 @@ def open_project(path: str | os.PathLike[str], *, extract_dir: str | os.PathLike
         meta.update(manifest["meta"])
     return ProjectData(canvas=canvas, dataset=dataset, models=models, meta=meta, path=path,
                        extract_dir=target, renderer=canvas.renderer, problems=problems)
-
-
-def layers_equal(a: Iterable[Layer], b: Iterable[Layer]) -> bool:
-    """True if two layer stacks have equal settings (JSON-normalised) and equal pixels."""
-    la, lb = list(a), list(b)
-    if len(la) != len(lb):
-        return False
-    for x, y in zip(la, lb):
-        norm = lambda layer: json.loads(json.dumps(_layer_json(layer), default=_json_default))  # noqa: E731
-        if norm(x) != norm(y):
-            return False
-        if not (np.array_equal(x.source, y.source) and x.source.dtype == y.source.dtype):
-            return False
-        if len(x.frames) != len(y.frames) or not all(np.array_equal(f, g) for f, g in zip(x.frames, y.frames)):
-            return False
-    return True
