@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from studio import dataset
+from studio.dataset import decode as dataset_decode, walk as dataset_walk
 from studio.dataset import (
     ImageSet,
     LoadCancelled,
@@ -404,14 +405,14 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path):
 def test_unreadable_file_is_rejected_not_raised(tmp_path, monkeypatch):
     solid(RED).save(tmp_path / "locked.png")
     solid(RED).save(tmp_path / "fine.png")
-    real_open = dataset._open_file
+    real_open = dataset_decode._open_file
 
     def guarded(path):
         if Path(path).name == "locked.png":
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path)
 
-    monkeypatch.setattr(dataset, "_open_file", guarded)
+    monkeypatch.setattr(dataset_decode, "_open_file", guarded)
     result = load_images([tmp_path], Preprocess(size=16), workers=2)
     assert [Path(p).name for p in result.paths] == ["fine.png"]
     assert result.rejected == [Rejected(str(tmp_path / "locked.png"),
@@ -471,7 +472,7 @@ def test_unreadable_folder_is_rejected_by_scan(tmp_path, monkeypatch):
             raise PermissionError(13, "Permission denied", str(path))
         return real_scandir(path)
 
-    monkeypatch.setattr(dataset.os, "scandir", guarded)
+    monkeypatch.setattr(dataset_walk.os, "scandir", guarded)
     files, rejected = scan([tmp_path])
     assert files == [tmp_path / "ok.png"]
     assert rejected == [Rejected(str(tmp_path / "secret"), "cannot open folder: permission denied")]
@@ -503,7 +504,7 @@ def test_unexpected_decoder_errors_become_reasons(tmp_path, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(dataset, "_normalise_mode", explode)
+    monkeypatch.setattr(dataset_decode, "_normalise_mode", explode)
     assert reason_for(tmp_path / "a.png") == "could not be decoded (RuntimeError: boom)"
 
 
@@ -778,8 +779,8 @@ def dropped(tmp_path) -> Path:
 
 def test_links_out_of_the_dropped_folder_are_not_followed(dropped, monkeypatch):
     opened: list[str] = []
-    real_open = dataset._open_file
-    monkeypatch.setattr(dataset, "_open_file", lambda p: opened.append(str(p)) or real_open(p))
+    real_open = dataset_decode._open_file
+    monkeypatch.setattr(dataset_decode, "_open_file", lambda p: opened.append(str(p)) or real_open(p))
     inside = dropped / "dropped"
     result = load_images([inside], Preprocess(size=16, color=True), workers=1)
     assert rel(inside, result.paths) == ["a.png", "sub/b.png"]
@@ -808,13 +809,13 @@ def test_follow_links_when_asked_and_links_between_dropped_folders(dropped):
 def test_the_walk_is_bounded(tmp_path, monkeypatch):
     for i in range(8):
         solid(RED).save(tmp_path / f"{i}.png")
-    monkeypatch.setattr(dataset, "MAX_FILES", 5)
+    monkeypatch.setattr(dataset_walk, "MAX_FILES", 5)
     files, rejected = scan([tmp_path])
     assert len(files) == 5
     assert [r.reason for r in rejected] == [
         "not walked to the end: the walk stops after 5 image files; drop a smaller folder"]
-    monkeypatch.setattr(dataset, "MAX_FILES", 100)
-    monkeypatch.setattr(dataset, "MAX_ENTRIES", 3)
+    monkeypatch.setattr(dataset_walk, "MAX_FILES", 100)
+    monkeypatch.setattr(dataset_walk, "MAX_ENTRIES", 3)
     files, rejected = scan([tmp_path])
     assert len(files) == 3 and "stops after 3 entries" in rejected[0].reason
 

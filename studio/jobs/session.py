@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from models import kinds  # the kinds' records: no torch imported
-from studio.dataset import ImageSet, Preprocess, ProgressFn, load_demo, load_images
+from studio.dataset import ImageSet, Preprocess, load_demo, load_images
+from studio.dataset.records import ProgressFn
 from studio.jobs.common import Emitter
 from studio.jobs.heldout import ScoringSet, split_images
 from studio.jobs.job import JobState, TrainingJob

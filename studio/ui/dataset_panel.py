@@ -60,7 +60,8 @@ from PySide6.QtWidgets import (
 from superqt import QCollapsible
 from superqt.utils import qdebounced
 
-from studio.dataset import BINARIZE, CROPS, MAX_TARGET, MIN_TARGET, ImageSet, Preprocess
+from studio.dataset import ImageSet, Preprocess
+from studio.dataset.records import BINARIZE, CROPS, MAX_TARGET, MIN_TARGET
 from studio.ui.qimage import array_to_qimage
 
 THUMB = 56
