@@ -1,0 +1,285 @@
+"""Seamless textures at print size: the texture RBM (models/conv_rbm.py) on real photographs,
+against what the canvas does today.
+
+    .venv/bin/python bench/texture.py                       # brick, grass, gravel, immunohistochemistry
+    .venv/bin/python bench/texture.py --textures brick --threads 1 --budget 60
+    .venv/bin/python bench/texture.py --study               # quality against Gibbs sweeps
+
+Textures: scikit-image's brick, grass and gravel (grey, 512×512) and immunohistochemistry (colour,
+512×512), all shipped with the package (nothing is downloaded). Each is split by columns: the
+left 3/4 is the training region, the right 1/4 the held-out region (no pixel shared).
+
+Models and baselines, each making a 512×512 texture:
+* texture RBM: `ConvRBM` with its defaults, trained by `ConvRBMTrainer` on random crops of the one
+  training image (the region) for its default epochs or `--budget` seconds, then
+  `synthesize(model, 512, 512)` from noise (one chain, `DEFAULT_SWEEPS` sweeps), E[v | h] shown.
+* pixel RBM, as the canvas does today: `models.factory.build(Options(kind="rbm", image_shape=(C,
+  32, 32)))` (the binary RBM's defaults) trained on 300 crops of 128 px of the training region
+  shrunk to 32 px (Pillow bicubic, antialiased), cut at `--budget` seconds; 4 dreams drawn by
+  `models.factory.sample_images` (1,000 Gibbs steps, tempered toward the data's base rate), each
+  scaled ×4 bicubic (the canvas's texture scale) to 128 px and mirror-tiled across 512×512.
+  Patches are pooled from the 4 canvases.
+* training crops tiled: 16 random 128-px crops of the training region laid 4×4 (real pixels;
+  seams where crops meet).
+
+Scores: patch MMD² (`models.quality.mmd2`, Gaussian kernel, bandwidth the median distance
+between held-out patches) between 1,000 random 16×16 patches of a texture and 1,000 of the
+held-out region, beside the floor (1,000 patches of the training region against the held-out
+ones; same estimator, same numbers of patches, so the same bias); the seam measure
+(`conv_rbm.seam_ratio`: the mean |difference| across the wrap-around edge over the same across
+interior neighbours; about 1 = seamless); grain (mean |difference| of neighbouring pixels over the
+held-out region's: 1 = as sharp as the photograph; the patch MMD² with the median bandwidth
+hardly sees blur); seconds to train, to sample 512² and 2048².
+Targets (✔/✘): MMD² ≤ 3× floor and below the pixel RBM's; seam ratio ≤ 1.25; 512² in ≤ 5 s.
+
+PNGs (bench/out/texture/, ignored by git): NAME-texture.png (the 512² sample), NAME-rbm.png (the
+first pixel-RBM canvas), NAME-crops.png, NAME-heldout.png, NAME-filters.png. A JSON of every
+figure: bench/out/texture/texture.json. Print the load (`uptime`) beside the figures: on two busy
+cores the times double.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from models.conv_rbm import DEFAULT_SWEEPS, ConvRBM, ConvRBMConfig, ConvRBMTrainConfig, ConvRBMTrainer, seam_ratio, synthesize  # noqa: E402
+from models.quality import median_bandwidth, mmd2  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "out" / "texture"
+TEXTURES = ("brick", "grass", "gravel", "immunohistochemistry")
+PATCH = 16
+N_PATCHES = 1000
+SIZE = 512
+
+
+def load(name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training region, held-out region) as uint8 [1, C, H, W]: the left 3/4 and right 1/4."""
+    import skimage.data
+
+    img = np.asarray(getattr(skimage.data, name)())
+    img = img[None] if img.ndim == 2 else img.transpose(2, 0, 1)
+    t = torch.from_numpy(np.ascontiguousarray(img))[None]
+    cut = t.shape[-1] * 3 // 4
+    return t[..., :cut].contiguous(), t[..., cut:].contiguous()
+
+
+def patches(images: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """n random PATCH×PATCH patches from images [M, C, H, W] (uint8 or float in [0, 1]) as rows
+    float [n, C·PATCH²] in [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    m, _, h, w = images.shape
+    idx = torch.randint(0, m, (n,), generator=g)
+    ys = torch.randint(0, h - PATCH + 1, (n,), generator=g)
+    xs = torch.randint(0, w - PATCH + 1, (n,), generator=g)
+    x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
+    return torch.stack([x[i, :, y : y + PATCH, xx : xx + PATCH] for i, y, xx in zip(idx, ys, xs)]).reshape(n, -1)
+
+
+def random_crops(image: torch.Tensor, n: int, size: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    _, _, h, w = image.shape
+    ys = torch.randint(0, h - size + 1, (n,), generator=g).tolist()
+    xs = torch.randint(0, w - size + 1, (n,), generator=g).tolist()
+    return torch.cat([image[..., y : y + size, x : x + size] for y, x in zip(ys, xs)])
+
+
+def mirror_tile(tile: torch.Tensor, size: int) -> torch.Tensor:
+    """[C, h, w] mirror-tiled (odd tiles flipped, as the canvas's "mirror" tiling) to size×size."""
+    block = torch.cat([tile, tile.flip(-1)], -1)
+    block = torch.cat([block, block.flip(-2)], -2)
+    reps = -(-size // block.shape[-2]), -(-size // block.shape[-1])
+    return block.repeat(1, *reps)[:, :size, :size]
+
+
+def to_png(x: torch.Tensor, path: Path, scale: int = 1) -> None:
+    """[C, H, W] in [0, 1] (or uint8) -> PNG."""
+    a = x if x.dtype == torch.uint8 else (x.clamp(0, 1) * 255).round().to(torch.uint8)
+    a = a.permute(1, 2, 0).numpy()
+    im = Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
+    if scale > 1:
+        im = im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST)
+    im.save(path)
+
+
+def filter_grid(model: ConvRBM) -> torch.Tensor:
+    f = model.filter_images()  # [K, C, f, f]
+    k, c, s, _ = f.shape
+    cols = 8
+    rows = -(-k // cols)
+    grid = torch.ones(c, rows * (s + 1) + 1, cols * (s + 1) + 1)
+    for i in range(k):
+        r, q = divmod(i, cols)
+        grid[:, 1 + r * (s + 1) : 1 + r * (s + 1) + s, 1 + q * (s + 1) : 1 + q * (s + 1) + s] = f[i]
+    return grid
+
+
+def train_texture(train: torch.Tensor, budget: float | None, threads: int | None, seed: int, **overrides):
+    c = train.shape[1]
+    torch.manual_seed(seed)
+    model_keys = {f.name for f in dataclasses.fields(ConvRBMConfig)} - {"channels", "image_shape"}
+    model = ConvRBM(ConvRBMConfig(channels=c, image_shape=tuple(train.shape[1:]),
+                                  **{k: v for k, v in overrides.items() if k in model_keys}))
+    cfg = ConvRBMTrainConfig(seed=seed, threads=threads, frame_every=0,
+                             **{k: v for k, v in overrides.items() if k not in model_keys})
+    trainer = ConvRBMTrainer(model, train, cfg)
+    t0 = time.perf_counter()
+    cut = False
+    for ev in trainer.run():
+        if budget and time.perf_counter() - t0 > budget and ev.kind == "step":
+            cut = True
+            break
+    return model, trainer, time.perf_counter() - t0, cut
+
+
+def train_pixel_rbm(train: torch.Tensor, budget: float | None, threads: int | None, seed: int):
+    from models.factory import Options, build
+
+    crops = random_crops(train, 300, 128, seed + 1)
+    small = F.interpolate(crops.float(), size=(32, 32), mode="bicubic", antialias=True, align_corners=False)
+    small = small.round().clamp(0, 255).to(torch.uint8)
+    extra = {"threads": threads} if threads else {}
+    trainer = build(Options(kind="rbm", image_shape=(train.shape[1], 32, 32), seed=seed, frame_every=0, extra=extra), small)
+    t0 = time.perf_counter()
+    cut = False
+    for ev in trainer.run():
+        if budget and time.perf_counter() - t0 > budget and ev.kind == "step":
+            cut = True
+            break
+    return trainer.model, small, time.perf_counter() - t0, cut
+
+
+def pixel_rbm_canvases(model, small: torch.Tensor, seed: int, n: int = 4) -> torch.Tensor:
+    from models.factory import sample_images
+
+    dreams = sample_images(model, n, seed=seed, data=small)  # [n, C, 32, 32] in [0, 1]
+    big = F.interpolate(dreams, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)
+    return torch.stack([mirror_tile(b, SIZE) for b in big])
+
+
+def timed_synthesis(model: ConvRBM, size: int, seed: int) -> tuple[torch.Tensor, float]:
+    t0 = time.perf_counter()
+    x = synthesize(model, size, size, seed=seed)
+    return x, time.perf_counter() - t0
+
+
+def grain(images: torch.Tensor) -> float:
+    """Mean |difference| between neighbouring pixels (rows and columns) of images in [0, 1]
+    (uint8 scaled): how much fine detail they have. Reported over the held-out region's, so 1
+    is as sharp as the photograph; an upscaled texture is smoother (below 1)."""
+    x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
+    return float(((x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()) / 2)
+
+
+def mark(ok: bool) -> str:
+    return "✔" if ok else "✘"
+
+
+def study(args) -> None:
+    """Patch MMD² of 256² samples against the number of sweeps (and annealing), per texture."""
+    for name in args.textures:
+        train, held = load(name)
+        model, _, secs, _ = train_texture(train, args.budget, args.threads, args.seed)
+        hp = patches(held, N_PATCHES, 1)
+        bw = median_bandwidth(hp)
+        floor = mmd2(patches(train, N_PATCHES, 2), hp, bw)
+        print(f"{name}: trained {secs:.0f} s; floor {floor:.4f}", flush=True)
+        for anneal in (None, 2.0):
+            for steps in (5, 10, 20, 40, 80, 160):
+                x = synthesize(model, 256, 256, steps=steps, seed=args.seed, anneal_from=anneal)
+                print(f"  sweeps {steps:4d} anneal {anneal}: MMD² {mmd2(patches(x, N_PATCHES, 3), hp, bw):.4f}", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--textures", nargs="+", default=list(TEXTURES), choices=TEXTURES)
+    ap.add_argument("--budget", type=float, default=None, help="seconds of training at most (each model)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 on a busy machine)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-2048", action="store_true", help="skip the 2048² timing")
+    ap.add_argument("--study", action="store_true", help="MMD² against the number of sweeps instead")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="texture RBM settings, e.g. n_filters=24")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = {}
+    for kv in args.set:
+        k, v = kv.split("=", 1)
+        overrides[k] = json.loads(v)
+    if args.study:
+        study(args)
+        return
+    OUT.mkdir(parents=True, exist_ok=True)
+    load_avg = os.getloadavg()
+    print(f"load average {load_avg[0]:.2f}, {load_avg[1]:.2f}; torch threads {torch.get_num_threads()}", flush=True)
+    results = {}
+    for name in args.textures:
+        train, held = load(name)
+        c = train.shape[1]
+        hp = patches(held, N_PATCHES, 1)
+        bw = median_bandwidth(hp)
+        floor = mmd2(patches(train, N_PATCHES, 2), hp, bw)
+
+        model, trainer, secs, cut = train_texture(train, args.budget, args.threads, args.seed, **overrides)
+        tex, t512 = timed_synthesis(model, SIZE, args.seed)
+        t2048 = float("nan")
+        if not args.no_2048:
+            big, t2048 = timed_synthesis(model, 2048, args.seed + 1)
+            del big
+        ours = mmd2(patches(tex, N_PATCHES, 3), hp, bw)
+
+        rbm, small, rbm_secs, rbm_cut = train_pixel_rbm(train, args.budget, args.threads, args.seed)
+        canvases = pixel_rbm_canvases(rbm, small, args.seed)
+        rbm_mmd = mmd2(patches(canvases, N_PATCHES, 3), hp, bw)
+
+        crops = random_crops(train, 16, 128, args.seed + 2)
+        mosaic = crops.reshape(4, 4, c, 128, 128).permute(2, 0, 3, 1, 4).reshape(1, c, SIZE, SIZE)
+        crops_mmd = mmd2(patches(mosaic, N_PATCHES, 3), hp, bw)
+
+        r = {
+            "floor": floor, "texture_rbm": ours, "pixel_rbm_canvas": rbm_mmd, "crops_tiled": crops_mmd,
+            "seam_texture_rbm": seam_ratio(tex), "seam_crops_tiled": seam_ratio(mosaic.float() / 255),
+            "train_s": secs, "train_steps": trainer.step, "train_cut": cut, "rbm_train_s": rbm_secs, "rbm_train_cut": rbm_cut,
+            "grain_texture_rbm": grain(tex) / grain(held), "grain_pixel_rbm_canvas": grain(canvases) / grain(held),
+            "grain_crops_tiled": grain(mosaic) / grain(held), "grain_floor": grain(train) / grain(held),
+            "sample_512_s": t512, "sample_2048_s": t2048, "sigma": model.variance.sqrt().tolist(),
+        }
+        r["targets"] = {"mmd_within_3x_floor": ours <= 3 * floor, "better_than_pixel_rbm": ours < rbm_mmd,
+                        "seamless": r["seam_texture_rbm"] <= 1.25, "sample_512_le_5s": t512 <= 5.0}
+        results[name] = r
+        to_png(tex[0], OUT / f"{name}-texture.png")
+        to_png(canvases[0], OUT / f"{name}-rbm.png")
+        to_png(mosaic[0], OUT / f"{name}-crops.png")
+        to_png(held[0], OUT / f"{name}-heldout.png")
+        to_png(filter_grid(model), OUT / f"{name}-filters.png", scale=4)
+        t = r["targets"]
+        print(f"\n## {name} ({'colour' if c == 3 else 'grey'}; training region {train.shape[-1]}×{train.shape[-2]}, "
+              f"held-out {held.shape[-1]}×{held.shape[-2]})\n"
+              f"| texture | patch MMD² | × floor | seam ratio | grain |\n|---|---|---|---|---|\n"
+              f"| floor (training region) | {floor:.4f} | 1.0 | | {r['grain_floor']:.2f} |\n"
+              f"| texture RBM | {ours:.4f} | {ours / floor:.1f} {mark(t['mmd_within_3x_floor'])} | {r['seam_texture_rbm']:.2f} {mark(t['seamless'])} | {r['grain_texture_rbm']:.2f} |\n"
+              f"| pixel RBM 32 px ×4 mirror-tiled | {rbm_mmd:.4f} | {rbm_mmd / floor:.1f} | (mirror) | {r['grain_pixel_rbm_canvas']:.2f} |\n"
+              f"| training crops tiled | {crops_mmd:.4f} | {crops_mmd / floor:.1f} | {r['seam_crops_tiled']:.2f} | {r['grain_crops_tiled']:.2f} |\n"
+              f"texture RBM {mark(t['better_than_pixel_rbm'])} better than the pixel RBM; trained {secs:.0f} s "
+              f"({trainer.step} steps{', cut by --budget' if cut else ''}); pixel RBM trained {rbm_secs:.0f} s"
+              f"{' (cut)' if rbm_cut else ''}; sample 512² {t512:.2f} s {mark(t['sample_512_le_5s'])}, 2048² {t2048:.1f} s",
+              flush=True)
+    load_avg = os.getloadavg()
+    print(f"\nload average at the end {load_avg[0]:.2f}, {load_avg[1]:.2f}")
+    (OUT / "texture.json").write_text(json.dumps({"load": load_avg, "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
