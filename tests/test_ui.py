@@ -352,6 +352,10 @@ def test_save_and_open_a_model(ready, qtbot, monkeypatch, tmp_path):
     assert opened.path == saved and opened.kind == "rbm"
     assert torch.equal(opened.model.weight, job.model.weight)
     assert opened.state is JobState.STOPPED and opened.can_resume
+    # Its progress is the run's, as saved (issue 16: it showed "0 % · stopped" beside its step).
+    assert opened.update(frame=False).total_steps == job.update(frame=False).total_steps == opened.step > 0
+    qtbot.waitUntil(lambda: page.progress.format().startswith("100%"), timeout=5_000)
+    assert f"step {opened.step:,}/{opened.step:,}" in page.progress.format()
     # Its history and weight filters are shown.
     assert "recon_error" in page.curves.metric_names
     assert page.mosaic.has_image

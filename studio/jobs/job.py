@@ -106,6 +106,7 @@ class TrainingJob:
         self._trainer = trainer
         self._model = trainer.model if trainer is not None else model
         self._step_hint = 0  # the step of an opened checkpoint, until its trainer is built
+        self._total_hint = 0  # its run's total steps, when the checkpoint tells (0: unknown)
         self._gen: Iterator[TrainEvent] | None = None
         self._state = JobState.IDLE
         self._state_serial = 0  # + 1 on every change of state (under _cond)
@@ -508,7 +509,7 @@ class TrainingJob:
             state, state_serial = self._state, self._state_serial
         ev = self.last_event
         trainer = self._trainer
-        total_steps = ev.total_steps if ev is not None else (trainer.total_steps if trainer is not None else 0)
+        total_steps = ev.total_steps if ev is not None else (trainer.total_steps if trainer is not None else self._total_hint)
         total_epochs = ev.total_epochs if ev is not None else 0
         step = self.step
         elapsed = trainer.elapsed if trainer is not None else (ev.elapsed if ev is not None else 0.0)

@@ -245,6 +245,7 @@ class Session:
         tmeta = ckpt.meta.get("trainer") or {}
         job._state = JobState.STOPPED if resumable else JobState.DONE
         job._step_hint = int(tmeta.get("step", 0))
+        job._total_hint = _total_steps(tmeta, job._step_hint, done=not resumable)
         job.score_options = dict(self.score_options)
         # Its card, as saved (no recomputing); else it is scored against the current images'
         # held-out part when they have the model's size (the same split it was trained with,
@@ -278,3 +279,21 @@ def _rewrite_extra(ckpt: Any, path: str | Path, extra: dict[str, Any]) -> None:
     if Path(out).resolve() == Path(ckpt.path).resolve():
         ckpt.meta = meta  # the file changed under the opened checkpoint
         ckpt.sha256 = file_sha256(out)
+
+
+def _total_steps(tmeta: dict, step: int, done: bool) -> int:
+    """The total steps of the run a checkpoint was saved from, for its progress bar: its step
+    when it finished; else its epochs times the steps per epoch its history shows (one phase
+    only: a run made of phases, the hybrid, gives 0, unknown)."""
+    if done:
+        return step
+    history = tmeta.get("history") or []
+    config = tmeta.get("train_config") or {}
+    if "ae_epochs" in config or "rbm_epochs" in config:  # phases of different lengths
+        return 0
+    epochs = config.get("epochs")
+    last = history[-1] if history and isinstance(history[-1], dict) else {}
+    e, s = last.get("epoch"), last.get("step")
+    if not (isinstance(epochs, int) and isinstance(e, int) and isinstance(s, int)) or e <= 0 or s <= 0 or s % e:
+        return 0
+    return max(step, epochs * (s // e))

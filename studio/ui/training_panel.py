@@ -550,6 +550,8 @@ class TrainingPage(QWidget):
             self.progress.setFormat(f"{pct:.0f}%{steps}{left}")
         elif u.state == "idle":
             self.progress.setFormat("Starting…")
+        elif not u.total_steps:  # an opened checkpoint whose run's length is unknown: no made-up 0 %
+            self.progress.setFormat(f"step {u.step:,} · {STATE_TEXT.get(u.state, u.state).lower()}")
         else:
             self.progress.setFormat(f"{pct:.0f}%{steps} · {STATE_TEXT.get(u.state, u.state).lower()}")
         color = STATE_COLOR.get(u.state, "#c8ccd2")
