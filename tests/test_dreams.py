@@ -508,3 +508,15 @@ def test_view_snapshots_a_new_sessions_grid_before_any_display_tick_and_keeps_th
     assert view.snapshot_grid() is not None
     assert view.set_model(tiny_rbm(), meta)  # another model: dreams of its own
     assert view.session is not session
+
+
+def test_a_new_model_dreams_at_temperature_one_and_the_same_model_keeps_its_own(view, qtbot):
+    first = tiny_rbm()
+    assert view.set_model(first, {})
+    view.temp_slider.setValue(0.41)
+    assert abs(view.session.settings.temperature - 0.41) < 1e-6
+    assert view.set_model(first, {})  # the same model, still dreaming: its temperature stays
+    assert abs(view.temp_slider.value() - 0.41) < 1e-6
+    assert view.set_model(tiny_rbm(seed=1), {})  # another model starts at T = 1
+    assert view.temp_slider.value() == 1.0
+    assert abs(view.session.settings.temperature - 1.0) < 1e-6

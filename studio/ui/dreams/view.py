@@ -118,6 +118,10 @@ class DreamsView(DreamsBuilder, DreamsControls, QWidget):
                 and self.runner is not None and self.runner.alive):
             return True
         self._stop_runner()
+        if s is None or s.model is not model:
+            # A temperature chosen for one model means nothing for the next (issue 16: a hybrid
+            # opened after an RBM explored at T 0.41 showed 64 identical dark chains).
+            self.temp_slider.setValue(1.0)
         try:
             session = DreamSession.from_model(
                 model, meta, n_chains=self.chains_spin.value(), steps_per_frame=self.steps_slider.value(),
