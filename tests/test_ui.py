@@ -897,3 +897,27 @@ def test_the_studio_sweeps_what_killed_saves_left_at_start_off_the_ui_thread(win
     qtbot.waitUntil(lambda: not stale.exists(), timeout=30_000)
     assert mine.is_dir()
     assert len(threads) == 1 and threads[0] is not threading.main_thread()
+
+
+def test_a_click_on_the_empty_dreams_area_takes_the_focus_so_space_is_not_typed(ready, qtbot):
+    """Issue 16, item 3: edit Size, click the empty Dreams area, press Space: the field became
+    " px" and training did not start."""
+    from PySide6.QtCore import QPoint, Qt
+    from PySide6.QtWidgets import QApplication
+
+    w = ready
+    toggled: list[bool] = []
+    w.action_toggle.setEnabled(True)
+    w.action_toggle.triggered.disconnect()  # what Space does, without starting a run here
+    w.action_toggle.triggered.connect(lambda *_: toggled.append(True))
+    w.tabs.setCurrentWidget(w.dreams)
+    w.activateWindow()
+    size = w.dataset_panel.preprocess_form.size
+    size.setFocus()
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is size, timeout=2_000)
+    before = size.text()
+    empty = w.dreams.placeholder if w.dreams.placeholder.isVisible() else w.dreams
+    qtbot.mouseClick(empty, Qt.MouseButton.LeftButton, pos=QPoint(5, 5))
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is not size, timeout=2_000)
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Space)
+    assert size.text() == before and toggled == [True]

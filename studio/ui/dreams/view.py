@@ -56,6 +56,10 @@ class DreamsView(DreamsBuilder, DreamsControls, QWidget):
 
     def __init__(self, parent: QWidget | None = None, *, history: int = 600, max_fps: float = 75.0) -> None:
         super().__init__(parent)
+        # A click anywhere on the tab (its empty area included) takes the keyboard focus from a
+        # text field elsewhere, so Space then starts or pauses training instead of typing into
+        # that field (issue 16, item 3).
+        self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.history = int(history)
         self.max_fps = float(max_fps)
         self.session: DreamSession | None = None
