@@ -921,3 +921,15 @@ def test_a_click_on_the_empty_dreams_area_takes_the_focus_so_space_is_not_typed(
     qtbot.waitUntil(lambda: QApplication.focusWidget() is not size, timeout=2_000)
     qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Space)
     assert size.text() == before and toggled == [True]
+
+
+def test_f1_lists_the_dreams_and_canvas_keys_too(ready):
+    """Issue 16, item 8: F1 listed only the window's shortcuts."""
+    sections = dict(ready.shortcut_sections())
+    assert {"Window", "Dreams", "Canvas"} <= set(sections)
+    window_keys = {k for k, _ in sections["Window"]}
+    assert {"F1", "Space"} <= window_keys
+    dreams = dict(sections["Dreams"])
+    assert {"P", "S", "R", "B", "F", "C", "Ctrl+E"} <= set(dreams) and dreams["B"] == "Dream brush on / off"
+    canvas_keys = {k for k, _ in sections["Canvas"]}
+    assert "Ctrl+Z" in canvas_keys and len(canvas_keys) >= 5

@@ -306,10 +306,14 @@ class DreamsBuilder:
         root.setContentsMargins(6, 6, 6, 6)
         root.addWidget(self.splitter)
 
-        for keys, slot in (("P", self.toggle_pause),  # Space is the window's start/pause training
-                           ("S", self.single_step), ("R", self.reset_from_noise),
-                           ("Ctrl+E", self.export_grid_dialog), ("B", self.brush_button.toggle), ("F", self.fit),
-                           ("C", self.controls_button.toggle)):
+        for keys, slot, what in (("P", self.toggle_pause, "Pause / resume the dreams"),  # Space: the window's training
+                                 ("S", self.single_step, "One step of every chain"),
+                                 ("R", self.reset_from_noise, "Reset the chains from noise"),
+                                 ("Ctrl+E", self.export_grid_dialog, "Export the grid as PNG"),
+                                 ("B", self.brush_button.toggle, "Dream brush on / off"),
+                                 ("F", self.fit, "Fit the grid to the view"),
+                                 ("C", self.controls_button.toggle, "Show / hide the controls")):
             sc = QShortcut(QKeySequence(keys), self)
+            sc.setWhatsThis(what)  # listed by F1 (MainWindow._show_shortcuts)
             sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             sc.activated.connect(slot)

@@ -356,13 +356,45 @@ class MainWindow(ImageSources, TabWiring, ModelAndProjectFiles, Recovery, QMainW
         self.statusBar().showMessage(title, 10000)
         show_warning(self, title, message, self._boxes)
 
+    def shortcut_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        """Every keyboard shortcut, by where it works: (section, [(keys, what it does)]): the
+        window's actions, then each tab's own actions and shortcuts (the Dreams tab's keys carry
+        their description as `whatsThis`)."""
+        from PySide6.QtGui import QAction, QShortcut
+
+        def entries(widget, own: bool) -> list[tuple[str, str]]:
+            out: list[tuple[str, str]] = []
+            actions = widget.actions() if own else widget.findChildren(QAction)
+            for a in actions:
+                for seq in a.shortcuts():
+                    keys = seq.toString(QKeySequence.SequenceFormat.NativeText)
+                    if keys and a.text():
+                        out.append((keys, a.text().replace("&", "")))
+            if not own:
+                for sc in widget.findChildren(QShortcut):
+                    keys = sc.key().toString(QKeySequence.SequenceFormat.NativeText)
+                    if keys and sc.whatsThis():
+                        out.append((keys, sc.whatsThis()))
+            return list(dict.fromkeys(out))
+
+        sections = [("Window", entries(self, True))]
+        for title, view in (("Dreams", self.dreams), ("Canvas", self.canvas_view), ("Latent", self.latent_view)):
+            if view is not None:
+                found = entries(view, False)
+                if found:
+                    sections.append((title, found))
+        return sections
+
     def _show_shortcuts(self) -> None:
         rows = []
-        for a in self.actions():
-            seq = a.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
-            if seq:
-                rows.append(f"<tr><td><b>{seq}</b></td><td>&nbsp;&nbsp;{a.text().replace('&', '')}</td></tr>")
-        QMessageBox.information(self, "Keyboard shortcuts", "<table>" + "".join(rows) + "</table>")
+        for title, found in self.shortcut_sections():
+            rows.append(f"<tr><td colspan=2><br><b><u>{title}</u></b></td></tr>")
+            rows += [f"<tr><td><b>{keys}</b></td><td>&nbsp;&nbsp;{what}</td></tr>" for keys, what in found]
+        box = QMessageBox(QMessageBox.Icon.Information, "Keyboard shortcuts", "<table>" + "".join(rows) + "</table>",
+                          QMessageBox.StandardButton.Ok, self)
+        box.setModal(False)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.show()
 
     def _about(self) -> None:
         QMessageBox.about(self, "About Harmonium",
