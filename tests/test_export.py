@@ -348,3 +348,22 @@ def test_exports_replace_planted_links_and_never_write_through_them(tmp_path):
     np.testing.assert_array_equal(read_png(out / "composite.png"), canvas.render_uint8())
     assert zipfile.ZipFile(out / "art.ora").read("mimetype") == export.ORA_MIMETYPE
     assert sorted(p.name for p in out.iterdir()) == sorted(names)  # and no temporaries
+
+
+@pytest.mark.parametrize("fps, fmt", [(12, "gif"), (7, "gif"), (12, "apng"), (30, "gif")])
+def test_an_animation_plays_at_the_frame_rate_asked(tmp_path, fps, fmt):
+    """Issue 16: a chain GIF asked at 12 fps played at 12.5 (80 ms a frame, GIF delays being
+    hundredths of a second). The frames' delays now add up to n / fps seconds."""
+    from PIL import Image
+
+    n = 24
+    frames = [np.full((8, 8), i * 10, np.uint8) for i in range(n)]
+    path = save_animation(frames, tmp_path / f"a.{'gif' if fmt == 'gif' else 'png'}", fps=fps, format=fmt)
+    with Image.open(path) as im:
+        durations = []
+        for i in range(im.n_frames):
+            im.seek(i)
+            durations.append(im.info["duration"])
+    assert len(durations) == n
+    assert abs(sum(durations) - 1000.0 * n / fps) <= 10  # within one GIF tick over the whole loop
+    assert max(durations) - min(durations) <= 10

@@ -301,6 +301,16 @@ def _animation_format(path: Path, format: str | None) -> str:
     return format
 
 
+def frame_durations(n: int, fps: float, unit: int) -> list[int]:
+    """Each frame's display time in ms, a multiple of `unit` ms (a GIF counts in hundredths of
+    a second: 10), chosen so that frame i ends at (i + 1) / fps seconds to the nearest unit: 12
+    fps in a GIF alternates 80 and 90 ms and plays at 12 fps, where 80 ms each played at 12.5."""
+    period = 1000.0 / fps
+    ends = [max(unit, round((i + 1) * period / unit) * unit) for i in range(n)]
+    durations = [ends[0]] + [b - a for a, b in zip(ends, ends[1:])]
+    return [max(unit, d) for d in durations]
+
+
 def save_animation(
     frames: Sequence[np.ndarray],
     path: str | os.PathLike[str],
@@ -331,7 +341,7 @@ def save_animation(
     options: dict[str, Any] = {
         "save_all": True,
         "append_images": images[1:],
-        "duration": round(1000.0 / fps),
+        "duration": frame_durations(len(images), fps, 10 if fmt == "gif" else 1),
         "loop": loop,
     }
     if fmt == "gif":
