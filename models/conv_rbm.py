@@ -108,6 +108,7 @@ from torch import Tensor, nn
 
 from .device import make_generator
 from .noise import NoiseSource
+from .sampling import Clamping
 from .training import TrainConfig, Trainer
 
 KIND = "texture"
@@ -626,7 +627,7 @@ class _FastSweeps:
         return h, mean, m.draw_visible(mean, t, generator)
 
 
-class ConvGibbsSampler:
+class ConvGibbsSampler(Clamping):
     """n persistent block-Gibbs chains of a `ConvRBM` on an H×W torus (`size`).
 
     State (model's device): visible [n, C, H, W] (the last sample, standardised units), mean
@@ -735,15 +736,6 @@ class ConvGibbsSampler:
         self.clamp_mask = self._shaped(mask, torch.bool)
         self.clamp_values = self._shaped(self.visible if values is None else values, torch.float32)
         self._apply_clamp()
-
-    def unclamp(self) -> None:
-        self.clamp_mask = None
-        self.clamp_values = None
-
-    def _apply_clamp(self) -> None:
-        if self.clamp_mask is not None:
-            self.visible = torch.where(self.clamp_mask, self.clamp_values, self.visible)
-            self.mean = torch.where(self.clamp_mask, self.clamp_values, self.mean)
 
     # ------------------------------------------------------------------------------ moving
     @torch.no_grad()

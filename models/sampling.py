@@ -73,7 +73,24 @@ def run_groups(groups: list, work) -> None:
         f.result()
 
 
-class GibbsSampler:
+class Clamping:
+    """The dream brush's clamp, shared by the samplers that keep `visible` and `mean` chain
+    states: where `clamp_mask` is True the units hold `clamp_values`, the rest resample."""
+
+    clamp_mask: Tensor | None = None
+    clamp_values: Tensor | None = None
+
+    def unclamp(self) -> None:
+        self.clamp_mask = None
+        self.clamp_values = None
+
+    def _apply_clamp(self) -> None:
+        if self.clamp_mask is not None:
+            self.visible = torch.where(self.clamp_mask, self.clamp_values, self.visible)
+            self.mean = torch.where(self.clamp_mask, self.clamp_values, self.mean)
+
+
+class GibbsSampler(Clamping):
     """n persistent Gibbs chains over `model` (a `BernoulliRBM` or `GaussianBernoulliRBM`).
 
     State, all on the model's device:
@@ -167,15 +184,6 @@ class GibbsSampler:
         self.clamp_mask = mask
         self.clamp_values = values.expand(self.n_chains, -1).clone()
         self._apply_clamp()
-
-    def unclamp(self) -> None:
-        self.clamp_mask = None
-        self.clamp_values = None
-
-    def _apply_clamp(self) -> None:
-        if self.clamp_mask is not None:
-            self.visible = torch.where(self.clamp_mask, self.clamp_values, self.visible)
-            self.mean = torch.where(self.clamp_mask, self.clamp_values, self.mean)
 
     # ------------------------------------------------------------------------------ moving
     @torch.no_grad()
