@@ -1,4 +1,4 @@
-"""Seamless textures at print size: the texture RBM (models/conv_rbm.py) on real photographs,
+"""Seamless textures at print size: the texture RBM (the package models/conv_rbm/) on real photographs,
 against what the canvas does today.
 
     .venv/bin/python bench/texture.py                       # brick, grass, gravel, immunohistochemistry

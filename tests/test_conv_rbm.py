@@ -1,4 +1,4 @@
-"""The texture RBM (models/conv_rbm.py): its energies and conditionals against a fully connected
+"""The texture RBM (the package models/conv_rbm/): its energies and conditionals against a fully connected
 RBM with the convolution unrolled into a weight matrix, probabilistic max-pooling against brute
 force, seamless periodic sampling, the dream brush's clamp, a config + state round trip (and a
 checkpoint round trip through models.checkpoint with the kind's record), and training on a
