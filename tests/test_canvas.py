@@ -11,7 +11,6 @@ from studio.images import to_uint8
 from studio.canvas import (
     MAX_CANVAS_SIZE,
     Canvas,
-    CanvasEvent,
     GradientMap,
     Layer,
     Levels,
@@ -381,19 +380,24 @@ def test_duplicate_shares_pixels_and_sits_above():
 
 def test_events_report_changes_and_undo():
     canvas, (a, b, _) = make_canvas()
-    seen: list[CanvasEvent] = []
-    canvas.events.connect(seen.append)
+    seen: list[tuple[str, tuple]] = []
+
+    def record(info) -> None:  # every signal of the group, through its relay
+        seen.append((info.signal.name, info.args))
+
+    canvas.events.all.connect(record)
     canvas.add_layer(a)
     canvas.add_layer(b)
     canvas.set_layer(a.id, opacity=0.5, blend_mode="darken")
     canvas.reorder_layer(b.id, 0)
     canvas.undo()
-    kinds = [e.kind for e in seen if e.kind != "history-changed"]
-    assert kinds == ["layer-added", "layer-added", "layer-changed", "layers-reordered", "layers-reordered"]
-    changed = next(e for e in seen if e.kind == "layer-changed")
-    assert changed.layer_id == a.id and set(changed.fields) == {"opacity", "blend_mode"}
-    assert any(e.kind == "history-changed" for e in seen)
-    canvas.events.disconnect(seen.append)
+    kinds = [name for name, _ in seen if name != "history_changed"]
+    assert kinds == ["layer_added", "layer_added", "layer_changed", "layers_reordered", "layers_reordered"]
+    assert [args for name, args in seen if name == "layer_added"] == [(a.id,), (b.id,)]
+    changed = next(args for name, args in seen if name == "layer_changed")
+    assert changed[0] == a.id and set(changed[1]) == {"opacity", "blend_mode"}
+    assert any(name == "history_changed" for name, _ in seen)
+    canvas.events.all.disconnect(record)
     n = len(seen)
     canvas.set_background("#000000")
     assert len(seen) == n

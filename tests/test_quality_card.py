@@ -137,7 +137,7 @@ def test_the_session_holds_images_out_and_a_run_is_scored_saved_and_read_back(se
     job = session.new_job("rbm", TINY)
     assert job.scoring_set is split and not job.wants_score  # not run yet
     events = []
-    job.events.connect(lambda j, what: events.append(what))
+    job.events.quality.connect(lambda j: events.append("quality"))
     job.start()
     assert list(job.iterate())[-1].kind == "done" and job.state is JobState.DONE
     # It trained on the 16 training images only: none of the held-out ones.

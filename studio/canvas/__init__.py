@@ -1,7 +1,7 @@
 """The Canvas composition model: layers, their settings, undo/redo and rendering.
 
-No Qt here.  A Qt view listens through :attr:`Canvas.events` (a plain callback
-list) and never renders on the UI thread: a worker renders the newest immutable
+No Qt here.  A Qt view listens through :attr:`Canvas.events` (psygnal signals,
+:class:`CanvasEvents`) and never renders on the UI thread: a worker renders the newest immutable
 :meth:`Canvas.snapshot` (:meth:`Canvas.render`, cached and incremental, serves
 scripts, exports and tests).
 
@@ -40,7 +40,7 @@ composite is cached by the full key, so undo is a cache hit.
 Modules
 -------
 * ``layer``   — the limits, colours, :class:`GradientMap`, :class:`Palette`, :class:`Levels`, :class:`Layer`;
-* ``model``   — :class:`CanvasState`, :class:`CanvasEvent`, :class:`Signal`, the undo stack, :class:`Canvas`;
+* ``model``   — :class:`CanvasState`, :class:`CanvasEvents`, the undo stack, :class:`Canvas`;
 * ``render``  — the per-layer pipeline and :class:`Renderer`;
 * ``blend``   — the 12 W3C blend modes;
 * ``sources`` — layers made from dreams, model textures and frames, dataset and imported images;
@@ -58,7 +58,7 @@ from studio.canvas.layer import (
     Palette,
     parse_colour,
 )
-from studio.canvas.model import Canvas, CanvasEvent, CanvasState, Signal
+from studio.canvas.model import Canvas, CanvasEvents, CanvasState
 from studio.canvas.render import Renderer
 
 __all__ = [
@@ -71,8 +71,7 @@ __all__ = [
     "Levels",
     "Layer",
     "CanvasState",
-    "CanvasEvent",
-    "Signal",
+    "CanvasEvents",
     "Canvas",
     "Renderer",
     "parse_colour",

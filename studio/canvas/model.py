@@ -1,4 +1,4 @@
-"""The canvas model: immutable states, change events, the undo stack and :class:`Canvas`.
+"""The canvas model: immutable states, change events (psygnal), the undo stack and :class:`Canvas`.
 See :mod:`studio.canvas`."""
 
 from __future__ import annotations
@@ -7,9 +7,10 @@ import dataclasses
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
+from psygnal import Signal, SignalGroup
 
 from studio.canvas.layer import HISTORY_LIMIT, Layer, MAX_CANVAS_SIZE, parse_colour, RGBA
 from studio.canvas.render import _footprint, Renderer
@@ -31,53 +32,36 @@ class CanvasState:
         raise KeyError(f"no layer with id {layer_id!r}")
 
 
-@dataclass(frozen=True)
-class CanvasEvent:
-    """A change notification.
+class CanvasEvents(SignalGroup):
+    """What a :class:`Canvas` announces, on the thread that edited it (the UI thread).
 
-    ``kind`` is one of ``"layer-added"``, ``"layer-removed"``, ``"layer-changed"``
-    (``fields`` names the changed attributes), ``"layers-reordered"``,
-    ``"canvas-changed"`` (size or background) and ``"history-changed"`` (undo /
-    redo availability or labels).  ``layer_id`` is set for layer events.
+    ``layer_added(layer_id)``, ``layer_removed(layer_id)``, ``layer_changed(layer_id,
+    fields)`` (``fields`` names the changed attributes), ``layers_reordered()``,
+    ``canvas_changed()`` (size or background) and ``history_changed()`` (undo / redo
+    availability or labels).  ``events.all`` relays every one of them.
     """
 
-    kind: str
-    layer_id: str | None = None
-    fields: tuple[str, ...] = ()
-
-
-class Signal:
-    """A minimal observer list: ``connect(fn)``, ``disconnect(fn)``, ``emit(event)``."""
-
-    def __init__(self) -> None:
-        self._slots: list[Callable[[CanvasEvent], Any]] = []
-
-    def connect(self, fn: Callable[[CanvasEvent], Any]) -> Callable[[CanvasEvent], Any]:
-        """Register ``fn`` (returned, so this works as a decorator)."""
-        if fn not in self._slots:
-            self._slots.append(fn)
-        return fn
-
-    def disconnect(self, fn: Callable[[CanvasEvent], Any]) -> None:
-        self._slots.remove(fn)
-
-    def emit(self, event: CanvasEvent) -> None:
-        for fn in list(self._slots):
-            fn(event)
+    layer_added = Signal(str)
+    layer_removed = Signal(str)
+    layer_changed = Signal(str, tuple)
+    layers_reordered = Signal()
+    canvas_changed = Signal()
+    history_changed = Signal()
 
 
 _LAYER_FIELDS = tuple(f.name for f in dataclasses.fields(Layer))
 
 
-def _diff_events(before: CanvasState, after: CanvasState) -> list[CanvasEvent]:
-    """The events that describe going from ``before`` to ``after``."""
-    events: list[CanvasEvent] = []
+def _diff_events(before: CanvasState, after: CanvasState) -> list[tuple[str, tuple[Any, ...]]]:
+    """The events that describe going from ``before`` to ``after``: (signal name, arguments)
+    of :class:`CanvasEvents`, in the order they are emitted."""
+    events: list[tuple[str, tuple[Any, ...]]] = []
     if (before.width, before.height, before.background) != (after.width, after.height, after.background):
-        events.append(CanvasEvent("canvas-changed"))
+        events.append(("canvas_changed", ()))
     old = {layer.id: layer for layer in before.layers}
     new = {layer.id: layer for layer in after.layers}
-    events += [CanvasEvent("layer-removed", lid) for lid in old if lid not in new]
-    events += [CanvasEvent("layer-added", lid) for lid in new if lid not in old]
+    events += [("layer_removed", (lid,)) for lid in old if lid not in new]
+    events += [("layer_added", (lid,)) for lid in new if lid not in old]
     for lid, layer in new.items():
         prev = old.get(lid)
         if prev is not None and prev is not layer:
@@ -86,11 +70,11 @@ def _diff_events(before: CanvasState, after: CanvasState) -> list[CanvasEvent]:
                 for name in _LAYER_FIELDS
                 if not _same_value(getattr(prev, name), getattr(layer, name))
             )
-            events.append(CanvasEvent("layer-changed", lid, changed))
+            events.append(("layer_changed", (lid, changed)))
     common_old = [lid for lid in old if lid in new]
     common_new = [lid for lid in new if lid in old]
     if common_old != common_new:
-        events.append(CanvasEvent("layers-reordered"))
+        events.append(("layers_reordered", ()))
     return events
 
 
@@ -151,7 +135,7 @@ class Canvas:
     ) -> None:
         width, height = _check_size(width, height)
         self._state = CanvasState(width, height, _check_background(background), ())
-        self.events = Signal()
+        self.events = CanvasEvents()
         self.renderer = renderer if renderer is not None else Renderer()
         self._undo: list[Command] = []
         self._redo: list[Command] = []
@@ -325,13 +309,13 @@ class Canvas:
         else:
             command.undo(self)
         target.append(command)
-        self.events.emit(CanvasEvent("history-changed"))
+        self.events.history_changed.emit()
         return True
 
     def clear_history(self) -> None:
         self._undo.clear()
         self._redo.clear()
-        self.events.emit(CanvasEvent("history-changed"))
+        self.events.history_changed.emit()
 
     def end_merge(self) -> None:
         """Close the last undo step to merging: the next ``merge=True`` edit starts a new
@@ -415,9 +399,9 @@ class Canvas:
             self._undo.append(command)
             del self._undo[:-HISTORY_LIMIT]
         self._redo.clear()
-        self.events.emit(CanvasEvent("history-changed"))
+        self.events.history_changed.emit()
 
     def _apply_state(self, state: CanvasState) -> None:
         before, self._state = self._state, state
-        for event in _diff_events(before, state):
-            self.events.emit(event)
+        for name, args in _diff_events(before, state):
+            getattr(self.events, name).emit(*args)

@@ -38,7 +38,7 @@ intent back (napari's model/view split). Tests, scripts and the CLI can drive it
 :class:`Session`
     The studio's document: the current :class:`~studio.dataset.ImageSet`, its sources and
     :class:`~studio.dataset.Preprocess`, and the training jobs. Changes are announced through
-    :attr:`Session.events` (plain callbacks, called on the thread that made the change).
+    :attr:`Session.events` (psygnal signals, emitted on the thread that made the change).
 
     *Held-out images*: a fixed part of every loaded set (``models.quality.split_heldout`` with
     fraction 0.1, at least 4 and at most 300 images, seed 0: the same images in the same order
@@ -56,18 +56,17 @@ intent back (napari's model/view split). Tests, scripts and the CLI can drive it
 
 Modules: ``job`` (:class:`TrainingJob`, :class:`JobState`, :class:`JobUpdate`), ``session``
 (:class:`Session`), ``params`` (:func:`hyperparameters`), ``heldout`` (:class:`ScoringSet`),
-``common`` (:class:`Emitter`, :func:`format_duration`, :func:`describe_error`).
+``common`` (:func:`format_duration`, :func:`describe_error`).
 """
 
 from studio.dataset import LoadCancelled
-from studio.jobs.common import Emitter, describe_error, format_duration
+from studio.jobs.common import describe_error, format_duration
 from studio.jobs.heldout import ScoringSet
 from studio.jobs.job import JobState, JobUpdate, TrainingJob
 from studio.jobs.params import HyperParam, hyperparameters
 from studio.jobs.session import Session
 
 __all__ = [
-    "Emitter",
     "HyperParam",
     "JobState",
     "JobUpdate",

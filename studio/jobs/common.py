@@ -1,31 +1,8 @@
-"""Small helpers of the jobs and the session: a minimal observer, durations and errors for people."""
+"""Small helpers of the jobs and the session: durations and errors for people."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
-
-
-class Emitter:
-    """A minimal observer: ``connect(callback)``, ``emit(*args)`` calls every callback."""
-
-    def __init__(self) -> None:
-        self._callbacks: list[Callable[..., Any]] = []
-
-    def connect(self, callback: Callable[..., Any]) -> Callable[..., Any]:
-        self._callbacks.append(callback)
-        return callback
-
-    def disconnect(self, callback: Callable[..., Any]) -> None:
-        try:
-            self._callbacks.remove(callback)
-        except ValueError:
-            pass
-
-    def emit(self, *args: Any) -> None:
-        for cb in list(self._callbacks):
-            cb(*args)
 
 
 def format_duration(seconds: float) -> str:

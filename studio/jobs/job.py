@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from psygnal import Signal, SignalGroup
 
 from models import kinds  # the kinds' records: no torch imported
 from studio.images import tile, to_uint8
-from studio.jobs.common import describe_error, Emitter
+from studio.jobs.common import describe_error
 from studio.jobs.heldout import ScoringSet
 
 if TYPE_CHECKING:  # torch stays unimported until a job needs it
@@ -77,6 +78,22 @@ class JobUpdate:
         return self.step / max(1, self.total_steps)
 
 
+class JobEvents(SignalGroup):
+    """What a :class:`TrainingJob` announces, each signal with the job as its argument.
+
+    ``state`` (a change of state), ``step`` (a step pulled: metrics and maybe a frame),
+    ``failed`` (the run failed: :attr:`TrainingJob.error` says why) are emitted on the pulling
+    thread; ``quality`` (scoring began or ended) on the scoring thread, or the caller's of
+    :meth:`TrainingJob.begin_scoring`. A Qt view marshals them to its own thread (connect a
+    queued Qt signal's ``emit``, or ``connect(..., thread=...)``).
+    """
+
+    state = Signal(object)
+    step = Signal(object)
+    failed = Signal(object)
+    quality = Signal(object)
+
+
 class TrainingJob:
     """One training run: a trainer, its generator, a state machine and what views need."""
 
@@ -126,9 +143,8 @@ class TrainingJob:
         self.last_frame: np.ndarray | None = None  # float32 [n, C, H, W] in [0, 1]
         self.frame_serial = 0
         self.generator_closed = False
-        #: emit(job, "state" | "step" | "failed"), on the pulling thread; (job, "quality") on the
-        #: scoring thread (and on the caller's of :meth:`begin_scoring`).
-        self.events = Emitter()
+        #: ``state``, ``step``, ``failed``, ``quality`` (see :class:`JobEvents`).
+        self.events = JobEvents()
         #: What the run can be scored on (the set it trained on and its held-out part), or None.
         self.scoring_set: ScoringSet | None = None
         #: Keywords for ``models.quality.score_model`` (tests make scoring quick with ``steps``).
@@ -198,7 +214,7 @@ class TrainingJob:
                 self._state_serial += 1
             self._state = state
             self._cond.notify_all()
-        self.events.emit(self, "state")
+        self.events.state.emit(self)
 
     def start(self) -> None:
         """idle → running; a paused or stopped job resumes."""
@@ -247,7 +263,7 @@ class TrainingJob:
                 self._close_generator()
             finally:
                 self.step_lock.release()
-        self.events.emit(self, "state")
+        self.events.state.emit(self)
 
     # --------------------------------------------------------------------- the pulling side
     def _close_generator(self) -> None:
@@ -305,10 +321,10 @@ class TrainingJob:
                         self._state = JobState.DONE
                         self._state_serial += 1
                     self._cond.notify_all()
-                self.events.emit(self, "state")
+                self.events.state.emit(self)
             elif self._stop_requested:
                 self._close_generator()
-        self.events.emit(self, "step")
+        self.events.step.emit(self)
         return event
 
     def iterate(self, block: bool = True) -> Iterator[TrainEvent]:
@@ -342,7 +358,7 @@ class TrainingJob:
                     message += " The model may be incomplete."
             self.error = message
         self._set_state(JobState.FAILED)
-        self.events.emit(self, "failed")
+        self.events.failed.emit(self)
 
     # --------------------------------------------------------------------- quality
     @property
@@ -375,7 +391,7 @@ class TrainingJob:
                 return False
             self.quality_status = "scoring"
             self.quality_note = ""
-        self.events.emit(self, "quality")
+        self.events.quality.emit(self)
         return True
 
     @property
@@ -424,7 +440,7 @@ class TrainingJob:
             if status == "ready":
                 self.quality = report
             self.quality_status, self.quality_note, self.quality_step = status, note, step
-        self.events.emit(self, "quality")
+        self.events.quality.emit(self)
         return report
 
     def wait_scored(self, timeout: float | None = None) -> bool:
@@ -438,7 +454,7 @@ class TrainingJob:
         with self._cond:
             self.quality, self.quality_step = report, int(step)
             self.quality_status, self.quality_note = ("ready", "") if report is not None else ("", "")
-        self.events.emit(self, "quality")
+        self.events.quality.emit(self)
 
     def quality_for_checkpoint(self) -> dict[str, Any] | None:
         """The report as JSON-able data, if it is about the model as it is now."""

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from psygnal import Signal, SignalGroup
 
 from models import kinds  # the kinds' records: no torch imported
 from studio.dataset import ImageSet, Preprocess, load_demo, load_images
 from studio.dataset.records import ProgressFn
-from studio.jobs.common import Emitter
 from studio.jobs.heldout import ScoringSet, split_images
 from studio.jobs.job import JobState, TrainingJob
 from studio.jobs.params import hyperparameters
@@ -23,19 +23,26 @@ if TYPE_CHECKING:  # torch stays unimported until a job needs it
     from models.training import Trainer
 
 
-class Session:
-    """The studio's state: images, preprocessing, jobs. No Qt; views listen to :attr:`events`.
+class SessionEvents(SignalGroup):
+    """What a :class:`Session` announces, on the thread that made the change: ``images``
+    (the new :class:`~studio.dataset.ImageSet`), ``preprocess`` (the
+    :class:`~studio.dataset.Preprocess`), ``job_added`` (the :class:`TrainingJob`)."""
 
-    ``events.emit(name, payload)`` with name ``"images"`` (payload: the ImageSet),
-    ``"preprocess"`` (the Preprocess), ``"job_added"`` (the job).
-    """
+    images = Signal(object)
+    preprocess = Signal(object)
+    job_added = Signal(object)
+
+
+class Session:
+    """The studio's state: images, preprocessing, jobs. No Qt; views listen to :attr:`events`
+    (:class:`SessionEvents`)."""
 
     def __init__(self, preprocess: Preprocess | None = None, device: str | None = None) -> None:
         self.preprocess = preprocess or Preprocess()
         self.images: ImageSet | None = None
         self.sources: list[str] = []  # empty: the demo set
         self.jobs: list[TrainingJob] = []
-        self.events = Emitter()
+        self.events = SessionEvents()
         self._device_name = device
         self._device = None
         #: ``build(options, data, device) -> Trainer``; tests swap it to inject failures.
@@ -62,7 +69,7 @@ class Session:
     # --------------------------------------------------------------------- images
     def set_preprocess(self, preprocess: Preprocess) -> None:
         self.preprocess = preprocess
-        self.events.emit("preprocess", preprocess)
+        self.events.preprocess.emit(preprocess)
 
     def load(self, sources: Sequence[str] | None, preprocess: Preprocess | None = None, *,
              progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> ImageSet:
@@ -79,7 +86,7 @@ class Session:
             self._split = None
         self.sources = [str(s) for s in sources or []]
         self.preprocess = images.preprocess
-        self.events.emit("images", images)
+        self.events.images.emit(images)
 
     def open_images(self, sources: Sequence[str] | None, preprocess: Preprocess | None = None) -> ImageSet:
         """Load and make current (synchronously: for scripts and tests)."""
@@ -167,7 +174,7 @@ class Session:
 
     def add_job(self, job: TrainingJob) -> None:
         self.jobs.append(job)
-        self.events.emit("job_added", job)
+        self.events.job_added.emit(job)
 
     def active_jobs(self) -> list[TrainingJob]:
         return [j for j in self.jobs if j.state.active]

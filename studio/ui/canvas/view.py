@@ -35,7 +35,7 @@ from PySide6.QtCore import QMetaMethod, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
-from studio.canvas import Canvas, CanvasEvent, CanvasState, Layer
+from studio.canvas import Canvas, CanvasState, Layer
 from studio.ui.canvas.build import ViewBuilder
 from studio.ui.canvas.dialogs import model_choices
 from studio.ui.canvas.edits import LayerEdits
@@ -98,7 +98,7 @@ class CanvasView(ViewBuilder, LayerPanel, LayerEdits, Exports, QWidget):
         # Each window closed used to leave one 'canvas-render' thread waiting forever.
         holder = self._render_holder = [self.renderer_thread]
         self.destroyed.connect(lambda *_: holder[0].stop(timeout=0))
-        self.canvas.events.connect(self._on_canvas_event)
+        self._listen(self.canvas)
         self._schedule(list_=True, props=True)
 
 
@@ -130,21 +130,30 @@ class CanvasView(ViewBuilder, LayerPanel, LayerEdits, Exports, QWidget):
         self.action_add_dataset.setEnabled(images is not None and len(images) > 0)
 
     # ------------------------------------------------------------------ canvas events, sync
-    def _on_canvas_event(self, event: CanvasEvent) -> None:
-        kind = event.kind
-        if kind == "history-changed":
-            self._update_history()
-            return
-        if kind == "layer-added" and event.layer_id is not None:
-            self.selected_id = event.layer_id
-        if kind in ("layer-added", "layer-removed", "layers-reordered"):
-            self._schedule(list_=True, props=True)
-        elif kind == "layer-changed":
-            fields = set(event.fields)
-            self._schedule(list_=bool(fields & {"name", "visible", "source", "frames", "frame_index"}),
-                           props=event.layer_id == self.selected_id)
-        else:
-            self._schedule(props=True)
+    def _listen(self, canvas: Canvas) -> None:
+        """Follow ``canvas``'s events (psygnal holds the bound methods weakly: a view that is
+        gone stops listening by itself)."""
+        ev = canvas.events
+        ev.history_changed.connect(self._update_history)
+        ev.layer_added.connect(self._on_layer_added)
+        ev.layer_removed.connect(self._on_stack_changed)
+        ev.layers_reordered.connect(self._on_stack_changed)
+        ev.layer_changed.connect(self._on_layer_changed)
+        ev.canvas_changed.connect(self._on_canvas_changed)
+
+    def _on_layer_added(self, layer_id: str) -> None:
+        self.selected_id = layer_id
+        self._schedule(list_=True, props=True)
+
+    def _on_stack_changed(self, *_: Any) -> None:
+        self._schedule(list_=True, props=True)
+
+    def _on_layer_changed(self, layer_id: str, fields: tuple[str, ...]) -> None:
+        self._schedule(list_=bool(set(fields) & {"name", "visible", "source", "frames", "frame_index"}),
+                       props=layer_id == self.selected_id)
+
+    def _on_canvas_changed(self) -> None:
+        self._schedule(props=True)
 
     def _schedule(self, list_: bool = False, props: bool = False) -> None:
         self._dirty_list |= list_

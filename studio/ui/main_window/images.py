@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtWidgets import QFileDialog
 
@@ -84,13 +83,13 @@ class ImageSources:
         if self.images_ready or self.session.images is not None:
             self.open_sources(self.session.sources, pp)
 
-    def _session_event(self, name: str, payload: Any) -> None:
-        if name == "images":
-            self.dataset_panel.show_images(payload, self.session.source_label)
-            self.setWindowTitle(f"Harmonium Studio — {self.session.source_label} ({len(payload)} images)")
-            self.images_ready = True
-            self.images_loaded.emit(payload)
-            self._maybe_autostart()
+    def _images_changed(self, images) -> None:
+        """The document's images changed (on the UI thread: the loader's result is set there)."""
+        self.dataset_panel.show_images(images, self.session.source_label)
+        self.setWindowTitle(f"Harmonium Studio — {self.session.source_label} ({len(images)} images)")
+        self.images_ready = True
+        self.images_loaded.emit(images)
+        self._maybe_autostart()
 
     def _remember_sources(self, sources: list[str]) -> None:
         folders = []

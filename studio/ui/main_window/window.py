@@ -243,7 +243,7 @@ class MainWindow(ImageSources, TabWiring, ModelAndProjectFiles, Recovery, QMainW
         dp.open_folder_requested.connect(self.open_folder_dialog)
         dp.preprocess_changed.connect(self._preprocess_edited)
         dp.cancel_requested.connect(self.cancel_loading)
-        self.session.events.connect(self._session_event)
+        self.session.events.images.connect(self._images_changed)
         self.controller.failed.connect(self._job_failed)
         self.controller.state_changed.connect(lambda *_: self._refresh_actions())
 
