@@ -1,17 +1,19 @@
-"""Fused CPU kernels: a linear layer and its sigmoid in one oneDNN call.
+"""Fused CPU kernels: a linear layer and its sigmoid in one oneDNN call, in float32 or bfloat16.
 
-An RBM's conditionals are σ(vW + c) and σ(hWᵀ + b). torch's addmm (MKL) followed by an in-place
+An RBM's conditionals are σ(vW + c) and σ(hWᵀ + b). torch's addmm followed by an in-place
 sigmoid reads and writes the result twice; oneDNN's linear with a fused sigmoid epilogue writes
-it once and, at the RBM's shapes (64×784×500 on 2 cores), also runs the matrix product itself
-faster: 265 µs instead of 341 µs for σ(vW + c). torch exposes it as
-`torch.ops.mkldnn._linear_pointwise`, the op its own compiler emits for CPU linear layers; it is
-private, so `onednn_available()` checks once that it exists and agrees with addmm, and everything
-falls back to addmm + sigmoid where it does not (other builds, other devices, autograd). Each call
-builds its oneDNN primitive (about 20 µs), so small products stay with addmm: the two cross at
-about 6-8 million multiply-adds on this machine (`bench`-style timings in `ONEDNN_MIN_MACS`).
+it once, and where torch's BLAS is MKL on an AMD CPU (MKL runs its AVX2 code there) it also
+computes the product itself twice as fast (on a 2-core AMD EPYC with AVX-512, one thread,
+64×784×500: 99 GFLOP/s with addmm, 191 with oneDNN, 220 over packed weights, 367 in bfloat16).
+torch exposes it as `torch.ops.mkldnn._linear_pointwise`, the op its own compiler emits for
+CPU linear layers; it is private, so `onednn_available()` checks once that it exists and agrees
+with addmm, and everything falls back to addmm + sigmoid where it does not (other builds,
+other devices, autograd). Each call builds its oneDNN primitive (some µs), so small products
+may be faster with addmm: which path runs at which size is measured on the machine at hand
+(`models.calibrate`), never assumed.
 
 `PackedRBM` goes one step further for chains whose weights sit still (the Dreams viewer): both
-conditionals over weights reordered once into oneDNN's blocked layout.
+conditionals over weights reordered once into oneDNN's blocked layout, in float32 or bfloat16.
 """
 from __future__ import annotations
 
@@ -21,13 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-
-# Below this many multiply-adds (rows × in × out) addmm + sigmoid is faster: measured on 2 cores,
-# 64×256×256 (4.2 M) 64 µs either way, 64×512×256 (8.4 M) 105 µs with addmm and 101 µs fused.
-ONEDNN_MIN_MACS = 8_000_000
-# With the weights packed once (`models.sampling.PackedRBM`) the per-call cost is smaller: the two
-# cross at about 4 M (32×512×256: 99 µs with addmm, 98 µs packed; 32×1024×256: 192 and 172 µs).
-PACKED_MIN_MACS = 4_000_000
+from . import calibrate
 
 
 @functools.cache
@@ -46,47 +42,82 @@ def onednn_available() -> bool:
         return False
 
 
+def _plain_cpu(x: Tensor, *params: Tensor) -> bool:
+    """float32 CPU tensors, no gradient wanted: oneDNN may take the product."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, *params)))
+        and onednn_available()
+    )
+
+
 def sigmoid_linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """σ(x weightᵀ + bias): [B, in] -> [B, out], with `weight` [out, in] as a linear layer's
     (a transposed view is fine). One fused oneDNN call for float32 CPU tensors when no gradient
-    is wanted and the product is large enough; torch.sigmoid(F.linear(...)) (the same numbers to
-    about 1e-6) otherwise."""
-    if (
-        x.device.type == "cpu"
-        and x.shape[0] * weight.shape[0] * weight.shape[1] >= ONEDNN_MIN_MACS
-        and x.dtype == torch.float32
-        and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or bias.requires_grad))
-        and onednn_available()
-    ):
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "sigmoid", [], "")
+    is wanted and the calibration says it is faster at this size; torch.sigmoid(F.linear(...))
+    (the same numbers to about 1e-6) otherwise. Always float32 (bfloat16 is the callers' choice,
+    where they know the quality holds: `PackedRBM`, the CD step)."""
+    if _plain_cpu(x, weight, bias):
+        macs = x.shape[0] * weight.shape[0] * weight.shape[1]
+        if calibrate.calibration().fastest(("addmm", "fused"), macs) == "fused":
+            return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "sigmoid", [], "")
     return torch.sigmoid(F.linear(x, weight, bias))
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x weightᵀ + bias (`weight` [out, in] as a linear layer's), a new tensor: oneDNN's linear
+    for float32 CPU products where the calibration finds it faster, else F.linear."""
+    if _plain_cpu(x, weight, bias):
+        macs = x.shape[0] * weight.shape[0] * weight.shape[1]
+        if calibrate.calibration().fastest(("addmm", "fused"), macs) == "fused":
+            return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    return F.linear(x, weight, bias)
+
+
+def gram_update(buf: Tensor, a: Tensor, b: Tensor, beta: float) -> Tensor:
+    """buf ← beta·buf + aᵀb in place ([K, M]ᵀ [K, N] -> [M, N]): the CD update's one GEMM of
+    both phases' statistics. addmm_ (one pass over buf) or, where the calibration finds oneDNN
+    faster at this size, oneDNN's product and one more pass to add it (a and b may be bfloat16,
+    the product is then accumulated in float32)."""
+    macs = a.shape[0] * a.shape[1] * b.shape[1]
+    if a.dtype == torch.bfloat16:  # torch.matmul's bf16 GEMM is oneDNN's (and public)
+        return buf.mul_(beta).add_(a.t() @ b)
+    if _plain_cpu(a, b) and calibrate.calibration().fastest(("addmm", "fused"), macs) == "fused":
+        prod = torch.ops.mkldnn._linear_pointwise(a.t(), b.t(), None, "none", [], "")  # [M, N]
+        return buf.mul_(beta).add_(prod)
+    return buf.addmm_(a.t(), b, beta=beta)
 
 
 class PackedRBM:
     """A binary RBM's two conditionals as oneDNN primitives over weights packed once, with the
-    sigmoid fused: p(h | v) = σ((vW + c)/T) and E[v | h] = σ((hWᵀ + b)/T), float32 throughout
-    (they agree with addmm + sigmoid to about 1e-6). For chains whose weights sit still between
-    calls (`models.sampling.GibbsSampler`): at 32 chains on one core the two conditionals take
-    10-15% less time than addmm + sigmoid. `key` says which weights (and temperature) it packed."""
+    sigmoid fused: p(h | v) = σ((vW + c)/T) and E[v | h] = σ((hWᵀ + b)/T). `dtype` float32
+    (they agree with addmm + sigmoid to about 1e-6) or bfloat16 (weights rounded to 8 bits of
+    mantissa, sums in float32, probabilities returned as bfloat16: within 4e-3 of float32's).
+    For chains whose weights sit still between calls (`models.sampling.GibbsSampler`). `key`
+    says which weights, temperature and dtype it packed."""
 
-    def __init__(self, model, temperature: float = 1.0):
+    def __init__(self, model, temperature: float = 1.0, dtype: torch.dtype = torch.float32, rows: int = 64):
         W, b, c = (p.detach() for p in (model.weight, model.visible_bias, model.hidden_bias))
-        self.key = self.key_of(model, temperature)
+        self.key = self.key_of(model, temperature, dtype)
+        self.dtype = dtype
         t = float(temperature)
         Wt = W / t if t != 1.0 else W  # σ((vW + c)/T) = σ(v(W/T) + c/T)
         reorder = torch.ops.mkldnn._reorder_linear_weight
-        rows = 32  # a layout hint: the rows of one chain group (any number of rows works)
-        self._up = reorder(Wt.t().contiguous(), rows)  # the linear weight [H, V] of v -> h
-        self._down = reorder(Wt.contiguous(), rows)  # the linear weight [V, H] of h -> v
-        self._c, self._b = (c / t).contiguous(), (b / t).contiguous()
+        # `rows`: a layout hint, the rows of one call (any number of rows works)
+        self._up = reorder(Wt.t().contiguous().to(dtype), rows)  # the linear weight [H, V] of v -> h
+        self._down = reorder(Wt.contiguous().to(dtype), rows)  # the linear weight [V, H] of h -> v
+        self._c, self._b = (c / t).to(dtype).contiguous(), (b / t).to(dtype).contiguous()
 
     @staticmethod
-    def key_of(model, temperature: float) -> tuple:
+    def key_of(model, temperature: float, dtype: torch.dtype = torch.float32) -> tuple:
         ps = (model.weight, model.visible_bias, model.hidden_bias)
-        return tuple((p.data_ptr(), p._version) for p in ps) + (float(temperature),)
+        return tuple((p.data_ptr(), p._version) for p in ps) + (float(temperature), dtype)
 
     def hidden_probs(self, v: Tensor) -> Tensor:
-        return torch.ops.mkldnn._linear_pointwise(v, self._up, self._c, "sigmoid", [], "")  # [g, H]
+        """p(h | v) [g, H] in this packing's dtype (`v` in that dtype)."""
+        return torch.ops.mkldnn._linear_pointwise(v, self._up, self._c, "sigmoid", [], "")
 
     def visible_probs(self, h: Tensor) -> Tensor:
-        return torch.ops.mkldnn._linear_pointwise(h, self._down, self._b, "sigmoid", [], "")  # [g, V]
+        """E[v | h] [g, V] in this packing's dtype (`h` in that dtype)."""
+        return torch.ops.mkldnn._linear_pointwise(h, self._down, self._b, "sigmoid", [], "")

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import calibrate
+from .kernels import gram_update
 from .rbm import BernoulliRBM, GaussianBernoulliRBM, RBMBase, bernoulli
 from .sampling import GibbsSampler
 from .tempering import TemperedSampler, base_from_data
@@ -196,16 +198,24 @@ class RBMTrainer(Trainer):
         if vv is None or vv.shape != (B + M, V) or vv.data_ptr() != v0.data_ptr():
             vv = torch.empty(B + M, V, device=v0.device)
             v0 = vv[:B].copy_(v0)
-        hh = torch.empty(B + M, H, device=v0.device)
-        h0 = m.hidden_probs(v0)  # p(h | v0) [B, H]
-        if cd1:  # CD-1: the reconstruction E[v | h], h ~ p(h | v0) (Hinton 2010)
-            vk = vv[B:].copy_(m.visible_mean(self.sampler.noise.bernoulli(h0)))  # [M, V]
+        bf16 = cd1 and not self.config.centering and self._cd_bf16(B, M)
+        hh = torch.empty(B + M, H, device=v0.device, dtype=torch.bfloat16 if bf16 else torch.float32)
+        if bf16:  # the five products in bfloat16 (`_cd_bf16`); probabilities come back as float32
+            vvb = vv.to(torch.bfloat16)
+            h0, vk, hk = self._cd1_bf16(vvb, B)
+            vv[B:].copy_(vk)
         else:
-            vk = vv[B:].copy_(self._negative_phase(v0, h0))  # the chains [M, V]
-        hk = m.hidden_probs(vk)  # p(h | vk) [M, H]
-        # the reconstruction error every 10 steps (a sync with the device); NaN shows at once
+            h0 = m.hidden_probs(v0)  # p(h | v0) [B, H]
+            if cd1:  # CD-1: the reconstruction E[v | h], h ~ p(h | v0) (Hinton 2010)
+                vk = vv[B:].copy_(m.visible_mean(self.sampler.noise.bernoulli(h0)))  # [M, V]
+            else:
+                vk = vv[B:].copy_(self._negative_phase(v0, h0))  # the chains [M, V]
+            hk = m.hidden_probs(vk)  # p(h | vk) [M, H]
+        # the reconstruction error, and a NaN check, every 10 steps: each is a sync with the
+        # device (a GPU's queue drains), so the steps between them never wait for the host
+        check = self.step % 10 == 0 or not math.isfinite(self._last_recon)
         if cd1:
-            if self.step % 10 == 0 or not math.isfinite(self._last_recon):
+            if check:
                 self._last_recon = F.mse_loss(vk, v0).item()
             recon = self._last_recon
         else:
@@ -226,11 +236,11 @@ class RBMTrainer(Trainer):
             # b ← μb - v0ᵀh0/B + vkᵀhk/M: one GEMM accumulates into the buffer, beta scales it.
             torch.mul(h0, -1.0 / B, out=hh[:B])
             torch.mul(hk, 1.0 / M, out=hh[B:])
-            dc = hh.sum(0).neg_()  # mean p(h | v0) - mean p(h | vk)
+            dc = hh.sum(0, dtype=torch.float32).neg_()  # mean p(h | v0) - mean p(h | vk)
             db = self._row_weights(B, M) @ vv  # mean v0 - mean vk
-            buf.addmm_(vv.t(), hh, beta=mom)
-        if not math.isfinite(dc.sum().item()):  # a NaN anywhere in the chains reaches dc
-            recon = float("nan")
+            gram_update(buf, vvb if bf16 else vv, hh, mom)  # oneDNN or addmm, as calibrated
+        if check and not math.isfinite(dc.sum().item()):  # a NaN anywhere in the chains reaches dc
+            recon = self._last_recon = float("nan")
         if wd:
             buf.add_(W, alpha=wd)
         W.sub_(buf, alpha=lr)
@@ -240,6 +250,40 @@ class RBMTrainer(Trainer):
         torch._foreach_sub_([b, c], bias_buffers, alpha=group_b["lr"])
         self._last_negative = vk
         return {"recon_error": recon}
+
+    def _cd_bf16(self, B: int, M: int) -> bool:
+        """Whether CD-1's products run in bfloat16 here: where the machine's calibration
+        predicts the step (three conditionals, the update's GEMM, the weights rounded to
+        bfloat16 once) at least 10 % faster than float32's fastest paths, on the CPU.
+        bench/rbm_throughput.py checks that the log-likelihood of a model trained so stays
+        within 1 nat of float32's. Decided once per trainer and size (runs repeat)."""
+        key = (B, M)
+        cached = getattr(self, "_bf16_plan", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        m = self.model
+        V, H = m.n_visible, m.n_hidden
+        cal = calibrate.calibration(self.device)
+        use = False
+        if self.device.type == "cpu" and cal.has("fused_bf16"):
+            f32 = ("addmm", "fused")
+            t32 = 3 * cal.time(cal.fastest(f32, B * V * H), B * V * H) + cal.time(cal.fastest(f32, (B + M) * V * H), (B + M) * V * H)
+            t16 = 3 * cal.time("fused_bf16", B * V * H) + cal.time("fused_bf16", (B + M) * V * H) + cal.convert * (V * H + (B + M) * (V + H))
+            use = t16 < 0.9 * t32
+        self._bf16_plan = (key, use)
+        return use
+
+    def _cd1_bf16(self, vvb: Tensor, B: int) -> tuple[Tensor, Tensor, Tensor]:
+        """CD-1's conditionals with bfloat16 products (float32 sums): (p(h | v0) [B, H],
+        E[v | h] [M, V], p(h | vk) [M, H]) as float32, vvb's model rows filled with E[v | h]."""
+        lp = torch.ops.mkldnn._linear_pointwise
+        m = self.model
+        W, b, c = (p.detach().to(torch.bfloat16) for p in (m.weight, m.visible_bias, m.hidden_bias))
+        h0 = lp(vvb[:B], W.t(), c, "sigmoid", [], "").float()
+        hs = self.sampler.noise.bernoulli(h0, torch.empty(h0.shape, dtype=torch.bfloat16), torch.empty_like(h0))
+        vkb = vvb[B:].copy_(lp(hs, W, b, "sigmoid", [], ""))
+        hk = lp(vkb, W.t(), c, "sigmoid", [], "").float()
+        return h0, vkb.float(), hk
 
     def _model_rows(self, B: int) -> int:
         """Rows of the model's side of an update: the persistent chains (PCD), else one

@@ -15,16 +15,19 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from . import calibrate
 from .device import make_generator
-from .kernels import PACKED_MIN_MACS, PackedRBM, onednn_available
+from .kernels import PackedRBM, onednn_available
 from .noise import NoiseSource
 from .rbm import BernoulliRBM
 
 
-CHAIN_GROUP = 32  # chains per noise stream, and per unit of parallel work on the CPU
-# Handing groups to the worker threads costs about 0.1-0.3 ms a call; below this much work per
-# group and call (0.4 ms of one core) they step together in the caller's thread instead.
-PARALLEL_MIN_FLOP = 40e6
+# Chains per noise stream: what a seed means (chain i draws from stream i // 32 whatever the
+# machine), so not a speed setting. Groups are also the unit of parallel work on the CPU;
+# whether they go to worker threads at all is decided from the machine's calibration.
+CHAIN_GROUP = 32
+#: the products a sampler's step may use on the CPU (see `models.calibrate.PATHS`)
+SAMPLER_PATHS = ("addmm", "fused", "packed", "packed_bf16")
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
@@ -206,11 +209,12 @@ class GibbsSampler(Clamping):
         generic model calls but the same draws in the same order as `model.sample_hidden` /
         `model.sample_visible` given each group's noise stream, so the chains are theirs.
 
-        Free-running chains on the CPU use weights packed for oneDNN (`PackedRBM`, for products
-        of `PACKED_MIN_MACS` and more) and, with more than one core and enough work per call
-        (`PARALLEL_MIN_FLOP`), step each chain group on its own core: their weights sit still,
-        and every core reads them. A trainer's chains (weights that change every step) step
-        all together in the calling thread, whose own BLAS threads split the work best."""
+        On the CPU the products take the path the machine's calibration finds fastest at this
+        size (`_plan`): free-running chains may use weights packed for oneDNN (`PackedRBM`, in
+        float32 or bfloat16) and, with more than one thread and enough work per call, step each
+        chain group on its own core: their weights sit still, and every core reads them. A
+        trainer's chains (weights that change every step) step all together in the calling
+        thread, whose own BLAS threads split the work best."""
         n, V, H = self.n_chains, self.model.n_visible, self.model.n_hidden
         dev = self.visible.device
         # new tensors every call: a viewer may still hold the previous ones
@@ -218,10 +222,9 @@ class GibbsSampler(Clamping):
         out_mean = torch.empty(n, V, device=dev)
         out_v = torch.empty(n, V, device=dev)
         groups = self.groups()
-        group_flop = 4 * k * min(n, CHAIN_GROUP) * V * H  # per group and call: two matmuls a step
-        parallel = self.free_running and len(groups) > 1 and torch.get_num_threads() > 1 and group_flop >= PARALLEL_MIN_FLOP
+        path, parallel = self._plan(k, len(groups)) if dev.type == "cpu" else ("addmm", False)
         rows = min(n, CHAIN_GROUP) if parallel else n  # rows of each matrix product
-        packed = self._packed_model() if self.free_running and dev.type == "cpu" and rows * V * H >= PACKED_MIN_MACS else None
+        packed = self._packed_model(torch.bfloat16 if path == "packed_bf16" else torch.float32, rows) if path.startswith("packed") else None
 
         def run(part: list[tuple[int, int, NoiseSource]]) -> None:
             with torch.no_grad():
@@ -234,12 +237,33 @@ class GibbsSampler(Clamping):
             self._rows_steps(k, groups, out_h, out_mean, out_v, packed)
         self.hidden, self.mean, self.visible = out_h, out_mean, out_v
 
-    def _packed_model(self) -> PackedRBM | None:
-        """The model packed for oneDNN at this temperature (packed again if the weights changed)."""
+    def _plan(self, k: int, n_groups: int) -> tuple[str, bool]:
+        """(the product path, whether chain groups step side by side on worker threads) for a
+        call of k steps, from the machine's calibration: the path with the least measured time
+        at this size (packed weights only for free-running chains, whose weights sit still),
+        and the worker threads when one group's k steps take longer than handing them over."""
+        n, V, H = self.n_chains, self.model.n_visible, self.model.n_hidden
+        cal = calibrate.calibration()
+        paths = SAMPLER_PATHS if self.free_running else ("addmm", "fused")
+        threads = torch.get_num_threads()
+        parallel = False
+        if self.free_running and n_groups > 1 and threads > 1:
+            g = min(n, CHAIN_GROUP)
+            gpath = cal.fastest(paths, g * V * H)
+            rounds = -(-n_groups // min(n_groups, threads))  # groups per worker
+            serial = 2 * k * cal.time(cal.fastest(paths, n * V * H), n * V * H)
+            parallel = 2 * k * rounds * cal.time(gpath, g * V * H) + cal.handoff < serial
+            if parallel:
+                return gpath, True
+        return cal.fastest(paths, n * V * H), False
+
+    def _packed_model(self, dtype: torch.dtype = torch.float32, rows: int = 64) -> PackedRBM | None:
+        """The model packed for oneDNN at this temperature and dtype (packed again if the
+        weights changed)."""
         if not onednn_available():
             return None
-        if self._packed is None or self._packed.key != PackedRBM.key_of(self.model, self.temperature):
-            self._packed = PackedRBM(self.model, self.temperature)
+        if self._packed is None or self._packed.key != PackedRBM.key_of(self.model, self.temperature, dtype):
+            self._packed = PackedRBM(self.model, self.temperature, dtype, rows)
         return self._packed
 
     def _rows_steps(self, k: int, groups: list[tuple[int, int, NoiseSource]], out_h: Tensor, out_mean: Tensor, out_v: Tensor,
@@ -255,11 +279,23 @@ class GibbsSampler(Clamping):
             mask, vals = self.clamp_mask[a:b], self.clamp_values[a:b]
         v = self.visible[a:b]  # [g, V]
         g, V, H = v.shape[0], m.n_visible, m.n_hidden
-        new = lambda *shape: torch.empty(*shape, device=v.device)  # noqa: E731
-        thr_h, thr_v, h_ = new(g, H), new(g, V), new(g, H)
-        v_ = (new(g, V), new(g, V)) if k > 1 else None  # the samples before the last, reused
-        hidden_probs = packed.hidden_probs if packed is not None else (lambda x: m.hidden_probs(x, t))
-        visible_mean = packed.visible_probs if packed is not None else (lambda x: m.visible_mean(x, t))
+        # the products' dtype: binary states are exact in bfloat16, the probabilities come back
+        # as float32 (the draws compare them at 2^-16 resolution, finer than bfloat16's)
+        dt = packed.dtype if packed is not None else torch.float32
+        new = lambda *shape, dtype=torch.float32: torch.empty(*shape, device=v.device, dtype=dtype)  # noqa: E731
+        thr_h, thr_v, h_ = new(g, H), new(g, V), new(g, H, dtype=dt)
+        v_ = (new(g, V, dtype=dt), new(g, V, dtype=dt)) if k > 1 else None  # the samples before the last, reused
+        if packed is None:
+            hidden_probs, visible_mean = (lambda x: m.hidden_probs(x, t)), (lambda x: m.visible_mean(x, t))
+        elif dt == torch.float32:
+            hidden_probs, visible_mean = packed.hidden_probs, packed.visible_probs
+        else:
+            ph, pv = new(g, H), new(g, V)
+            hidden_probs = lambda x: ph.copy_(packed.hidden_probs(x))  # noqa: E731
+            visible_mean = lambda x: pv.copy_(packed.visible_probs(x))  # noqa: E731
+            v = v.to(dt)
+            if mask is not None:
+                vals = vals.to(dt)
 
         if len(draws) == 1:  # one stream for all the rows (the hot loop of a parallel call)
             sample_h, sample_v = draws[0][2].bernoulli_fn((g, H)), draws[0][2].bernoulli_fn((g, V))
@@ -276,9 +312,10 @@ class GibbsSampler(Clamping):
             if mask is not None:
                 v = torch.where(mask, vals, v)
         h = sample_h(hidden_probs(v), out_h, thr_h)  # the last step: into the out_* rows
-        mean = out_mean.copy_(visible_mean(h))
+        mean = out_mean.copy_(visible_mean(h if dt == torch.float32 else h.to(dt)))
         v = sample_v(mean, out_v, thr_v)
         if mask is not None:
+            vals = self.clamp_values[a:b]
             out_v.copy_(torch.where(mask, vals, v))
             out_mean.copy_(torch.where(mask, vals, mean))
 

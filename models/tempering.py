@@ -108,7 +108,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .kernels import ONEDNN_MIN_MACS, PACKED_MIN_MACS, onednn_available, sigmoid_linear
+from . import calibrate
+from .kernels import linear as _linear, sigmoid_linear
 from .noise import NoiseSource
 from .rbm import BernoulliRBM, GaussianBernoulliRBM, RBMBase
 from .sampling import GibbsSampler
@@ -176,20 +177,6 @@ def base_from_checkpoint(model: RBMBase, path) -> Tensor | None:
     except Exception:  # not a checkpoint, unreadable, another layout: no base
         return None
     return None
-
-
-def _linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    """x weightᵀ + bias (`weight` [out, in] as a linear layer's), a new tensor: oneDNN's linear
-    for large float32 products on the CPU (2× MKL's addmm for 5,000 × 784 × 100 here), else F.linear."""
-    if (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and x.shape[0] * weight.shape[0] * weight.shape[1] >= ONEDNN_MIN_MACS
-        and not torch.is_grad_enabled()
-        and onednn_available()
-    ):
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
-    return F.linear(x, weight, bias)
 
 
 class TemperedSampler(GibbsSampler):
@@ -416,8 +403,9 @@ class TemperedSampler(GibbsSampler):
         a = self._base
         if m.binary_visible:
             packed = None
-            if a is None and self.free_running and v.device.type == "cpu" and rows * V * m.n_hidden >= PACKED_MIN_MACS:
-                packed = self._packed_model()  # W/T and b/T, packed once for weights that sit still
+            if (a is None and self.free_running and v.device.type == "cpu"
+                    and calibrate.calibration().fastest(("addmm", "fused", "packed"), rows * V * m.n_hidden) == "packed"):
+                packed = self._packed_model(torch.float32, rows)  # W/T and b/T, packed once for weights that sit still
             if packed is not None:
                 mean = packed.visible_probs(hb)
             elif a is None:  # σ((β_r hWᵀ + b) / T): one fused call

@@ -9,6 +9,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 _DATA = tempfile.mkdtemp(prefix="harmonium-tests-data-")
 os.environ["XDG_DATA_HOME"] = _DATA
 atexit.register(shutil.rmtree, _DATA, ignore_errors=True)
+# The engine's paths from the plain float32 reference, not from a timing of this machine
+# (models/calibrate.py): tests that want a fast path inject a calibration.
+os.environ["HARMONIUM_CALIBRATION"] = "off"
 
 import pytest  # noqa: E402
 

@@ -95,12 +95,13 @@ def one_thread():
 
 
 @pytest.fixture
-def fast_paths_for_tiny_models(monkeypatch):
-    """Packing and worker threads pay off from some size on; take them for the tiny test RBMs."""
-    from models import sampling
+def fast_paths_for_tiny_models():
+    """Packing and worker threads pay off from some size on, as the machine's calibration
+    says; a calibration in which they always do makes the tiny test RBMs take them."""
+    from models import calibrate
 
-    monkeypatch.setattr(sampling, "PACKED_MIN_MACS", 0)
-    monkeypatch.setattr(sampling, "PARALLEL_MIN_FLOP", 0)
+    with calibrate.use(calibrate.only("packed", "addmm", handoff=0.0)):
+        yield
 
 
 def test_packed_weights_give_the_same_chains_as_addmm_and_follow_weight_changes(fast_paths_for_tiny_models):
@@ -209,13 +210,19 @@ def test_worker_threads_run_torch_on_one_core_and_leave_the_default_alone():
 
 
 def test_only_large_free_running_models_are_packed():
+    from models import calibrate
     from models.sampling import onednn_available
 
-    small = GibbsSampler(rbm(V=64, H=16), n_chains=64, seed=0).step(2)
-    assert small._packed is None  # below PACKED_MIN_MACS addmm is faster
-    big_model = BernoulliRBM(RBMConfig(1024, 256))
-    big = GibbsSampler(big_model, n_chains=64, seed=0).step(1)
-    assert (big._packed is not None) == onednn_available()
-    trainer_chains = GibbsSampler(big_model, n_chains=64, seed=0)
-    trainer_chains.free_running = False  # weights that change every step are never packed
-    assert trainer_chains.step(1)._packed is None
+    # a machine on which packing pays from 4 M multiply-adds on
+    sizes = tuple(float(r * i * o) for r, i, o in calibrate.LADDER)
+    packed = tuple(1e-6 * m / sizes[0] + 1e-5 for m in sizes)
+    addmm = tuple(p * (0.5 if m < 4e6 else 1.5) for p, m in zip(packed, sizes))
+    with calibrate.use(calibrate.Calibration(sizes, {"addmm": addmm, "packed": packed}, 1.0, 1e-9, 1)):
+        small = GibbsSampler(rbm(V=64, H=16), n_chains=64, seed=0).step(2)
+        assert small._packed is None  # below the crossover addmm is faster
+        big_model = BernoulliRBM(RBMConfig(1024, 256))
+        big = GibbsSampler(big_model, n_chains=64, seed=0).step(1)
+        assert (big._packed is not None) == onednn_available()
+        trainer_chains = GibbsSampler(big_model, n_chains=64, seed=0)
+        trainer_chains.free_running = False  # weights that change every step are never packed
+        assert trainer_chains.step(1)._packed is None
