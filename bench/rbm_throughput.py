@@ -9,7 +9,9 @@ Prints, in one run on the machine at hand:
 - the speed-up over scikit-learn's BernoulliRBM given float32 data (same epoch, same sizes),
   with all cores and with the trainer's own thread count;
 - the quality check: the AIS log-likelihood of held-out images under the two trained models
-  (same seed, same data, same AIS run), which must agree within 1 nat.
+  (same seed, same data, same AIS run): bfloat16 may not lose more than 1 nat (the two
+  trajectories part after a few hundred updates, so the models differ about as two seeds do;
+  both the difference and whether it lies within 1 nat either way are printed).
 The trainer takes the thread count the studio's policy gives a job (`models.device.thread_rule`:
 one core left for the UI), and the rooflines are measured with the same threads, between its
 epochs (interleaved, so a burst of load from elsewhere falls on both). Every figure is the best
@@ -201,10 +203,12 @@ def main() -> int:
     if bf16:
         ll_auto = ais_ll(m_auto, data, test, args.ais_runs, args.ais_betas)
         ll_f32 = ais_ll(m_f32, data, test, args.ais_runs, args.ais_betas)
-        same = abs(ll_auto - ll_f32) <= 1.0
+        within = abs(ll_auto - ll_f32) <= 1.0
+        no_loss = ll_auto >= ll_f32 - 1.0
         print(f"  quality (AIS, {args.ais_runs} runs × {args.ais_betas} β, held-out 2,000): bfloat16 {ll_auto:.2f} nats, "
-              f"float32 {ll_f32:.2f} nats, difference {ll_auto - ll_f32:+.2f} ({'within' if same else 'NOT within'} 1 nat)")
-        ok &= same
+              f"float32 {ll_f32:.2f} nats, difference {ll_auto - ll_f32:+.2f} ({'within' if within else 'NOT within'} 1 nat; "
+              f"{'no loss' if no_loss else 'a LOSS'} of more than 1 nat)")
+        ok &= no_loss
     print(f"  targets (≥ 70 % of the float32 roofline or faster, ≥ 2.5× scikit-learn float32): {'met' if ok else 'NOT met'}")
     return 0 if ok else 1
 
