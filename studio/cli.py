@@ -466,10 +466,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from models.factory import make_sampler
     from models.rbm import BernoulliRBM
     from models.tempering import base_from_checkpoint
-    from studio.canvas.export import save_png  # atomic, with the provenance the canvas reads back
-    from studio.images import images_to_uint8, mosaic
+    from studio.images import images_to_uint8, mosaic, save_png  # the one PNG writer: atomic, with provenance
 
     device = default_device(args.device)
+    if args.seed is None:  # a random run: draw its seed, so that the PNGs record the seed used
+        import secrets
+
+        args.seed = secrets.randbelow(2**31)
     seed_everything(args.seed)
     ckpt = _checkpoint_or_exit(args.checkpoint, device)
     base = None

@@ -11,16 +11,44 @@ Conversion: floats are clamped to [0, 1], scaled by 255 and rounded half up, in 
 
 Plain numpy, so ``studio.jobs`` and the CLI's light commands import it without torch; a torch
 tensor is accepted too (it is moved to the CPU and read as an array).
+
+It is also the studio's one PNG writer (:func:`save_png`): every PNG the studio exports (the
+Dreams grid, the canvas's layers and composite, the Latent strip, ``harmonium sample``) carries
+the studio's provenance (``harmonium`` text chunks, read back by :func:`read_provenance`) beside
+the standard ``Software``, ``Description`` and ``Creation Time`` keywords of the PNG
+specification (§ 11.3.4.2), which exiftool, file managers and image viewers show. Export scaling
+(×2, ×4, ×8; nearest or smooth) is :func:`upscale`.
 """
 from __future__ import annotations
 
+import email.utils
+import io
+import json
 import math
+import os
 from dataclasses import dataclass
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["GAP_FILL", "GridLayout", "images_to_uint8", "mosaic", "tile", "to_uint8"]
+__all__ = [
+    "EXPORT_SCALES",
+    "GAP_FILL",
+    "GridLayout",
+    "PROVENANCE_KEY",
+    "describe_provenance",
+    "images_to_uint8",
+    "mosaic",
+    "png_bytes",
+    "png_info",
+    "read_provenance",
+    "save_png",
+    "tile",
+    "to_pil",
+    "to_uint8",
+    "upscale",
+]
 
 GAP_FILL = 32  # grey of the gaps between tiles (uint8)
 
@@ -127,3 +155,180 @@ def tile(images: Any, cols: int = 0, pad: int = 1, fill: float | None = None) ->
     ``[Hm, Wm]`` for gray (C = 1), else ``[Hm, Wm, C]``, of the same dtype."""
     m = mosaic(_as_array(images).transpose(0, 2, 3, 1), pad, fill, cols)
     return m[..., 0] if m.shape[-1] == 1 else m
+
+
+# ------------------------------------------------------------------------------ export scale
+EXPORT_SCALES = (1, 2, 4, 8)  # the factors the export menus offer
+MAX_EXPORT_SIDE = 16384  # pixels: an enlarged export stays within bounded memory
+
+
+def upscale(pixels: Any, factor: int, smooth: bool = False) -> np.ndarray:
+    """uint8 (or float [0, 1]) ``H×W`` / ``H×W×C`` pixels enlarged ``factor``× for an export:
+    nearest neighbour (every pixel a ``factor``-square block: crisp, what small dreams want) or
+    smooth (Pillow's Lanczos, alpha premultiplied so transparent pixels do not bleed their
+    colour). Returns uint8; ``factor`` 1 returns the pixels as uint8 unchanged."""
+    a = to_uint8(pixels)
+    factor = int(factor)
+    if factor < 1 or max(a.shape[:2], default=0) * factor > MAX_EXPORT_SIDE:
+        raise ValueError(f"an export is at most {MAX_EXPORT_SIDE} pixels a side: ×{factor} of "
+                         f"{a.shape[1]} × {a.shape[0]} is too large" if factor >= 1 else
+                         f"an export scale is a whole factor of at least 1, got {factor}")
+    if factor == 1:
+        return a
+    if not smooth:
+        return np.repeat(np.repeat(a, factor, axis=0), factor, axis=1)
+    from PIL import Image
+
+    image = to_pil(a)
+    big = image.resize((image.width * factor, image.height * factor), Image.Resampling.LANCZOS)
+    out = np.asarray(big)
+    return out if a.ndim == out.ndim else out.reshape(*out.shape[:2], *a.shape[2:])
+
+
+# ------------------------------------------------------------------------------------- PNG
+PROVENANCE_KEY = "harmonium"
+_PNG_KEYWORD_MAX = 79  # PNG spec: text chunk keywords are 1–79 Latin-1 bytes
+SOFTWARE = "Harmonium Studio"
+
+
+def _software() -> str:
+    """``Harmonium Studio <version>`` (the installed package's version, when it is installed)."""
+    try:
+        from importlib.metadata import version
+
+        return f"{SOFTWARE} {version('harmonium-studio')}"
+    except Exception:  # not installed (a source checkout): the name alone
+        return SOFTWARE
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"provenance value of type {type(value).__name__} is not JSON-serialisable")
+
+
+def provenance_json(value: Any) -> str:
+    """``value`` as the JSON the provenance chunks hold (numpy scalars and paths as plain values)."""
+    return json.dumps(value, default=_json_default, ensure_ascii=False, sort_keys=True)
+
+
+_KIND_NAMES = {"rbm": "RBM", "grbm": "Gaussian RBM", "vae": "VAE", "ae": "autoencoder", "hybrid": "AE+RBM hybrid",
+               "texture": "texture RBM"}
+
+
+def describe_provenance(provenance: Mapping[str, Any]) -> str:
+    """One readable sentence of where an image came from, for the PNG ``Description``:
+    e.g. "Harmonium Studio: RBM dreams, 500 Gibbs steps at temperature 0.85, seed 1234,
+    checkpoint 9f86d0818841…". Only the keys present are named."""
+    p = provenance
+    model = p.get("model")
+    what = {"dreams": "dreams", "interpolation": "latent interpolation", "model-frame": "frame",
+            "composite": "canvas composite", "denoised": "denoised image"}.get(str(p.get("source") or p.get("kind")),
+                                                                              "image")
+    head = f"{_KIND_NAMES.get(str(model), str(model))} {what}" if isinstance(model, str) and model else what
+    parts = [head]
+    if isinstance(p.get("steps"), int):
+        t = p.get("temperature")
+        parts.append(f"{p['steps']} steps" + (f" at temperature {t:g}" if isinstance(t, (int, float)) else ""))
+    if p.get("seed") is not None:
+        parts.append(f"seed {p['seed']}")
+    if isinstance(p.get("from_file"), str) and isinstance(p.get("to_file"), str):
+        parts.append(f"from {p['from_file']} to {p['to_file']}")
+    if isinstance(p.get("checkpoint_sha256"), str):
+        parts.append(f"checkpoint {p['checkpoint_sha256'][:12]}…")
+    layers = p.get("layers")
+    if isinstance(layers, list):
+        parts.append(f"{len(layers)} layer{'s' * (len(layers) != 1)}")
+    if isinstance(p.get("scale"), int) and p["scale"] > 1:
+        parts.append(f"scaled ×{p['scale']}")
+    return f"{SOFTWARE}: " + ", ".join(parts)
+
+
+def png_info(provenance: Mapping[str, Any] | None, *, created: float | None = None):
+    """The text chunks of a studio PNG (a Pillow ``PngInfo``): the standard ``Software``,
+    ``Description`` and ``Creation Time`` (RFC 1123, as the PNG spec asks), then one
+    ``harmonium:<key>`` iTXt chunk per top-level provenance key (strings as they are, other
+    values as JSON) and the whole dictionary as compressed JSON in ``harmonium``."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("Software", _software())  # Latin-1 tEXt; Pillow writes iTXt for other text
+    if created is None and os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():  # reproducible files, when asked
+        created = float(os.environ["SOURCE_DATE_EPOCH"])
+    info.add_text("Creation Time", email.utils.formatdate(created, usegmt=True))
+    if provenance is None:
+        return info
+    info.add_text("Description", describe_provenance(provenance))
+    for key, value in provenance.items():
+        keyword = f"{PROVENANCE_KEY}:{key}"
+        if len(keyword.encode("latin-1", "replace")) > _PNG_KEYWORD_MAX:
+            continue  # too long for a PNG keyword; still in the JSON chunk
+        info.add_itxt(keyword, value if isinstance(value, str) else provenance_json(value))
+    info.add_itxt(PROVENANCE_KEY, provenance_json(dict(provenance)), zip=True)
+    return info
+
+
+def to_pil(pixels: Any):
+    """uint8 or float [0, 1] ``H×W``/``H×W×{1,2,3,4}`` -> a PIL image (L, LA, RGB or RGBA)."""
+    from PIL import Image
+
+    a = to_uint8(_as_array(pixels))
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (2, 3, 4)):
+        raise ValueError(f"expected H×W or H×W×{{1,2,3,4}} pixels, got shape {a.shape}")
+    return Image.fromarray(np.ascontiguousarray(a))
+
+
+def _encode_png(image: Any, f: BinaryIO, provenance: Mapping[str, Any] | None) -> None:
+    image.save(f, format="PNG", pnginfo=png_info(provenance))
+
+
+def png_bytes(pixels: Any, provenance: Mapping[str, Any] | None = None) -> bytes:
+    """The PNG file :func:`save_png` writes, in memory (for the PNGs inside an OpenRaster file)."""
+    buf = io.BytesIO()
+    _encode_png(to_pil(pixels), buf, provenance)
+    return buf.getvalue()
+
+
+def save_png(path: str | os.PathLike[str], rgba: Any, provenance: Mapping[str, Any] | None = None) -> Path:
+    """Write ``rgba`` (uint8, or float in [0, 1]; gray, gray+alpha, RGB or RGBA) as a PNG
+    carrying ``provenance`` and the standard text keywords (:func:`png_info`). Atomic
+    (:func:`models.atomic.atomic_open`): a failure leaves any earlier file whole. Returns the path."""
+    from models.atomic import atomic_open
+
+    path = Path(path)
+    image = to_pil(rgba)
+    with atomic_open(path) as f:
+        _encode_png(image, f, provenance)
+    return path
+
+
+def read_provenance(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The provenance dictionary stored by :func:`save_png` (``{}`` if none).
+
+    Reads the JSON ``harmonium`` chunk; failing that, rebuilds the dictionary from the
+    ``harmonium:<key>`` chunks. (JSON round-trips tuples as lists.) For files from elsewhere
+    use :func:`studio.provenance.read_studio_png`, which validates them first."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        text = dict(getattr(im, "text", {}) or {})
+    if PROVENANCE_KEY in text:
+        return json.loads(text[PROVENANCE_KEY])
+    out: dict[str, Any] = {}
+    prefix = f"{PROVENANCE_KEY}:"
+    for key, value in text.items():
+        if key.startswith(prefix):
+            try:
+                out[key[len(prefix) :]] = json.loads(value)
+            except ValueError:
+                out[key[len(prefix) :]] = value
+    return out

@@ -322,8 +322,9 @@ def test_exports_through_patched_file_dialogs(errors, view, qtbot, tmp_path, mon
     view.add_layer(Layer(name="dream", source=solid(10, 10, (20, 40, 200), alpha=180), x=4, y=4,
                          blend_mode="multiply", opacity=0.7))
     composite = wait_current(qtbot, view).copy()
-    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(tmp_path / "art"), "")))
-    monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(tmp_path / "pngs")))
+    # the layers' folder is named in a save dialog (a new folder's name can be typed: issue 16, item 7)
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(
+        lambda parent, title, *a, **k: (str(tmp_path / ("pngs" if "folder" in title else "art")), "")))
     view.action_export_ora.trigger()
     qtbot.waitUntil(lambda: (tmp_path / "art.ora").exists() and not view.busy, timeout=WAIT)
     with zipfile.ZipFile(tmp_path / "art.ora") as zf:

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 import studio.canvas.export as export
+import studio.images as images
 from studio.canvas.blend import BLEND_MODE_FOR_ORA_OP, composite
 from studio.canvas import Canvas, Layer
 from studio.canvas.export import (
@@ -224,7 +225,7 @@ def test_failed_png_write_keeps_the_original(tmp_path, monkeypatch):
         f.write(b"\x89PNG half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr(export, "_encode_png", broken)
+    monkeypatch.setattr(images, "_encode_png", broken)  # the studio's one PNG writer
     with pytest.raises(OSError, match="disk full"):
         save_png(path, np.ones((4, 4, 3), np.uint8), {"seed": 2})
     assert path.read_bytes() == original

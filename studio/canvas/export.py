@@ -32,9 +32,19 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from models.atomic import atomic_open
-from studio.canvas.blend import ORA_COMPOSITE_OPS
+from studio.canvas.blend import BLEND_MODES, ORA_COMPOSITE_OPS
 from studio.canvas import Canvas, Layer
-from studio.images import to_uint8
+from studio.images import (
+    PROVENANCE_KEY,
+    png_bytes as _png_bytes,
+    png_info,
+    provenance_json,
+    read_provenance,
+    save_png,
+    to_pil,
+    to_uint8,
+    upscale,
+)
 
 __all__ = [
     "PROVENANCE_KEY",
@@ -46,99 +56,30 @@ __all__ = [
     "composite_provenance",
     "export_layers",
     "save_ora",
+    "save_psd",
+    "interop_notes",
+    "ExportError",
+    "ORA_OPS",
+    "PSD_BLEND_MODES",
     "save_animation",
     "export_animation",
 ]
 
-PROVENANCE_KEY = "harmonium"
 ORA_MIMETYPE = b"image/openraster"
 ORA_VERSION = "0.0.3"
 THUMBNAIL_MAX = 256
-_PNG_KEYWORD_MAX = 79  # PNG spec: text chunk keywords are 1–79 Latin-1 bytes
+
+
+class ExportError(ValueError):
+    """An export that cannot be written, in one sentence (the canvas is not changed)."""
 
 
 # --------------------------------------------------------------------------
-# PNG with provenance
+# PNG with provenance: the studio's one PNG writer lives in studio.images
 # --------------------------------------------------------------------------
 
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (set, frozenset)):
-        return sorted(value)
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"provenance value of type {type(value).__name__} is not JSON-serialisable")
-
-
-def _to_json(value: Any) -> str:
-    return json.dumps(value, default=_json_default, ensure_ascii=False, sort_keys=True)
-
-
-def _png_info(provenance: Mapping[str, Any]) -> PngInfo:
-    info = PngInfo()
-    for key, value in provenance.items():
-        keyword = f"{PROVENANCE_KEY}:{key}"
-        if len(keyword.encode("latin-1", "replace")) > _PNG_KEYWORD_MAX:
-            continue  # too long for a PNG keyword; still in the JSON chunk
-        info.add_itxt(keyword, value if isinstance(value, str) else _to_json(value))
-    info.add_itxt(PROVENANCE_KEY, _to_json(dict(provenance)), zip=True)
-    return info
-
-
-def _image(pixels: np.ndarray) -> Image.Image:
-    """uint8 or float [0, 1] ``H×W``/``H×W×{1,2,3,4}`` -> a PIL image (L, LA, RGB or RGBA)."""
-    a = to_uint8(np.asarray(pixels))
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[:, :, 0]
-    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (2, 3, 4)):
-        raise ValueError(f"expected H×W or H×W×{{1,2,3,4}} pixels, got shape {a.shape}")
-    return Image.fromarray(np.ascontiguousarray(a))
-
-
-def _encode_png(image: Image.Image, f: BinaryIO, provenance: Mapping[str, Any] | None) -> None:
-    image.save(f, format="PNG", pnginfo=None if provenance is None else _png_info(provenance))
-
-
-def _png_bytes(pixels: np.ndarray, provenance: Mapping[str, Any] | None = None) -> bytes:
-    buf = io.BytesIO()
-    _encode_png(_image(pixels), buf, provenance)
-    return buf.getvalue()
-
-
-def save_png(path: str | os.PathLike[str], rgba: np.ndarray, provenance: Mapping[str, Any] | None = None) -> Path:
-    """Write ``rgba`` (uint8, or float in [0, 1]; gray, gray+alpha, RGB or RGBA)
-    as a PNG carrying ``provenance`` in text chunks.  Atomic.  Returns the path."""
-    path = Path(path)
-    image = _image(rgba)
-    with atomic_open(path) as f:
-        _encode_png(image, f, provenance)
-    return path
-
-
-def read_provenance(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The provenance dictionary stored by :func:`save_png` (``{}`` if none).
-
-    Reads the JSON ``harmonium`` chunk; failing that, rebuilds the dictionary
-    from the ``harmonium:<key>`` chunks.  (JSON round-trips tuples as lists.)
-    """
-    with Image.open(path) as im:
-        im.load()
-        text = dict(getattr(im, "text", {}) or {})
-    if PROVENANCE_KEY in text:
-        return json.loads(text[PROVENANCE_KEY])
-    out: dict[str, Any] = {}
-    prefix = f"{PROVENANCE_KEY}:"
-    for key, value in text.items():
-        if key.startswith(prefix):
-            try:
-                out[key[len(prefix) :]] = json.loads(value)
-            except ValueError:
-                out[key[len(prefix) :]] = value
-    return out
+# ``studio.project.saving`` serialises its manifest with the same JSON rules.
+from studio.images import _json_default  # noqa: E402,F401
 
 
 # --------------------------------------------------------------------------
@@ -173,8 +114,13 @@ def _canvas_info(canvas: Canvas) -> dict[str, Any]:
     return {"width": canvas.width, "height": canvas.height, "background": bg}
 
 
+_IMAGE_SUFFIX = re.compile(r"\.(png|apng|jpe?g|gif|webp|bmp|tiff?|ora|psd)$", re.IGNORECASE)
+
+
 def _slug(name: str) -> str:
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")
+    """A file-name-safe form of a layer name, without an image suffix the name carries (a
+    layer imported from ``Image-00002.png`` is written ``NNN-Image-00002.png``, not ``….png.png``)."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", _IMAGE_SUFFIX.sub("", name.strip())).strip("-.")
     return slug[:60] or "layer"
 
 
@@ -186,7 +132,9 @@ def export_layers(canvas: Canvas, folder: str | os.PathLike[str]) -> list[Path]:
     Returns the paths, layers bottom to top, then the composite.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise ExportError(f"{folder.name} is a file, not a folder: give the layers' folder another name")
+    folder.mkdir(parents=True, exist_ok=True)  # a new folder's name typed in the dialog is made
     paths = []
     for index, layer in enumerate(canvas.layers):
         path = folder / f"{index:03d}-{_slug(layer.name)}.png"
@@ -199,6 +147,16 @@ def export_layers(canvas: Canvas, folder: str | os.PathLike[str]) -> list[Path]:
 # OpenRaster
 # --------------------------------------------------------------------------
 
+#: The ``composite-op`` written per blend mode: the OpenRaster baseline's ``svg:`` operation,
+#: and where the baseline has none (exclusion) Krita's own ``krita:exclusion``: Krita 5.1
+#: opens ``svg:exclusion`` as Normal (a 58–67/255 difference on that layer) but reads any
+#: ``krita:<op>`` as its own operation.  Other readers that know neither open it as Normal;
+#: :data:`INTEROP` says so to the person exporting.
+ORA_OPS: Mapping[str, str] = {**ORA_COMPOSITE_OPS, "exclusion": "krita:exclusion"}
+
+#: ``composite-op`` -> blend mode, for reading an OpenRaster stack back (both spellings of exclusion).
+BLEND_MODE_FOR_ORA: Mapping[str, str] = {**{op: mode for mode, op in ORA_OPS.items()}, "svg:exclusion": "exclusion"}
+
 
 def _ora_layers(canvas: Canvas) -> list[tuple[dict[str, str], bytes]]:
     """``(stack.xml attributes, PNG bytes)`` per layer, bottom to top; an opaque
@@ -209,16 +167,25 @@ def _ora_layers(canvas: Canvas) -> list[tuple[dict[str, str], bytes]]:
         fill = np.empty((canvas.height, canvas.width, 4), dtype=np.float32)
         fill[:] = canvas.background
         entries.append((_ora_attrs("Background", 0, 0, 1.0, True, "normal"), _png_bytes(fill)))
-    for layer in canvas.layers:
-        bounds = canvas.layer_bounds(layer)
-        if bounds is None:  # entirely off-canvas: keep it, as a 1×1 transparent pixel
-            pixels, (x0, y0) = np.zeros((1, 1, 4), np.float32), (0, 0)
-        else:
-            x0, y0, x1, y1 = bounds
-            pixels = canvas.render_layer(layer)[y0:y1, x0:x1]
+    for layer, pixels, x0, y0 in _layer_crops(canvas):
         attrs = _ora_attrs(layer.name, x0, y0, layer.opacity, layer.visible, layer.blend_mode)
         entries.append((attrs, _png_bytes(pixels, layer_provenance(canvas, layer))))
     return entries
+
+
+def _layer_crops(canvas: Canvas) -> list[tuple[Layer, np.ndarray, int, int]]:
+    """(layer, its pixels cropped to its footprint on the canvas before opacity, x, y), bottom
+    to top; a layer entirely off the canvas is kept as one transparent pixel at (0, 0), so
+    every exported file has the studio's layers, in order."""
+    out = []
+    for layer in canvas.layers:
+        bounds = canvas.layer_bounds(layer)
+        if bounds is None:
+            out.append((layer, np.zeros((1, 1, 4), np.float32), 0, 0))
+        else:
+            x0, y0, x1, y1 = bounds
+            out.append((layer, canvas.render_layer(layer)[y0:y1, x0:x1], x0, y0))
+    return out
 
 
 def _ora_attrs(name: str, x: int, y: int, opacity: float, visible: bool, mode: str) -> dict[str, str]:
@@ -228,7 +195,7 @@ def _ora_attrs(name: str, x: int, y: int, opacity: float, visible: bool, mode: s
         "y": str(y),
         "opacity": f"{opacity:.6g}",
         "visibility": "visible" if visible else "hidden",
-        "composite-op": ORA_COMPOSITE_OPS[mode],
+        "composite-op": ORA_OPS[mode],
     }
 
 
@@ -245,9 +212,7 @@ def _stack_xml(canvas: Canvas, layers: Sequence[dict[str, str]]) -> bytes:
 def _thumbnail(rgba: np.ndarray) -> bytes:
     image = Image.fromarray(rgba)
     image.thumbnail((THUMBNAIL_MAX, THUMBNAIL_MAX), Image.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
+    return _png_bytes(np.asarray(image))
 
 
 def _write_ora(f: BinaryIO, canvas: Canvas) -> None:
@@ -283,6 +248,122 @@ def save_ora(canvas: Canvas, path: str | os.PathLike[str]) -> Path:
     with atomic_open(path) as f:
         _write_ora(f, canvas)
     return path
+
+
+# --------------------------------------------------------------------------
+# Photoshop (PSD), through psd-tools
+# --------------------------------------------------------------------------
+
+#: Blend mode -> the name of psd-tools' ``BlendMode`` (Photoshop's four-letter keys): the
+#: twelve W3C modes are all Photoshop modes.
+PSD_BLEND_MODES: Mapping[str, str] = {mode: mode.replace("-", "_").upper() for mode in BLEND_MODES}
+PSD_MAX_SIDE = 30_000  # the PSD (version 1) format's largest width or height
+
+
+def _psd_document(canvas: Canvas, merged: np.ndarray) -> Any:
+    """A psd-tools document of the canvas: 8-bit RGB with transparency, one pixel layer per
+    studio layer (bottom first; an opaque background colour as a bottom "Background" layer, as
+    in the OpenRaster file) with its name, offset, opacity, visibility and blend mode, and
+    ``merged`` (the studio's composite) as the document's composite image."""
+    from psd_tools import PSDImage
+    from psd_tools.api import numpy_io
+    from psd_tools.api.layers import PixelLayer
+    from psd_tools.constants import BlendMode, Tag
+
+    class StudioPSD(PSDImage):
+        """Saves the studio's composite as the file's composite image (what previews,
+        Photoshop's "maximize compatibility" readers and psd-tools show) instead of
+        psd-tools' own re-rendering of the layers."""
+
+        def _update_preview(self) -> None:
+            values = merged.astype(np.float32) / 255.0
+            planes = numpy_io.encode_image_data(self, values[..., :3], values[..., 3:])
+            self._record.image_data.set_data(planes, self._record.header)
+
+    psd = StudioPSD.new("RGBA", (canvas.width, canvas.height), color=(0, 0, 0, 0))
+    if canvas.background is not None:
+        fill = np.empty((canvas.height, canvas.width, 4), np.float32)
+        fill[:] = canvas.background
+        PixelLayer.frompil(to_pil(fill), psd, name="Background")
+    for layer, pixels, x, y in _layer_crops(canvas):
+        rgba = to_uint8(pixels)
+        if rgba.ndim == 2 or rgba.shape[2] != 4:  # layers render as RGBA; be safe with anything else
+            rgba = np.asarray(to_pil(rgba).convert("RGBA"))
+        item = PixelLayer.frompil(Image.fromarray(np.ascontiguousarray(rgba), "RGBA"), psd,
+                                  name="Layer", top=y, left=x)
+        # Through the name property: it adds the Unicode name block ("luni") that Photoshop,
+        # GIMP and Krita read; the Pascal-string name alone is Mac Roman, which GIMP misreads.
+        item.name = (layer.name or "Layer")[:255]
+        item.blend_mode = BlendMode[PSD_BLEND_MODES[layer.blend_mode]]
+        item.opacity = int(round(layer.opacity * 255))
+        item.visible = layer.visible
+    # The composite's transparency: the document's fourth channel is the merged image's alpha.
+    psd.tagged_blocks.set_data(Tag.SAVING_MERGED_TRANSPARENCY)
+    return psd
+
+
+def save_psd(canvas: Canvas, path: str | os.PathLike[str]) -> Path:
+    """Write a layered Photoshop file (Photoshop, Affinity Photo, Photopea, Krita and GIMP
+    open it) through psd-tools.  Atomic.
+
+    Layers as in :func:`save_ora` (cropped to their footprint, before opacity, with name,
+    offset, opacity, visibility and blend mode).  The file's composite image is
+    :meth:`Canvas.render_uint8`: exactly, wherever the canvas is opaque; where it is partly
+    transparent PSD stores the composite over white in 8 bits, so a colour there reads back
+    within the rounding of that matting.
+    """
+    path = Path(path)
+    if max(canvas.width, canvas.height) > PSD_MAX_SIDE:
+        raise ExportError(f"a PSD file is at most {PSD_MAX_SIDE} pixels a side; this canvas is "
+                          f"{canvas.width} × {canvas.height}")
+    psd = _psd_document(canvas, canvas.render_uint8())
+    with atomic_open(path) as f:
+        psd.save(f)
+    return path
+
+
+def read_psd_layers(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The layers of a PSD file as psd-tools reads them, bottom first: name, blend mode (the
+    studio's name, or psd-tools' for another), opacity 0–1, visibility and offset (x, y).
+    For tests and ``bench/interop.py``: an independent reading of what :func:`save_psd` wrote."""
+    from psd_tools import PSDImage
+
+    modes = {v: k for k, v in PSD_BLEND_MODES.items()}
+    psd = PSDImage.open(path)
+    return [{"name": l.name, "mode": modes.get(l.blend_mode.name, l.blend_mode.name), "opacity": l.opacity / 255,
+             "visible": l.visible, "x": l.left, "y": l.top} for l in psd]
+
+
+# --------------------------------------------------------------------------
+# What painting programs make of the layered files (measured by bench/interop.py)
+# --------------------------------------------------------------------------
+
+#: Per format: (blend modes, what to say when a visible layer uses one of them).  The figures
+#: are bench/interop.py's (Krita 5.1.5, GIMP 2.10.34; mean difference on that mode's layer).
+#: GIMP 2.10 as Debian ships it has no OpenRaster plug-in at all: the OpenRaster dialog's title
+#: says so, and points to the .psd.
+INTEROP: Mapping[str, tuple[tuple[frozenset[str], str], ...]] = {
+    "ora": (
+        (frozenset({"exclusion"}),
+         "Exclusion is not in the OpenRaster standard: it is written as Krita's own operation "
+         "(krita:exclusion), which Krita shows as here; MyPaint and other OpenRaster readers show "
+         "such a layer as Normal."),
+    ),
+    "psd": (
+        (frozenset({"color-dodge", "color-burn"}),
+         "GIMP 2.10 renders Color Dodge and Color Burn differently wherever such a layer is not "
+         "fully opaque (its opacity or soft edges): about 9 and 19 levels in 255 in bench/interop.py. "
+         "Krita and Photoshop-compatible programs show them as here."),
+    ),
+}
+
+
+def interop_notes(canvas: Canvas, format: str) -> list[str]:
+    """What the person exporting ``canvas`` as ``format`` ("ora" or "psd") should know: one
+    sentence per way a painting program will show the file differently from the studio, only
+    for the blend modes the canvas's visible layers use ([] when every program shows it as here)."""
+    used = {layer.blend_mode for layer in canvas.layers if layer.visible}
+    return [text for modes, text in INTEROP.get(format, ()) if used & modes]
 
 
 # --------------------------------------------------------------------------
@@ -333,7 +414,7 @@ def save_animation(
         raise ValueError("an animation needs at least one frame")
     if not fps > 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    images = [_image(frame) for frame in frames]
+    images = [to_pil(frame) for frame in frames]
     if len({im.size for im in images}) != 1:
         raise ValueError("all animation frames must have the same size")
     mode = "RGBA" if any(im.mode in ("RGBA", "LA") for im in images) else "RGB"
@@ -347,11 +428,11 @@ def save_animation(
     if fmt == "gif":
         options["disposal"] = 2  # restore to background: transparent frames don't pile up
         if provenance is not None:
-            options["comment"] = _to_json(dict(provenance)).encode("utf-8")
+            options["comment"] = provenance_json(dict(provenance)).encode("utf-8")
     else:
         options["default_image"] = False
         if provenance is not None:
-            options["pnginfo"] = _png_info(provenance)
+            options["pnginfo"] = png_info(provenance)
     with atomic_open(path) as f:
         images[0].save(f, format=_ANIMATION_FORMATS[fmt], **options)
     return path

@@ -27,7 +27,9 @@ channels, so pass tiny ``C×H×W`` images (sides ≤ 4) as batches.
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
+import secrets
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -197,6 +199,32 @@ def from_dream_snapshot(
     return Layer(name=name, source=source, provenance=prov, resample="nearest")
 
 
+def _seed_used(seed: int | None) -> int:
+    """The seed a sampling uses: the one asked, or for a random run one drawn here, so that
+    the layer's provenance (and every export of it) records the seed that made it."""
+    return secrets.randbelow(2**31) if seed is None else int(seed)
+
+
+def weights_sha256(model: Any) -> str | None:
+    """SHA-256 of a model's weights: its ``state_dict`` entries in name order, each its name,
+    dtype, shape and raw bytes. Names the model that made a layer even when no checkpoint
+    file holds those weights yet (a model trained in the studio and not saved, or trained on
+    since); the same weights give the same hash in any session. None for a non-torch model."""
+    state = getattr(model, "state_dict", None)
+    if not callable(state):
+        return None
+    import torch
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(state().items()):
+        if not isinstance(tensor, torch.Tensor):
+            continue
+        t = tensor.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def _is_sampler(obj: Any) -> bool:
     return callable(getattr(obj, "step", None)) and callable(getattr(obj, "images", None)) and not hasattr(obj, "state_dict")
 
@@ -245,6 +273,7 @@ def rbm_texture(
 
         model = model_or_sampler
         chain = 0
+        seed = _seed_used(seed)
         try:
             sampler = make_sampler(model, n_chains=1, seed=seed, temperature=temperature)
         except ValueError as exc:
@@ -270,6 +299,8 @@ def rbm_texture(
         chain=int(chain),
         show=show,
     )
+    if model is not None and not _is_sampler(model_or_sampler):
+        prov.setdefault("weights_sha256", weights_sha256(model))
     if name is None:
         name = f"Texture · {kind} · {'mirrored' if tiling == 'mirror' else tiling or 'single'} · seed {seed}"
     return Layer(name=name, source=chains[chain], provenance=prov, tiling=tiling, scale=scale, resample=resample)
@@ -293,6 +324,7 @@ def sample_frame(
     import torch
 
     kind = _model_kind(model)
+    seed = _seed_used(seed)
     if hasattr(model, "sample") and kind == "vae":
         generator = torch.Generator(device=getattr(model, "device", "cpu"))
         if seed is not None:
@@ -311,8 +343,8 @@ def sample_frame(
         with torch.no_grad():
             sampler.step(used_steps)
             images = sampler.images("probs")
-    prov = {"model": kind, "checkpoint_sha256": checkpoint_sha256, "seed": seed, "steps": used_steps,
-            "temperature": float(temperature), "n": int(n)}
+    prov = {"model": kind, "checkpoint_sha256": checkpoint_sha256, "weights_sha256": weights_sha256(model),
+            "seed": seed, "steps": used_steps, "temperature": float(temperature), "n": int(n)}
     frames = batch_pixels(images)
     return vae_frame(frames[0] if n == 1 else grid(frames), prov, name=name, scale=scale, resample=resample)
 

@@ -4,6 +4,7 @@ settings, brush and snapshots.  See :mod:`studio.dreams`."""
 from __future__ import annotations
 
 import math
+import secrets
 import threading
 import time
 from collections import deque
@@ -166,6 +167,8 @@ class DreamSession:
         meta = dict(meta or {})
         if seed is None and meta.get("seed") is not None:
             seed = int(meta["seed"])
+        if seed is None:  # a random run draws its seed here, so its exports record the seed it used
+            seed = secrets.randbelow(2**31)
         settings = DreamSettings(n_chains, steps_per_frame, temperature, show).validated()
         was_training = getattr(model, "training", False)
         if hasattr(model, "eval"):
@@ -633,11 +636,15 @@ class DreamSession:
         return Layer(name=name, source=rgba, provenance=prov, resample="nearest")
 
     # ------------------------------------------------------------------------------ exports
-    def export_grid_png(self, path: str | Path, serial: int | None = None) -> Path:
-        """Write the grid of a frame (the newest by default) as an RGBA PNG with provenance."""
-        from studio.canvas.export import save_png
+    def export_grid_png(self, path: str | Path, serial: int | None = None, scale: int = 1,
+                        smooth: bool = False) -> Path:
+        """Write the grid of a frame (the newest by default) as an RGBA PNG with provenance,
+        enlarged `scale`× (nearest neighbour, or `smooth`: Lanczos)."""
+        from studio.images import save_png, upscale
 
         rgba, prov = self.snapshot_grid(serial)
+        if scale > 1:
+            rgba, prov = upscale(rgba, scale, smooth), prov | {"scale": int(scale), "smooth": bool(smooth)}
         return save_png(path, rgba, prov)
 
     def chain_history(self, chain: int) -> tuple[list[np.ndarray], list[DreamFrame]]:
@@ -650,18 +657,20 @@ class DreamSession:
         return [f.pixels[chain] for f in frames], frames
 
     def export_chain_animation(self, chain: int, path: str | Path, fps: float = 12.0,
-                               format: Literal["gif", "apng"] | None = None, scale: int = 1) -> Path:
+                               format: Literal["gif", "apng"] | None = None, scale: int = 1,
+                               smooth: bool = False) -> Path:
         """Write `chain`'s evolution over the history as an animated GIF or APNG (default
-        from the suffix), each image scaled up `scale`× with nearest neighbours. Safe to call
-        from any thread: it copies the history first."""
+        from the suffix), each image scaled up `scale`× (nearest neighbours, or `smooth`:
+        Lanczos). Safe to call from any thread: it copies the history first."""
         from studio.canvas.export import save_animation
+        from studio.images import upscale
 
         images, frames = self.chain_history(chain)
         scale = max(1, int(scale))
         if scale > 1:
-            images = [np.repeat(np.repeat(im, scale, 0), scale, 1) for im in images]
+            images = [upscale(im, scale, smooth) for im in images]
         prov = self.provenance(frames[-1], chain) | {
             "frames": len(frames), "first_frame": frames[0].serial, "first_steps": frames[0].steps,
-            "fps": fps, "scale": scale,
+            "fps": fps, "scale": scale, "smooth": bool(smooth),
         }
         return save_animation(images, path, fps, format, provenance=prov)

@@ -100,6 +100,9 @@ class LatentView(QWidget):
         self._speed_value = 1.0  # read by the worker when a dream starts
         #: () -> the dataset panel's selected set indices (the main window sets it).
         self.selected_indices: Callable[[], Sequence[int]] | None = None
+        #: () -> the set's image file paths, in set order (default: the document's images'): the
+        #: interpolation's provenance names its two images' files.
+        self.image_paths: Callable[[], Sequence[str]] | None = None
         self.strip_frames: np.ndarray | None = None  # the last interpolation, uint8 [n, H, W, C]
         self.strip_provenance: dict[str, Any] = {}
         self._play_index = 0
@@ -371,6 +374,11 @@ class LatentView(QWidget):
         prov = {"source": "interpolation", "model": self.meta.get("kind") or ex.kind, "from_index": a,
                 "to_index": b, "steps": steps, "method": method,
                 **{k: v for k, v in self.meta.items() if k in ("title", "path", "job_id", "checkpoint_sha256")}}
+        paths = self._set_paths()
+        for key, index in (("from_file", a), ("to_file", b)):  # the images' own names, not only their places
+            if 0 <= index < len(paths):
+                prov[key] = Path(str(paths[index])).name
+                prov[key.replace("file", "path")] = str(paths[index])
         self._message("Interpolating…")
 
         def run():
@@ -386,42 +394,77 @@ class LatentView(QWidget):
             return None
         return np.concatenate(list(self.strip_frames), axis=1)
 
-    def export_strip_png(self, path: str | Path | None = None) -> Path | None:
-        """Save the strip as a PNG with its provenance (asks where when no ``path``)."""
+    def export_strip_png(self, path: str | Path | None = None, scale: int = 1, smooth: bool = False) -> Path | None:
+        """Save the strip as a PNG with its provenance, enlarged `scale`× (nearest, or `smooth`);
+        with no ``path`` it asks where, at the export scale of File → Export → Scale."""
         if self.strip_frames is None:
             return None
         if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Export strip PNG", "interpolation.png", "PNG image (*.png)")
+            path, scale, smooth = self._export_path("Export strip PNG", "interpolation", ".png", "PNG image (*.png)")
             if not path:
                 return None
-        from studio.canvas.export import save_png
+        from studio.images import save_png, upscale
 
         try:
-            out = save_png(path, self.strip_image(), self.strip_provenance)
+            out = save_png(path, upscale(self.strip_image(), scale, smooth), self._scaled_provenance(scale, smooth))
         except (OSError, ValueError) as exc:
             self._message(f"Could not save the strip: {exc}")
             return None
         self._message(f"Strip saved to {out}")
         return out
 
-    def export_animation(self, path: str | Path | None = None, fps: float = PLAY_FPS) -> Path | None:
-        """Save the strip's frames as an animated GIF or APNG (by the suffix), with provenance."""
+    def export_animation(self, path: str | Path | None = None, fps: float = PLAY_FPS, scale: int = 1,
+                         smooth: bool = False) -> Path | None:
+        """Save the strip's frames as an animated GIF or APNG (by the suffix), with provenance,
+        enlarged `scale`×; with no ``path`` it asks where, at the export scale of File → Export."""
         if self.strip_frames is None:
             return None
         if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Export animation", "interpolation.gif",
-                                                  "Animated GIF (*.gif);;Animated PNG (*.png *.apng)")
+            path, scale, smooth = self._export_path("Export animation", "interpolation", ".gif",
+                                                    "Animated GIF (*.gif);;Animated PNG (*.png *.apng)")
             if not path:
                 return None
         from studio.canvas.export import save_animation
+        from studio.images import upscale
 
         try:
-            out = save_animation(list(self.strip_frames), path, fps, provenance=self.strip_provenance)
+            frames = [upscale(f, scale, smooth) for f in self.strip_frames]
+            out = save_animation(frames, path, fps, provenance=self._scaled_provenance(scale, smooth))
         except (OSError, ValueError) as exc:
             self._message(f"Could not save the animation: {exc}")
             return None
         self._message(f"Animation saved to {out}")
         return out
+
+    def _set_paths(self) -> list[str]:
+        """The set's image files in set order: from :attr:`image_paths`, else from the document's
+        images (the view's, or the main window's); [] when there are none."""
+        if self.image_paths is not None:
+            return [str(p) for p in self.image_paths()]
+        session = getattr(self, "document", None) or getattr(self.window(), "session", None)
+        return [str(p) for p in (getattr(getattr(session, "images", None), "paths", None) or [])]
+
+    def _export_path(self, title: str, stem: str, suffix: str, filters: str) -> tuple[str, int, bool]:
+        """(path or "", scale, smooth) from a save dialog that opens in the last export folder
+        (remembered), at the export scale of File → Export → Scale."""
+        from studio.ui.settings import export_prefs
+
+        prefs = export_prefs()
+        factor, smooth = prefs.scale()
+        name = stem + (f"-x{factor}" if factor > 1 else "") + suffix
+        path, _ = QFileDialog.getSaveFileName(self, f"{title} (×{factor}, File → Export → Scale)",
+                                              prefs.start(name), filters)
+        if path:
+            if not Path(path).suffix:
+                path += suffix
+            prefs.remember(path)
+        return path, factor, smooth
+
+    def _scaled_provenance(self, scale: int, smooth: bool) -> dict[str, Any]:
+        prov = dict(self.strip_provenance)
+        if scale > 1:
+            prov.update(scale=int(scale), smooth=bool(smooth))
+        return prov
 
     def strip_to_canvas(self) -> None:
         """The strip as one layer (``interpolation_strip``) through :attr:`layerToCanvas`."""

@@ -422,11 +422,15 @@ class ViewBuilder:
         self.action_export_png = self._act("Composite (PNG)…", self.export_composite_dialog, "Ctrl+E",
                                            "Export the composite as a PNG with provenance")
         self.action_export_ora = self._act("OpenRaster (.ora)…", self.export_ora_dialog, "Ctrl+Alt+E",
-                                           "Export the layers as OpenRaster (opens in Krita, GIMP, MyPaint)")
+                                           "Export the layers as OpenRaster (opens in Krita and MyPaint)")
+        self.action_export_psd = self._act("Photoshop (.psd)…", self.export_psd_dialog, "Ctrl+Alt+Shift+E",
+                                           "Export the layers as a Photoshop file (opens in Photoshop, Affinity "
+                                           "Photo, Photopea, Krita, GIMP)")
         self.action_export_anim = self._act("Animation (GIF / APNG)…", self.export_animation_dialog, None,
                                             "Export an animated layer's frames, composited, as a GIF or APNG")
         self.export_menu = QMenu("Export", self)
-        for a in (self.action_export_layers, self.action_export_png, self.action_export_ora, self.action_export_anim):
+        for a in (self.action_export_layers, self.action_export_png, self.action_export_ora, self.action_export_psd,
+                  self.action_export_anim):
             self.export_menu.addAction(a)
         export_button = QToolButton()
         export_button.setText("Export")
@@ -434,7 +438,7 @@ class ViewBuilder:
         export_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         export_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         export_button.setMenu(self.export_menu)
-        export_button.setToolTip("Export PNGs with provenance, OpenRaster, or an animation")
+        export_button.setToolTip("Export PNGs with provenance, OpenRaster, Photoshop, or an animation")
         self.export_button = export_button
 
         tb = self.toolbar

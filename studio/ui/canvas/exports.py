@@ -1,15 +1,23 @@
-"""The Canvas tab's exports (layers and composite PNGs, OpenRaster, GIF / APNG) and the
-background plumbing they share with imports and model layers."""
+"""The Canvas tab's exports (layers and composite PNGs, OpenRaster, Photoshop, GIF / APNG) and
+the background plumbing they share with imports and model layers.
+
+Every save dialog opens in the last export folder and remembers the one it saved to
+(:class:`studio.ui.settings.ExportPrefs`); the layers go into a folder the person names (made
+when it does not exist). Before a layered file is written, what a painting program will show
+differently (:func:`studio.canvas.export.interop_notes`) is said, once per session."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Callable
 
-from PySide6.QtWidgets import QFileDialog
+from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from studio.canvas import Canvas, Layer
 from studio.ui.canvas.widgets import ANIMATION_FILTER, ORA_FILTER, PNG_FILTER
+from studio.ui.settings import export_prefs
+
+PSD_FILTER = "Photoshop (*.psd)"
 from studio.ui.workers import run_in_background
 
 
@@ -32,10 +40,16 @@ class Exports:
         return True
 
     def export_layers_dialog(self) -> None:
+        """Ask for a folder by name (typed: a new one is made; an existing one is written into)
+        in a save dialog that opens in the last export folder."""
         if not self._has_layers():
             return
-        folder = QFileDialog.getExistingDirectory(self, "Export the layers and the composite to a folder")
+        prefs = export_prefs()
+        folder, _ = QFileDialog.getSaveFileName(
+            self, "Export the layers and the composite into a folder (type a new folder's name)",
+            prefs.start("canvas-layers"), "Folder (*)", options=QFileDialog.Option.DontConfirmOverwrite)
         if folder:
+            prefs.remember(folder, is_folder=True)
             self.export_layers(folder)
 
     def export_layers(self, folder: str | Path) -> None:
@@ -46,13 +60,39 @@ class Exports:
         self._export(lambda: export_layers(canvas, folder), f"{len(canvas.layers) + 1} PNGs to {folder}")
 
     def _save_path(self, title: str, name: str, filter: str) -> str | None:
-        """A file to export the layers to, asked in a save dialog (``name``: the default, whose
-        suffix is added when the person leaves it off); None when cancelled or no layers."""
+        """A file to export the layers to, asked in a save dialog that opens in the last export
+        folder (``name``: the default, whose suffix is added when the person leaves it off);
+        None when cancelled or no layers. The folder is remembered."""
         if not self._has_layers():
             return None
-        path, _ = QFileDialog.getSaveFileName(self, title, name, filter)
+        prefs = export_prefs()
+        path, _ = QFileDialog.getSaveFileName(self, title, prefs.start(name), filter)
+        if not path:
+            return None
         suffix = Path(name).suffix
-        return (path if path.lower().endswith(suffix) else path + suffix) if path else None
+        path = path if path.lower().endswith(suffix) else path + suffix
+        prefs.remember(path)
+        return path
+
+    def interop_ok(self, format: str) -> bool:
+        """Say what painting programs will show differently in a ``format`` ("ora", "psd")
+        export of this canvas, and let the person go on or not; asked once per session for
+        the same notes. True: export."""
+        from studio.canvas.export import interop_notes
+
+        notes = interop_notes(self.canvas, format)
+        key = (format, tuple(notes))
+        told: set = getattr(self, "_interop_told", set())
+        self._interop_told = told
+        if not notes or key in told:
+            return True
+        answer = QMessageBox.question(
+            self, f"Exporting {format.upper()}", "\n\n".join(notes) + "\n\nExport anyway?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Yes)
+        if answer != QMessageBox.StandardButton.Yes:
+            return False
+        told.add(key)
+        return True
 
     def export_composite_dialog(self) -> None:
         path = self._save_path("Export the composite", "composite.png", PNG_FILTER)
@@ -66,9 +106,25 @@ class Exports:
         self._export(lambda: save_png(path, canvas.render_uint8(), composite_provenance(canvas)), str(path))
 
     def export_ora_dialog(self) -> None:
-        path = self._save_path("Export OpenRaster", "canvas.ora", ORA_FILTER)
-        if path:
-            self.export_ora(path)
+        if self._has_layers() and self.interop_ok("ora"):
+            path = self._save_path("Export OpenRaster (Krita, MyPaint; for GIMP export a .psd)", "canvas.ora",
+                                   ORA_FILTER)
+            if path:
+                self.export_ora(path)
+
+    def export_psd_dialog(self) -> None:
+        if self._has_layers() and self.interop_ok("psd"):
+            path = self._save_path("Export Photoshop (Photoshop, Affinity, Photopea, Krita, GIMP)", "canvas.psd",
+                                   PSD_FILTER)
+            if path:
+                self.export_psd(path)
+
+    def export_psd(self, path: str | Path) -> None:
+        """A layered Photoshop file of the canvas (background), through psd-tools."""
+        from studio.canvas.export import save_psd
+
+        canvas = self.detached_canvas()
+        self._export(lambda: save_psd(canvas, path), str(path))
 
     def export_ora(self, path: str | Path) -> None:
         """An OpenRaster file (Krita, GIMP) of the layers (background)."""
@@ -88,8 +144,11 @@ class Exports:
         if self.animated_layer() is None:
             self._status("No animated layer: import an animated GIF / APNG or add an interpolation.", 6000)
             return
-        path, chosen = QFileDialog.getSaveFileName(self, "Export an animation", "animation.gif", ANIMATION_FILTER)
+        prefs = export_prefs()
+        path, chosen = QFileDialog.getSaveFileName(self, "Export an animation", prefs.start("animation.gif"),
+                                                   ANIMATION_FILTER)
         if path:
+            prefs.remember(path)
             if not Path(path).suffix:
                 path += ".gif" if "GIF" in chosen else ".png"
             self.export_animation(path)

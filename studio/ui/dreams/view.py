@@ -37,6 +37,7 @@ from studio.dreams import BrushUnavailable, DreamFrame, DreamRunner, DreamSessio
 from studio.images import GridLayout, mosaic
 from studio.quality_card import dreams_banner
 from studio.ui.dreams.build import DreamsBuilder
+from studio.ui.settings import export_prefs
 from studio.ui.dreams.controls import DreamsControls
 from studio.ui.dreams.widgets import _kind_title, DISPLAY_INTERVAL_MS, MESSAGE_SECONDS, MUTED, PAD
 from studio.worker import TaskQueue
@@ -363,16 +364,18 @@ class DreamsView(DreamsBuilder, DreamsControls, QWidget):
             self._message(f"Snapshot of the {what} taken (the canvas is not open yet)")
         return rgba, prov
 
-    def export_grid_png(self, path: str | Path) -> concurrent.futures.Future:
-        """Write the grid on screen as a PNG, in the export thread; returns its Future."""
+    def export_grid_png(self, path: str | Path, scale: int = 1, smooth: bool = False) -> concurrent.futures.Future:
+        """Write the grid on screen as a PNG (enlarged `scale`×: nearest, or `smooth`), in the
+        export thread; returns its Future."""
         s, shown = self.session, self._on_screen()
         if s is None or shown is None:
             raise ValueError("nothing to export yet")
         serial = shown.serial
-        return self._submit(lambda: s.export_grid_png(path, serial), f"Grid saved to {path}")
+        return self._submit(lambda: s.export_grid_png(path, serial, scale, smooth), f"Grid saved to {path}")
 
     def export_chain_animation(self, path: str | Path, chain: int | None = None, fps: float | None = None,
-                               format: str | None = None, scale: int | None = None) -> concurrent.futures.Future:
+                               format: str | None = None, scale: int | None = None,
+                               smooth: bool = False) -> concurrent.futures.Future:
         """Write a chain's evolution over the history (the selected chain by default) as an
         animated GIF or APNG, in the export thread; returns its Future."""
         s = self.session
@@ -383,7 +386,7 @@ class DreamsView(DreamsBuilder, DreamsControls, QWidget):
         if scale is None:
             h, w, _ = s.latest().image_shape
             scale = max(1, math.ceil(128 / max(h, w)))
-        return self._submit(lambda: s.export_chain_animation(chain, path, fps, format, scale),
+        return self._submit(lambda: s.export_chain_animation(chain, path, fps, format, scale, smooth),
                             f"Chain {chain}'s evolution saved to {path}")
 
     def _submit(self, job, done_text: str) -> concurrent.futures.Future:
@@ -409,12 +412,16 @@ class DreamsView(DreamsBuilder, DreamsControls, QWidget):
         if s is None or shown is None:
             self._message("Nothing to export yet")
             return
-        name = f"dreams-{s.kind}-step{shown.steps}.png"
-        path, _ = QFileDialog.getSaveFileName(self, "Export the grid as PNG", str(Path.home() / name), "PNG image (*.png)")
+        prefs = export_prefs()
+        factor, smooth = prefs.scale()
+        name = f"dreams-{s.kind}-step{shown.steps}" + (f"-x{factor}" if factor > 1 else "") + ".png"
+        path, _ = QFileDialog.getSaveFileName(self, f"Export the grid as PNG (×{factor}, File → Export → Scale)",
+                                              prefs.start(name), "PNG image (*.png)")
         if path:
             if not path.lower().endswith(".png"):
                 path += ".png"
-            self.export_grid_png(path)
+            prefs.remember(path)
+            self.export_grid_png(path, factor, smooth)
 
     @Slot()
     def export_chain_dialog(self) -> None:
@@ -422,17 +429,21 @@ class DreamsView(DreamsBuilder, DreamsControls, QWidget):
         if s is None or s.latest() is None:
             self._message("No history to export yet")
             return
-        name = f"dreams-{s.kind}-chain{self.selected_chain}.gif"
+        prefs = export_prefs()
+        factor, smooth = prefs.scale()
+        name = f"dreams-{s.kind}-chain{self.selected_chain}" + (f"-x{factor}" if factor > 1 else "") + ".gif"
         filters = "Animated GIF (*.gif);;Animated PNG (*.png *.apng)"
-        path, chosen = QFileDialog.getSaveFileName(self, "Export the chain's evolution", str(Path.home() / name), filters)
+        path, chosen = QFileDialog.getSaveFileName(self, f"Export the chain's evolution (×{factor}, File → Export → "
+                                                   "Scale)", prefs.start(name), filters)
         if not path:
             return
+        prefs.remember(path)
         fmt = "apng" if (chosen.startswith("Animated PNG") or path.lower().endswith((".png", ".apng"))) else "gif"
         if fmt == "gif" and not path.lower().endswith(".gif"):
             path += ".gif"
         if fmt == "apng" and not path.lower().endswith((".png", ".apng")):
             path += ".png"
-        self.export_chain_animation(path, format=fmt)
+        self.export_chain_animation(path, format=fmt, scale=factor, smooth=smooth)
 
     # ====================================================================== internals
     def _show_kind(self) -> str:

@@ -48,7 +48,9 @@ from studio.ui.main_window.files import ModelAndProjectFiles
 from studio.ui.main_window.images import ImageSources
 from studio.ui.main_window.recovery import Recovery
 from studio.ui.main_window.tabs import TabWiring
-from studio.ui.settings import setting_json, setting_text
+from studio.ui.export_menu import ExportMenu
+from studio.ui.reopen import offer_reopen
+from studio.ui.settings import export_prefs, setting_json, setting_text
 from studio.ui.widgets import Placeholder, app_icon, show_warning
 from studio.ui.workers import JobsController, LoadWorker, owned_by, run_in_background, wait_background
 from studio.worker import registered, shutdown_all
@@ -63,6 +65,7 @@ class MainWindow(ImageSources, TabWiring, ModelAndProjectFiles, Recovery, QMainW
         super().__init__(parent)
         self.session = session or Session()
         self.settings = settings if settings is not None else QSettings()
+        export_prefs().attach(self.settings)  # the last export folder and the export scale live there
         self.controller = JobsController(self.session, self)
         self.training_panel = None  # built when the engine is ready
         self.dreams = None
@@ -210,6 +213,9 @@ class MainWindow(ImageSources, TabWiring, ModelAndProjectFiles, Recovery, QMainW
         m.addAction(self.action_save)
         m.addAction(self.action_save_as)
         m.addSeparator()
+        self.export_menu = m.addMenu("&Export")  # every export, and the export scale (studio.ui.export_menu)
+        self.export_entries = ExportMenu(self, self.export_menu)
+        m.addSeparator()
         m.addAction(self.action_quit)
         m = mb.addMenu("&Training")
         for a in (self.action_toggle, self.action_stop, self.action_stop_all, None,
@@ -239,7 +245,7 @@ class MainWindow(ImageSources, TabWiring, ModelAndProjectFiles, Recovery, QMainW
 
     def _connect(self) -> None:
         dp = self.dataset_panel
-        dp.load_requested.connect(self.open_sources)
+        dp.load_requested.connect(lambda sources: offer_reopen(self, sources) or self.open_sources(sources))
         dp.open_folder_requested.connect(self.open_folder_dialog)
         dp.preprocess_changed.connect(self._preprocess_edited)
         dp.cancel_requested.connect(self.cancel_loading)
@@ -347,7 +353,8 @@ class MainWindow(ImageSources, TabWiring, ModelAndProjectFiles, Recovery, QMainW
         paths = local_paths(event.mimeData())
         if paths:
             event.acceptProposedAction()
-            self.open_sources(paths)
+            if not offer_reopen(self, paths):  # an exported PNG dropped back: reopen what made it
+                self.open_sources(paths)
 
 
     # ===================================================================== messages
