@@ -241,6 +241,9 @@ _MODEL_FIELDS: dict[str, Rule] = {
     "var_floor": Real(0, 1e6, above=True),
     "image_size": _SIDE, "channels": Int(1, 4), "latent": _UNITS, "width": Int(1, 1024), "sigmoid_codes": Bool(),
     "beta": Real(0, 1e6), "likelihood": Text(max_len=64), "sigma": Real(0, 1e6, above=True),
+    # the texture RBM's (its config's own checks say the same, more closely)
+    "n_filters": Int(1, 1024), "filter_size": Int(1, 64), "pooling": Int(1, 8), "visible": Text("gaussian", "binary"),
+    "learn_variance": Bool(), "variance": Real(0, 1e3, above=True),
 }
 
 #: The training configs' fields, every kind's (threads: a machine's cores at most; see also
@@ -258,6 +261,9 @@ _TRAIN_FIELDS: dict[str, Rule] = {
     "centering": Bool(), "center_rate": Real(0, 1), "sample_data": Bool(), "tempering": Int(0, 128),
     "optimizer": Text("sgd", "adam"), "loss": Text("bce", "mse"), "code_noise": Real(0, 1e3),
     "n_frames": _FRAMES, "beta": OrNull(Real(0, 1e6)), "frame_kind": Text("samples", "reconstructions"),
+    # the texture RBM's: steps of random crops, the chains' torus, sparsity, the moving average
+    "steps_per_epoch": Int(1, 10**9), "crop": _SIDE, "chain_size": Int(0, 4096), "sparsity_target": Real(0, 1, above=True),
+    "sparsity_cost": Real(0, 1e6), "restart_every": _STEPS, "average": Real(0, 1),
 }
 
 #: How every source image became a training image (studio.dataset.Preprocess's fields; other
@@ -271,6 +277,10 @@ PREPROCESS_DEFAULTS = {"size": 28, "color": False}
 
 #: The reconstruction trainers' own state: running sums of the epoch's metrics.
 RECONSTRUCTION_EXTRA = Record({"sums": DictOf(Real(-1e300, 1e300), max_len=64), "count": _STEPS})
+#: The texture RBM's trainer keeps tensors only (its chains, the parameters' moving average and
+#: its count, the raw parameters: `ConvRBMTrainer.extra_state`), checked against the trainer that
+#: resumes from them (`check_state`); no JSON state of its own.
+TEXTURE_EXTRA = Record({}, closed=True)
 HYBRID_EXTRA = Record(
     {"phase": Int(1, 2), "rbm_start": OrNull(_STEPS), "ae": RECONSTRUCTION_EXTRA, "rbm": Record({})},
     required=("phase",), rules=((lambda e: e["phase"] == 1 or e.get("rbm_start") is not None, "with phase 2, an rbm_start"),),

@@ -50,9 +50,13 @@ def build(options: Options, data: Tensor, device: torch.device | str | None = No
 
 # ------------------------------------------------------------------------------ sampling
 def make_sampler(model: nn.Module, n_chains: int = 64, seed: int | None = None, k: int = 1, temperature: float = 1.0,
-                 *, tempering: bool | int = True, base: Tensor | None = None):
+                 *, tempering: bool | int = True, base: Tensor | None = None, size: tuple[int, int] | None = None):
     """A sampler of `model`'s dreams with `.step(k)`, `.images(kind)`, `.reset(...)`,
     `.temperature`. Raises ValueError for a model that cannot dream (a plain autoencoder).
+
+    `size` (height, width): chains of that many pixels, for a model that samples at any size
+    (the texture RBM: its chains live on a torus of that size); ValueError for the others,
+    which dream at their training images' size. None: the training images' size.
 
     RBMs: `tempering` mixes the chains by parallel tempering (`models.tempering`) toward `base`,
     the base rate of the training data (`base_from_data`, `base_from_checkpoint`), and starts
@@ -60,6 +64,9 @@ def make_sampler(model: nn.Module, n_chains: int = 64, seed: int | None = None, 
     when a base is given, plain Gibbs chains otherwise (tempering toward the model's own visible biases did not
     mix the digits RBM at 10× the cost: bench/mixing.py). An int > 1: that many replicas, toward
     the visible biases when no base is given. False, 0 or 1: plain Gibbs chains."""
+    if size is not None and not hasattr(model, "synthesize"):
+        kind = getattr(model, "kind", type(model).__name__)
+        raise ValueError(f"a {kind} model dreams at its training images' size; only a texture model samples at any size")
     if isinstance(model, RBMBase):
         from .tempering import DEFAULT_REPLICAS, TemperedSampler
 
@@ -73,7 +80,7 @@ def make_sampler(model: nn.Module, n_chains: int = 64, seed: int | None = None, 
     maker = getattr(model, "make_sampler", None)
     if maker is None:
         raise ValueError(f"a {getattr(model, 'kind', type(model).__name__)} model has no sampler")
-    return maker(n_chains=n_chains, k=k, temperature=temperature, seed=seed)
+    return maker(n_chains=n_chains, k=k, temperature=temperature, seed=seed, **({"size": size} if size is not None else {}))
 
 
 # ---------------------------------------------------------------------------- evaluating
@@ -104,7 +111,8 @@ SAMPLE_BURN_IN = 1000  # Gibbs steps before an RBM's chains are read as samples
 
 
 @torch.no_grad()
-def sample_images(model: nn.Module, n: int, *, seed: int = 0, steps: int | None = None, data: Tensor | None = None) -> Tensor:
+def sample_images(model: nn.Module, n: int, *, seed: int = 0, steps: int | None = None, data: Tensor | None = None,
+                  size: tuple[int, int] | None = None) -> Tensor:
     """`n` independent dreams of `model` as images [n, C, H, W] in [0, 1] on the CPU: the
     recipe that scoring (`models.quality`) and the benches share (`harmonium sample` and the
     Dreams tab take the base rate from the checkpoint instead of `data`).
@@ -117,7 +125,23 @@ def sample_images(model: nn.Module, n: int, *, seed: int = 0, steps: int | None 
     `data`, the training images (uint8 [N, C, H, W]): a binary RBM's chains are then tempered
     toward their base rate and start from its draws (`models.tempering`: plain Gibbs chains
     from the visible biases stay in a few modes). The hybrid tempers its code chains toward
-    the mean training code it keeps."""
+    the mean training code it keeps.
+
+    A texture RBM synthesises seamless textures of `size` (height, width; default its training
+    images' size) by its own recipe (`models.conv_rbm.synthesize`: `steps` sweeps, default
+    `DEFAULT_SWEEPS`, annealed from noise); `size` for any other kind: ValueError."""
+    if hasattr(model, "synthesize"):
+        options = {"steps": int(steps)} if steps is not None else {}
+        if size is not None:
+            return model.synthesize(int(size[0]), int(size[1]), n=n, seed=seed, **options).float().clamp(0, 1).cpu()
+        # the training images' size (what scoring compares with), synthesised in whole pooling blocks
+        h, w = (int(s) for s in model.config.image_shape[1:])
+        p = model.pooling
+        images = model.synthesize(h + (-h) % p, w + (-w) % p, n=n, seed=seed, **options)
+        return images[..., :h, :w].float().clamp(0, 1).cpu()
+    if size is not None:
+        raise ValueError(f"a {getattr(model, 'kind', type(model).__name__)} model dreams at its training images' size; "
+                         "only a texture model samples at any size")
     steps = SAMPLE_BURN_IN if steps is None else int(steps)
     sample = getattr(model, "sample", None)
     if sample is not None and not isinstance(model, RBMBase) and not hasattr(model, "rbm"):

@@ -131,10 +131,12 @@ class ModelKind:
         if options.kind != self.key:
             raise ValueError(f"options for a {options.kind!r} model cannot build a {self.key!r} model")
         device = torch.device(device) if device is not None else default_device()
+        # A kind whose record sets them (the texture RBM: steps of random crops, whatever the
+        # number of images) keeps its own batch and epochs; the others' follow the set's size.
         if options.batch_size is None:
-            options.batch_size = default_batch_size(len(data))
+            options.batch_size = self.defaults.get("batch_size") or default_batch_size(len(data))
         if options.epochs is None:
-            options.epochs = default_epochs(len(data), options.batch_size)
+            options.epochs = self.defaults.get("epochs") or default_epochs(len(data), options.batch_size)
         # The initial weights come from torch's global generator. Seeded, it is seeded and drawn
         # from under a lock and inside fork_rng: two jobs started together in two threads each get
         # their seed's weights (they raced on the global seed), and the caller's stream is not moved.
@@ -320,6 +322,14 @@ def _build_hybrid(kind: ModelKind, options: Options, data: Tensor, device) -> Tr
     return kind.resume(model, data, train, device)
 
 
+def _build_texture(kind: ModelKind, options: Options, data: Tensor, device) -> Trainer:
+    """The texture RBM and its trainer (`models.conv_rbm.build_texture`, imported on use: it
+    imports torch)."""
+    from .conv_rbm import build_texture
+
+    return build_texture(kind, options, data, device)
+
+
 # ------------------------------------------------------------------------------ the kinds
 #: The training recipe both pixel RBMs share: PCD-1, momentum 0.5 → 0.9, weight decay 1e-3 and a
 #: linear decay to 2 % of the learning rate. On the digits (bench/rbm_quality.py) weight decay
@@ -360,6 +370,16 @@ KINDS: dict[str, ModelKind] = {k.key: k for k in (
         "hybrid", "Autoencoder + RBM", "models.hybrid:HybridModel", "models.hybrid:HybridConfig",
         "models.hybrid:HybridTrainConfig", "models.hybrid:HybridTrainer", _build_hybrid,
         trainer_extra="models.checkpoint:HYBRID_EXTRA", dreams=True, texture=True, explorable=True),
+    ModelKind(
+        "texture", "Texture RBM", "models.conv_rbm:ConvRBM", "models.conv_rbm:ConvRBMConfig",
+        "models.conv_rbm:ConvRBMTrainConfig", "models.conv_rbm:ConvRBMTrainer", _build_texture,
+        # A convolutional RBM on random crops: one photograph is a whole training set, so an
+        # epoch is a fixed number of steps (`steps_per_epoch`) and the run's length does not
+        # follow the number of images: 12 epochs of 100 steps of 8 crops (bench/texture.py:
+        # gravel and grass within 3x of the floor's patch MMD² in about a minute). The crops
+        # (40 px, or the images' side when smaller) and the chains' torus follow the images.
+        trainer_extra="models.checkpoint:TEXTURE_EXTRA", defaults={"epochs": 12, "batch_size": 8},
+        dreams=True, texture=True, filters=True),
 )}
 
 

@@ -5,7 +5,7 @@
                     [--k N] [--pcd | --cd] [--chains N] [--momentum M] [--weight-decay W] \
                     [--centering | --no-centering] [--tempering N] [--optimizer sgd|adam] \
                     [--rbm-epochs N] [--beta B] --out model.safetensors
-    harmonium sample CKPT --n 64 --steps 1000 [--temperature T] --out DIR
+    harmonium sample CKPT --n 64 --steps 1000 [--temperature T] [--width W --height H] --out DIR
     harmonium eval CKPT [FOLDER] [--heldout FOLDER2] [--holdout 0.2] [--samples N] [--steps N] [--seed N]
     harmonium scan FOLDER [--json]
 
@@ -79,14 +79,15 @@ def _checkpoint_or_exit(path: str, device=None):
 #: The field is a training-config field, except "hidden" / "latent" (`Options`) and the VAE's
 #: "beta" (its model config when training starts, its training config when resuming).
 TRAIN_FLAGS: dict[str, tuple[str, dict[str, str]]] = {
-    "hidden": ("hidden units", {"rbm": "hidden", "grbm": "hidden", "hybrid": "hidden"}),
+    "hidden": ("hidden units", {"rbm": "hidden", "grbm": "hidden", "hybrid": "hidden", "texture": "hidden"}),
     "latent": ("code size", {"ae": "latent", "vae": "latent", "hybrid": "latent"}),
-    "k": ("Gibbs steps per update", {"rbm": "k", "grbm": "k", "hybrid": "rbm_k"}),
-    "persistent": ("persistent or plain contrastive divergence", {"rbm": "persistent", "grbm": "persistent"}),
-    "chains": ("persistent chains", {"rbm": "n_chains", "grbm": "n_chains", "hybrid": "rbm_n_chains"}),
+    "k": ("Gibbs steps per update", {"rbm": "k", "grbm": "k", "hybrid": "rbm_k", "texture": "k"}),
+    "persistent": ("persistent or plain contrastive divergence", {"rbm": "persistent", "grbm": "persistent",
+                                                                  "texture": "persistent"}),
+    "chains": ("persistent chains", {"rbm": "n_chains", "grbm": "n_chains", "hybrid": "rbm_n_chains", "texture": "n_chains"}),
     "momentum": ("final momentum", {"rbm": "final_momentum", "grbm": "final_momentum", "hybrid": "rbm_final_momentum"}),
     "weight_decay": ("L2 weight decay", {"rbm": "weight_decay", "grbm": "weight_decay", "ae": "weight_decay",
-                                         "vae": "weight_decay", "hybrid": "rbm_weight_decay"}),
+                                         "vae": "weight_decay", "hybrid": "rbm_weight_decay", "texture": "weight_decay"}),
     "centering": ("centering of the binary RBM", {"rbm": "centering"}),
     "tempering": ("parallel tempering of PCD's chains", {"rbm": "tempering", "grbm": "tempering"}),
     "optimizer": ("the RBM's optimiser", {"rbm": "optimizer", "grbm": "optimizer"}),
@@ -164,9 +165,9 @@ def _check_resume(args: argparse.Namespace, ckpt, settings: dict[str, object]) -
     name = Path(args.resume).name
     if args.model is not None and args.model != kind:
         raise ValueError(f"--model {args.model}: {name} holds a model of kind {kind}; resume it as it is, or train a new one without --resume")
-    hidden = model.n_hidden if kind in ("rbm", "grbm") else getattr(model.config, "n_hidden", None)
+    hidden = model.n_hidden if kind in ("rbm", "grbm") else getattr(model.config, "n_hidden", getattr(model.config, "n_filters", None))
     latent = model.latent if kind == "hybrid" else getattr(model.config, "latent", None)
-    fixed = [("--hidden", args.hidden, hidden, f"has {hidden} hidden units"), ("--latent", args.latent, latent, f"has a code of {latent}"),
+    fixed = [("--hidden", args.hidden, hidden, f"has {hidden} {'filters' if kind == 'texture' else 'hidden units'}"), ("--latent", args.latent, latent, f"has a code of {latent}"),
              ("--size", args.size, pre.get("size"), f"was trained on {pre.get('size')}-pixel images"),
              ("--crop", args.crop, pre.get("crop"), f"was trained with --crop {pre.get('crop')}"),
              ("--color", args.color or None, bool(pre.get("color")), "was trained on grayscale images"),
@@ -222,6 +223,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from models.factory import Options, build
     from models.training import TrainingDiverged
     from studio.dataset import Preprocess
+    from studio.dataset.records import MAX_TARGET
     from studio.train_summary import describe_training
 
     check_out(Path(args.out))  # before any training: a run must not end unable to save
@@ -246,7 +248,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         kind = args.model or "rbm"
         settings = train_settings(args, kind)
         _check_chains(settings, bool(settings.get("persistent", True)))
-        pre = Preprocess(size=28 if args.size is None else args.size, color=args.color, crop=args.crop or "center", binarize=args.binarize)
+        # A texture trains on crops of its images: the largest size keeps the most of its grain.
+        size = args.size if args.size is not None else (MAX_TARGET if kind == "texture" else 28)
+        pre = Preprocess(size=size, color=args.color, crop=args.crop or "center", binarize=args.binarize)
         images = _load(args.folder, pre, args.quiet, args.follow_links)
         if len(images) == 0:
             _err("no usable images: nothing to train on")
@@ -468,6 +472,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from models.tempering import base_from_checkpoint
     from studio.images import images_to_uint8, mosaic, save_png  # the one PNG writer: atomic, with provenance
 
+    if args.n is not None and not 1 <= args.n <= 4096:
+        raise ValueError(f"--n must be 1 to 4,096 samples (got {args.n})")
+    if args.steps is not None and args.steps < 0:
+        raise ValueError(f"--steps cannot be negative (got {args.steps})")
     device = default_device(args.device)
     if args.seed is None:  # a random run: draw its seed, so that the PNGs record the seed used
         import secrets
@@ -475,6 +483,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
         args.seed = secrets.randbelow(2**31)
     seed_everything(args.seed)
     ckpt = _checkpoint_or_exit(args.checkpoint, device)
+    if hasattr(ckpt.model, "synthesize"):  # a texture model: seamless, at any size
+        return _sample_textures(args, ckpt)
+    if args.width is not None or args.height is not None:
+        c, h, w = ckpt.model.config.image_shape if hasattr(ckpt.model.config, "image_shape") else (0, 0, 0)
+        raise ValueError(f"--width and --height apply to texture models only: a {ckpt.kind} model dreams at its "
+                         f"training images' size" + (f" ({w}×{h})" if h else ""))
+    args.n = 64 if args.n is None else args.n
+    args.steps = 1000 if args.steps is None else args.steps
     base = None
     if isinstance(ckpt.model, BernoulliRBM):  # temper the chains toward the training data's base rate (kept in the file)
         base = base_from_checkpoint(ckpt.model, args.checkpoint)
@@ -509,6 +525,67 @@ def cmd_sample(args: argparse.Namespace) -> int:
              f"{written} of the {len(files)} PNGs were written, each whole")
         return EXIT_FAILED
     print(f"wrote {len(imgs)} samples and grid.png to {out}")
+    return EXIT_OK
+
+
+def _texture_size(args: argparse.Namespace) -> tuple[int, int]:
+    """(height, width) of `harmonium sample`'s textures: --height and --width (either alone
+    gives a square), 512 px when neither is given; ValueError outside the sizes it draws."""
+    from models.conv_rbm import MAX_TEXTURE_SIDE, MIN_TEXTURE_SIDE
+
+    width = args.width if args.width is not None else (args.height if args.height is not None else 512)
+    height = args.height if args.height is not None else width
+    for flag, value in (("--width", width), ("--height", height)):
+        if not MIN_TEXTURE_SIDE <= value <= MAX_TEXTURE_SIDE:
+            raise ValueError(f"{flag} must be {MIN_TEXTURE_SIDE} to {MAX_TEXTURE_SIDE:,} pixels (got {value})")
+    return height, width
+
+
+def _sample_textures(args: argparse.Namespace, ckpt) -> int:
+    """`harmonium sample` of a texture model: --n seamless textures of --width × --height px,
+    one at a time (each `models.conv_rbm.synthesize`: --steps sweeps from noise, annealed), as
+    PNGs with their provenance, and grid.png."""
+    import random
+
+    from tqdm import tqdm
+
+    import numpy as np
+
+    from models.conv_rbm import DEFAULT_SWEEPS
+    from studio.images import images_to_uint8, mosaic, save_png
+
+    height, width = _texture_size(args)
+    n = 4 if args.n is None else args.n
+    steps = DEFAULT_SWEEPS if args.steps is None else args.steps
+    model, pooling = ckpt.model, ckpt.model.pooling
+    if height % pooling or width % pooling:
+        raise ValueError(f"--width and --height must be multiples of {pooling} for this model (its max-pooling blocks); "
+                         f"got {width}×{height}")
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    show = "samples" if args.binary else "probs"
+    info = {"model": ckpt.kind, "checkpoint_sha256": ckpt.sha256, "steps": steps, "temperature": args.temperature,
+            "width": width, "height": height, "seamless": True}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    imgs, written, current = [], 0, out
+    try:
+        for i in tqdm(range(n), unit="texture", disable=args.quiet, desc=f"{width}×{height}"):
+            texture = model.synthesize(height, width, n=1, steps=steps, seed=seed + i, temperature=args.temperature, show=show)
+            im = images_to_uint8(texture)[0]
+            current = out / f"sample_{i:04d}.png"
+            save_png(current, im, {**info, "seed": seed + i, "chain": i})
+            written += 1
+            if n > 1 and height * width <= 1024 * 1024:  # the grid only of what fits in memory beside them
+                imgs.append(im)
+        if imgs:
+            current = out / "grid.png"
+            save_png(current, mosaic(np.stack(imgs), pad=GRID_PAD), {**info, "seed": seed})
+    except OSError as e:
+        from studio.dataset import display_path
+
+        _err(f"cannot write {display_path(current)} ({_why(e)}); {written} of the {n} textures were written, each whole")
+        return EXIT_FAILED
+    print(f"wrote {n} seamless {width}×{height} textures" + (" and grid.png" if imgs else "") + f" to {out}")
     return EXIT_OK
 
 
@@ -654,8 +731,11 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="run Gibbs chains (or the prior) of a trained model and save PNGs")
     s.add_argument("checkpoint")
-    s.add_argument("--n", type=int, default=64)
-    s.add_argument("--steps", type=int, default=1000)
+    s.add_argument("--n", type=int, default=None, help="samples (default 64; texture models 4)")
+    s.add_argument("--steps", type=int, default=None,
+                   help="Gibbs steps (default 1000; texture models 40 sweeps, annealed from noise)")
+    s.add_argument("--width", type=int, default=None, help="texture models: width in pixels (64-2048; default 512)")
+    s.add_argument("--height", type=int, default=None, help="texture models: height in pixels (64-2048; default: the width)")
     s.add_argument("--temperature", type=float, default=1.0)
     s.add_argument("--seed", type=int, default=None)
     s.add_argument("--binary", action="store_true", help="save sampled states instead of probabilities")

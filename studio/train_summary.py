@@ -84,6 +84,23 @@ def _rbm_items(items: _Items, cfg: Any, n_visible: int, n_hidden: int, batch: in
     _updates(items, cfg.epochs, updates)
 
 
+def _texture_items(items: _Items, cfg: Any, model_cfg: Any, trainer: Any) -> None:
+    """The texture RBM's settings (a `models.conv_rbm.ConvRBMTrainConfig`): its filters, PCD on
+    random crops, the sparsity target."""
+    f, p = model_cfg.filter_size, model_cfg.pooling
+    items.items.append(items.mark(f"{model_cfg.n_filters:,} filters", "hidden") + " "
+                       + items.mark(f"{f}×{f}", "filter_size") + (items.mark(f", max-pooled {p}×{p}", "pooling") if p > 1 else ""))
+    algo = items.mark(f"{'PCD' if cfg.persistent else 'CD'}-{cfg.k}", "persistent", "k")
+    if cfg.persistent:
+        algo += ", " + items.mark(f"{cfg.n_chains:,} chains", "n_chains")
+    items.items.append(algo)
+    items.items.append(_lr(items, cfg, "adam "))
+    items.add(f"{trainer.batch_size:,} crops of {trainer.crop} px a step", "batch_size", "crop")
+    items.add(f"weight decay {_num(cfg.weight_decay)}", "weight_decay")
+    items.add(f"sparsity {_num(cfg.sparsity_target)}", "sparsity_target")
+    _updates(items, cfg.epochs, trainer.total_steps)
+
+
 def _conv_items(items: _Items, cfg: Any, model_cfg: Any, batch: int, updates: int, beta: float | None = None) -> None:
     """An autoencoder's or a VAE's settings (`beta`: the VAE's KL weight in force)."""
     items.items.append(f"{items.mark(f'latent {model_cfg.latent}', 'latent')} (conv width {model_cfg.width})")
@@ -145,6 +162,8 @@ def describe_training(trainer: Any, given: Iterable[str] = (), where: str | None
     if isinstance(cfg, RBMTrainConfig):
         _rbm_items(items, cfg, model.n_visible, model.n_hidden, trainer.batch_size, trainer.total_steps,
                    binary=bool(getattr(model, "binary_visible", kind == "rbm")))
+    elif hasattr(cfg, "steps_per_epoch"):  # the texture RBM: filters, PCD on random crops
+        _texture_items(items, cfg, model.config, trainer)
     elif isinstance(cfg, VAETrainConfig):
         beta = model.config.beta if cfg.beta is None else float(cfg.beta)
         _conv_items(items, cfg, model.config, trainer.batch_size, trainer.total_steps, beta=beta)

@@ -288,14 +288,14 @@ def test_algorithm_flags_are_printed_marked_and_saved_and_resume_overrides_them(
 
 
 @pytest.mark.parametrize("kind,flags,named", [
-    ("vae", ["--k", "2"], "--k (Gibbs steps per update) applies to rbm, grbm and hybrid models, not to vae"),
+    ("vae", ["--k", "2"], "--k (Gibbs steps per update) applies to rbm, grbm, hybrid and texture models, not to vae"),
     ("ae", ["--momentum", "0.8"], "applies to rbm, grbm and hybrid models, not to ae"),
     ("hybrid", ["--centering"], "--centering (centering of the binary RBM) applies to rbm models, not to hybrid"),
     ("grbm", ["--no-centering"], "--no-centering (centering of the binary RBM) applies to rbm models, not to grbm"),
-    ("hybrid", ["--cd"], "--cd (persistent or plain contrastive divergence) applies to rbm and grbm models"),
+    ("hybrid", ["--cd"], "--cd (persistent or plain contrastive divergence) applies to rbm, grbm and texture models"),
     ("rbm", ["--beta", "4"], "--beta (the VAE's KL weight) applies to vae models, not to rbm"),
     ("vae", ["--rbm-epochs", "3"], "applies to hybrid models, not to vae"),
-    ("ae", ["--hidden", "10"], "--hidden (hidden units) applies to rbm, grbm and hybrid models, not to ae"),
+    ("ae", ["--hidden", "10"], "--hidden (hidden units) applies to rbm, grbm, hybrid and texture models, not to ae"),
     ("rbm", ["--latent", "8"], "--latent (code size) applies to ae, vae and hybrid models, not to rbm"),
     ("rbm", ["--optimizer", "adam"], "applies to grbm models only"),
     ("rbm", ["--cd", "--chains", "10"], "with --cd there are none"),

@@ -42,7 +42,7 @@ def models_by_kind() -> dict[str, torch.nn.Module]:
 
 # --------------------------------------------------------------------------- the records
 def test_every_record_names_classes_that_exist_and_fit_together():
-    assert kinds.keys() == ("rbm", "grbm", "ae", "vae", "hybrid")
+    assert kinds.keys() == ("rbm", "grbm", "ae", "vae", "hybrid", "texture")
     assert len({r.title for r in KINDS.values()}) == len(KINDS)
     for key, record in KINDS.items():
         assert record.key == key and record.load() is record
@@ -52,12 +52,12 @@ def test_every_record_names_classes_that_exist_and_fit_together():
         assert record.trainer_extra_schema is None or isinstance(record.trainer_extra_schema, Rule)
         assert not record.texture or record.dreams  # a texture is dreamt
     assert kinds.keys("explorable") == ("ae", "vae", "hybrid")
-    assert kinds.keys("texture") == ("rbm", "grbm", "vae", "hybrid")
+    assert kinds.keys("texture") == ("rbm", "grbm", "vae", "hybrid", "texture")
     assert kinds.keys("scorable") == ("rbm",)
 
 
 def test_lookups_refuse_what_is_not_there_in_one_sentence():
-    with pytest.raises(ValueError, match=r"^unknown model kind 'gan' \(known: rbm, grbm, ae, vae, hybrid\)$"):
+    with pytest.raises(ValueError, match=r"^unknown model kind 'gan' \(known: rbm, grbm, ae, vae, hybrid, texture\)$"):
         kinds.kind("gan")
     with pytest.raises(ValueError, match="unknown model kind None"):
         kinds.kind(None)  # type: ignore[arg-type]

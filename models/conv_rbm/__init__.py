@@ -116,6 +116,8 @@ from .model import (
 from .sampler import (
     DEFAULT_ANNEAL,
     DEFAULT_SWEEPS,
+    MAX_TEXTURE_SIDE,
+    MIN_TEXTURE_SIDE,
     ConvGibbsSampler,
     _FastSweeps,
     bf16_convolutions_available,
@@ -139,6 +141,8 @@ __all__ = [
     "circular_pad",
     "DEFAULT_ANNEAL",
     "DEFAULT_SWEEPS",
+    "MAX_TEXTURE_SIDE",
+    "MIN_TEXTURE_SIDE",
     "ConvGibbsSampler",
     "bf16_convolutions_available",
     "seam_ratio",

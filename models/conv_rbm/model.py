@@ -401,6 +401,29 @@ class ConvRBM(nn.Module):
 
         return ConvGibbsSampler(self, n_chains=n_chains, k=k, temperature=temperature, seed=seed, size=size)
 
+    def synthesize(self, height: int, width: int, **options: Any) -> Tensor:
+        """n seamless textures of height × width px (`models.conv_rbm.synthesize`, whose
+        keywords `options` takes): what `models.factory.sample_images` draws for this kind."""
+        from .sampler import synthesize
+
+        return synthesize(self, height, width, **options)
+
+    @torch.no_grad()
+    def evaluate(self, images: Tensor) -> dict[str, float]:
+        """Metrics of this model on images (uint8 [N, C, H, W], or float in [0, 1]; each on
+        its own torus), as `models.factory.evaluate` reports them: the mean-field
+        reconstruction error per unit and the free energy per position, over at most 64 images
+        taken 8 at a time."""
+        if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[0] < 1:
+            raise ConvRBMError("there are no images to evaluate on (a stack [N, C, H, W] is needed)")
+        recon, free, n = 0.0, 0.0, 0
+        for i in range(0, min(64, images.shape[0]), 8):
+            v = self.images_to_visible(images[i : i + 8])
+            recon += self.reconstruction_error(v).item() * v.shape[0]
+            free += self.free_energy_density(v).sum().item()
+            n += v.shape[0]
+        return {"recon_error": recon / n, "free_energy": free / n}
+
     @torch.no_grad()
     def unrolled_weight(self, height: int, width: int) -> Tensor:
         """The fully connected weight matrix [C·H·W, K·H·W] of this model on an H×W torus

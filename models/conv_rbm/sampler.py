@@ -158,7 +158,14 @@ class ConvGibbsSampler(Clamping):
         self.clamp_mask: Tensor | None = None
         self.clamp_values: Tensor | None = None
         self.steps_taken = 0
-        self.height, self.width = self._checked_size(*(size or model.config.image_shape[1:]), n=n_chains)
+        # Sweeps annealed from `DEFAULT_ANNEAL` down to `temperature` after each reset from noise
+        # (0: none), as `synthesize` does: a viewer's texture then forms everywhere at once
+        # instead of sitting in the flat grey that chains started at T = 1 can keep.
+        self.warm_up = 0
+        self._warm_left = 0
+        if size is None:  # the training images' size, rounded up to whole pooling blocks
+            size = tuple(int(s) + (-int(s)) % model.pooling for s in model.config.image_shape[1:])
+        self.height, self.width = self._checked_size(*size, n=n_chains)
         self.reset(n_chains)
 
     # ------------------------------------------------------------------------------ state
@@ -222,6 +229,7 @@ class ConvGibbsSampler(Clamping):
             self.unclamp()
         self._apply_clamp()
         self.steps_taken = 0
+        self._warm_left = self.warm_up if visible is None and start is None else 0
         return self
 
     # ----------------------------------------------------------------------------- clamping
@@ -249,7 +257,12 @@ class ConvGibbsSampler(Clamping):
         clamped units fixed."""
         k = self.k if k is None else int(k)
         for _ in range(k):
-            self._sweep(self.temperature)
+            t = self.temperature
+            if self._warm_left > 0:  # the warm-up after a reset from noise (`warm_up`)
+                frac = (self.warm_up - self._warm_left) / max(1, self.warm_up - 1)
+                t = max(t, DEFAULT_ANNEAL * (t / DEFAULT_ANNEAL) ** frac)
+                self._warm_left -= 1
+            self._sweep(t)
         return self
 
     __call__ = step
@@ -321,6 +334,7 @@ class ConvGibbsSampler(Clamping):
             if name in state and tuple(state[name].shape) != shape:
                 raise ConvRBMError(f"the saved chains' {name.replace('_', ' ')} has shape {list(state[name].shape)}, "
                                    f"not {list(shape)}")
+        self._warm_left = 0
         self.visible = v.to(dev, torch.float32, copy=True)
         self.mean = state["mean"].to(dev, torch.float32, copy=True)
         self.hidden = state["hidden"].to(dev, torch.float32, copy=True)
@@ -337,6 +351,9 @@ class ConvGibbsSampler(Clamping):
             self.unclamp()
 
 
+#: The sizes the studio and `harmonium sample` draw textures at (px a side): the issue's range; the
+#: sampler itself runs from the filter's size up to `MAX_SIDE`, within `MAX_SAMPLER_BYTES`.
+MIN_TEXTURE_SIDE, MAX_TEXTURE_SIDE = 64, 2048
 DEFAULT_SWEEPS = 40  # sweeps of `synthesize` (see bench/texture.py)
 DEFAULT_ANNEAL = 2.0  # `synthesize` anneals from this temperature over its first half
 

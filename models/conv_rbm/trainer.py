@@ -63,10 +63,14 @@ class ConvRBMTrainer(Trainer):
         if crop < f + p - 1:
             raise ConvRBMError(f"training crops of {crop} px are too small for {f} px filters"
                                + (f" pooled {p}×{p}" if p > 1 else "") + ": larger images or smaller filters")
-        for name in ("batch_size", "steps_per_epoch", "n_chains", "k"):
+        for name in ("batch_size", "steps_per_epoch", "n_chains", "k", "crop"):
             v = getattr(config, name)
             if type(v) is not int or v < 1:
                 raise ConvRBMError(f"{name} must be a whole number of at least 1 (got {v!r})")
+        for name in ("chain_size", "restart_every"):
+            v = getattr(config, name)
+            if type(v) is not int or v < 0:
+                raise ConvRBMError(f"{name} must be a whole number, 0 or more (got {v!r})")
         if not 0 < config.sparsity_target < 1 or config.sparsity_cost < 0:
             raise ConvRBMError("sparsity_target must be between 0 and 1 and sparsity_cost at least 0")
         super().__init__(model, data, config, device)

@@ -1,7 +1,7 @@
 """Turning things into canvas layers, with their provenance.  No Qt here.
 
 Every function returns a :class:`studio.canvas.Layer` whose ``provenance`` says
-where its pixels came from — ``source`` (``"dreams"``, ``"texture"``,
+where its pixels came from — ``source`` (``"dreams"``, ``"texture"`` (also a texture RBM's, :func:`canvas_texture`),
 ``"model-frame"``, ``"interpolation"``, ``"dataset"``, ``"import"``), and for
 model outputs the model ``kind``/``model``, ``checkpoint_sha256`` (``None``
 when unknown), ``seed``, ``steps`` and ``temperature`` — which the exports
@@ -46,6 +46,7 @@ __all__ = [
     "grid",
     "from_dream_snapshot",
     "rbm_texture",
+    "canvas_texture",
     "sample_frame",
     "vae_frame",
     "interpolation_strip",
@@ -304,6 +305,71 @@ def rbm_texture(
     if name is None:
         name = f"Texture · {kind} · {'mirrored' if tiling == 'mirror' else tiling or 'single'} · seed {seed}"
     return Layer(name=name, source=chains[chain], provenance=prov, tiling=tiling, scale=scale, resample=resample)
+
+
+def canvas_texture(
+    model: Any,
+    width: int,
+    height: int,
+    steps: int | None = None,
+    seed: int | None = 0,
+    *,
+    temperature: float = 1.0,
+    show: str = "probs",
+    checkpoint_sha256: str | None = None,
+    name: str | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> Layer:
+    """A texture RBM's seamless texture filling a ``width`` × ``height`` canvas at its own
+    size: no upscaling, every pixel dreamt (`models.conv_rbm.synthesize`: ``steps`` sweeps
+    from noise, annealed; default `DEFAULT_SWEEPS`; deterministic for a seed).
+
+    The texture lives on a torus, so the layer is tiled plainly (``"plain"``) and repeats
+    without a seam: a canvas larger than `MAX_TEXTURE_SIDE` px a side is covered by tiles of
+    that size, one smaller than `MIN_TEXTURE_SIDE` by a tile of that size; sides are rounded
+    up to whole pooling blocks. The sampling runs torch on the calling thread: call it from a
+    worker. A model that is not a texture RBM: :class:`LayerSourceError`."""
+    if not hasattr(model, "synthesize"):
+        raise LayerSourceError(f"a {_model_kind(model)} model dreams at its training images' size; only a texture "
+                               "RBM fills a canvas at the canvas's size")
+    from models.conv_rbm import DEFAULT_SWEEPS, MAX_TEXTURE_SIDE, MIN_TEXTURE_SIDE
+
+    steps = DEFAULT_SWEEPS if steps is None else int(steps)
+    if steps < 0:
+        raise LayerSourceError("steps must be 0 or more")
+    if show not in ("probs", "samples"):
+        raise LayerSourceError(f"show must be 'probs' or 'samples', got {show!r}")
+    if not (int(width) >= 1 and int(height) >= 1):
+        raise LayerSourceError(f"a canvas of {width}×{height} px has nothing to fill")
+    p = int(model.pooling)
+
+    def side(n: int) -> int:
+        n = min(max(int(n), MIN_TEXTURE_SIDE), MAX_TEXTURE_SIDE)
+        return n + (-n) % p
+
+    h, w = side(height), side(width)
+    try:
+        images = model.synthesize(h, w, n=1, steps=steps, seed=seed, temperature=float(temperature), show=show)
+    except ValueError as exc:  # the model's own refusal (a size its memory cap forbids, ...)
+        raise LayerSourceError(f"cannot make a texture: {exc}") from None
+    prov = _provenance(
+        provenance,
+        source="texture",
+        model=_model_kind(model),
+        checkpoint_sha256=checkpoint_sha256,
+        seed=seed,
+        steps=steps,
+        temperature=float(temperature),
+        show=show,
+        width=w,
+        height=h,
+        canvas=[int(width), int(height)],
+        seamless=True,
+    )
+    if name is None:
+        name = f"Texture · {prov['model']} · {w}×{h} seamless · seed {seed}"
+    return Layer(name=name, source=batch_pixels(images)[0], provenance=prov, tiling="plain", scale=1.0,
+                 resample="nearest")
 
 
 def sample_frame(

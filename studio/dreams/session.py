@@ -22,6 +22,11 @@ from studio.images import GridLayout, images_to_uint8, mosaic
 
 Show = Literal["probs", "samples"]
 MAX_CHAINS = 256
+#: A texture RBM dreams one large seamless texture (px a side), live: a 384² sweep takes about
+#: 0.04 s on two cores (bench/texture.py: 512² in 40 sweeps, 3 s), so it moves at video pace;
+#: at most `TEXTURE_MAX_CHAINS` of them.
+TEXTURE_DREAM_SIDE = 384
+TEXTURE_MAX_CHAINS = 4
 
 
 class BrushUnavailable(ValueError):
@@ -38,6 +43,11 @@ def to_rgba(pixels: np.ndarray) -> np.ndarray:
     out[..., :3] = pixels if c == 3 else pixels[..., :1]
     out[..., 3] = 255
     return out
+
+
+def _any_size(model: Any) -> bool:
+    """Whether `model` dreams at any size (a texture RBM: `models.factory.make_sampler`'s `size`)."""
+    return hasattr(model, "synthesize")
 
 
 # ---------------------------------------------------------------------------------- frames
@@ -159,7 +169,11 @@ class DreamSession:
         An RBM's chains mix by parallel tempering (`models.tempering`, `tempering` as in
         `models.factory.make_sampler`) toward the base rate of its training data: the one its
         checkpoint (``meta["path"]``) records, or that of the images a reset starts from; with
-        neither, they are plain Gibbs chains until a reset from images."""
+        neither, they are plain Gibbs chains until a reset from images.
+
+        A texture RBM dreams one seamless texture of `TEXTURE_DREAM_SIDE` px (whatever
+        `n_chains` says; `set_n_chains` takes up to `TEXTURE_MAX_CHAINS`), annealed from noise
+        over its first sweeps (`ConvGibbsSampler.warm_up`)."""
         from models.factory import make_sampler
         from models.rbm import RBMBase
         from models.tempering import base_from_checkpoint
@@ -176,9 +190,18 @@ class DreamSession:
         base = None
         if tempering and isinstance(model, RBMBase) and meta.get("path"):
             base = base_from_checkpoint(model, meta["path"])
+        options: dict[str, Any] = {"tempering": tempering, "base": base} if isinstance(model, RBMBase) else {}
+        if _any_size(model):  # a texture RBM: one large seamless texture, its structure annealed in
+            settings = replace(settings, n_chains=1)
+            options["size"] = (TEXTURE_DREAM_SIDE, TEXTURE_DREAM_SIDE)
         try:
             sampler = make_sampler(model, n_chains=settings.n_chains, seed=seed, k=1, temperature=settings.temperature,
-                                   **({"tempering": tempering, "base": base} if isinstance(model, RBMBase) else {}))
+                                   **options)
+            if _any_size(model):
+                from models.conv_rbm import DEFAULT_SWEEPS
+
+                sampler.warm_up = DEFAULT_SWEEPS // 2
+                sampler.reset()
         except ValueError as e:
             if was_training and hasattr(model, "train"):
                 model.train()
@@ -213,9 +236,10 @@ class DreamSession:
         if self.sampler is None:
             return ("The dream brush steers free-running chains; these are a training run's "
                     "chains, which the brush must not disturb. Open the model to paint on its dreams.")
-        if not isinstance(self.sampler, GibbsSampler) or not isinstance(self.model, RBMBase):
+        pixels = isinstance(self.sampler, GibbsSampler) and isinstance(self.model, RBMBase)
+        if not pixels and not (_any_size(self.model) and hasattr(self.sampler, "clamp")):  # (a texture's units are pixels)
             what = {"hybrid": "the hybrid's", "vae": "the VAE's"}.get(self.kind, "this model's")
-            return (f"The dream brush needs one visible unit per pixel (a binary or Gaussian RBM); "
+            return (f"The dream brush needs one visible unit per pixel (a binary, Gaussian or texture RBM); "
                     f"{what} chains live in a code space, where no unit belongs to a pixel.")
         return None
 
@@ -243,8 +267,10 @@ class DreamSession:
         self.wakeup.set()
 
     def set_n_chains(self, n: int) -> None:
-        """Run `n` chains (1-256). Kept chains keep their state; new ones start from noise."""
-        self._intent(n_chains=int(n))
+        """Run `n` chains (1-256; a texture's, 1 to `TEXTURE_MAX_CHAINS`). Kept chains keep
+        their state; new ones start from noise."""
+        n = int(n)
+        self._intent(n_chains=min(n, TEXTURE_MAX_CHAINS) if _any_size(self.model) and n > 0 else n)
 
     def set_steps_per_frame(self, k: int) -> None:
         self._intent(steps_per_frame=int(k))
@@ -281,6 +307,11 @@ class DreamSession:
         if images.ndim != 4 or len(images) == 0:
             return f"expected a non-empty stack of images [N, C, H, W], got shape {tuple(images.shape)}"
         want = self.image_chw()
+        if want is not None and _any_size(self.model):  # a texture starts from images of any size, tiled
+            if images.shape[1] != want[0]:
+                return (f"the dataset's images have {images.shape[1]} channel(s); this texture model dreams with "
+                        f"{want[0]}: prepare the dataset in {'colour' if want[0] == 3 else 'grey'}")
+            return None
         if want is not None and tuple(images.shape[1:]) != want:
             c, h, w = want
             return (f"the dataset's images are {images.shape[3]}×{images.shape[2]} with {images.shape[1]} channel(s); "
@@ -292,6 +323,8 @@ class DreamSession:
         m = self.model
         cfg = getattr(m, "config", None)
         shape = getattr(cfg, "image_shape", None) or getattr(m, "image_shape", None)
+        if _any_size(m) and self.sampler is not None:  # a texture dreams at its sampler's size
+            shape = self.sampler.image_shape
         if shape is None and cfg is not None and hasattr(cfg, "image_size"):
             shape = (cfg.channels, cfg.image_size, cfg.image_size)
         if shape is None:

@@ -504,6 +504,8 @@ class TrainingJob:
         model = self.model
         weight = getattr(model, "weight", None)
         shape = getattr(getattr(model, "config", None), "image_shape", None)
+        if getattr(weight, "ndim", 0) == 4:  # a texture RBM's filters [K, C, f, f], as a pixel RBM's columns
+            shape, weight = tuple(weight.shape[1:]), weight.detach().flatten(1).t()
         if weight is None or shape is None or getattr(weight, "ndim", 0) != 2:
             return None
         shape = tuple(int(s) for s in shape)

@@ -129,8 +129,40 @@ def hyperparameters(kind: str) -> list[HyperParam]:
             HyperParam("n_chains", "Chains", "int", n_chains, 1, 4096,
                        tooltip="Persistent chains of the RBM: the dreams."),
         ]
+    if kind == "texture":
+        return _texture_params(default, lr)
     return [
         HyperParam("hidden", "Hidden units", "int", default("n_hidden", 100), 1, 10_000),
         HyperParam("latent", "Latent size", "int", default("latent", 32), 1, 4096),
         *_common_params(lr),
+    ]
+
+
+def _texture_params(default, lr: float) -> list[HyperParam]:
+    """The texture RBM's settings: its filters, and PCD on random crops (one image is enough)."""
+    steps = default("steps_per_epoch")
+    return [
+        HyperParam("hidden", "Filters", "int", default("n_filters"), 1, 1024,
+                   tooltip="Filters the texture RBM learns, each a small patch it can place anywhere."),
+        HyperParam("filter_size", "Filter size (px)", "int", default("filter_size"), 3, 64, target="extra",
+                   tooltip="Side of each filter: wide enough to see the texture's grain."),
+        HyperParam("pooling", "Max-pooling", "int", default("pooling"), 1, 8, target="extra",
+                   tooltip="At most one unit of each p×p block of a filter's map is on (1: none); "
+                           "2 keeps the dreams textured rather than flat or streaked."),
+        HyperParam("epochs", "Epochs", "int", 0, 0, 100_000, special="auto",
+                   tooltip=f"Each epoch is {steps} steps of random crops, whatever the number of images. "
+                           f"Auto: {default('epochs')}."),
+        HyperParam("batch_size", "Crops per step", "int", 0, 0, 4096, special="auto",
+                   tooltip=f"Random crops of the images per update. Auto: {default('batch_size')}."),
+        HyperParam("crop", "Crop size (px)", "int", default("crop"), 8, 4096, target="extra",
+                   tooltip="Side of the training crops (the images' side when they are smaller)."),
+        HyperParam("learning_rate", "Learning rate", "float", lr, 0.0, 10.0, step=lr / 2 or 1e-4,
+                   decimals=5, special="model default",
+                   tooltip="Step size of the optimiser (Adam). Lower it if training diverges."),
+        HyperParam("k", "Gibbs sweeps (k)", "int", default("k"), 1, 100, target="extra",
+                   tooltip="Gibbs sweeps of the persistent chains per update (PCD-k)."),
+        HyperParam("n_chains", "Chains", "int", default("n_chains"), 1, 256, target="extra",
+                   tooltip="Persistent chains, each a torus of the crop's size: the dreams shown while it trains."),
+        HyperParam("seed", "Seed", "int", -1, -1, 2**31 - 1, special="random",
+                   tooltip="Fix it to repeat a run exactly; 'random' draws a new one."),
     ]

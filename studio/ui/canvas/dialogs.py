@@ -71,9 +71,6 @@ class ModelLayerDialog(QDialog):
             self.model_box.addItem(c.label)
         self.model_box.setToolTip("A trained (or training) model; it is copied, so training goes on undisturbed")
         self.make_box = QComboBox()
-        for text, data in (("Texture, mirrored tiles (seamless)", "mirror"), ("Texture, plain tiles", "plain"),
-                           ("Single dream, placed once", "single"), ("Frame (VAE sample / hybrid dream)", "frame")):
-            self.make_box.addItem(text, data)
         self.make_box.setToolTip("Mirrored tiling flips every other tile so all edges meet: a seamless texture")
         self.steps = QSpinBox()
         self.steps.setRange(0, 100_000)
@@ -104,6 +101,8 @@ class ModelLayerDialog(QDialog):
         form.addRow("Temperature", self.temperature)
         form.addRow("Show", self.show_box)
         form.addRow("Scale", self.scale)
+        self.model_box.currentIndexChanged.connect(self._model_chosen)
+        self._model_chosen()
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Add Layer")
         buttons.accepted.connect(self.accept)
@@ -111,6 +110,25 @@ class ModelLayerDialog(QDialog):
         lay = QVBoxLayout(self)
         lay.addLayout(form)
         lay.addWidget(buttons)
+
+    def _model_chosen(self, *_: Any) -> None:
+        """What the chosen model can make: a texture RBM fills the canvas at its own size
+        (seamless, nothing scaled, 40 sweeps from noise); the others' dreams are tiled, placed
+        or shown as a frame, scaled up."""
+        texture = bool(self.choices) and self.choices[self.model_box.currentIndex()].kind == "texture"
+        makes = ((("Texture filling the canvas (seamless, at its own size)", "fill"),) if texture else
+                 (("Texture, mirrored tiles (seamless)", "mirror"), ("Texture, plain tiles", "plain"),
+                  ("Single dream, placed once", "single"), ("Frame (VAE sample / hybrid dream)", "frame")))
+        if [self.make_box.itemData(i) for i in range(self.make_box.count())] != [data for _, data in makes]:
+            self.make_box.clear()
+            for text, data in makes:
+                self.make_box.addItem(text, data)
+            from models.conv_rbm import DEFAULT_SWEEPS
+
+            self.steps.setValue(DEFAULT_SWEEPS if texture else 500)
+        self.scale.setEnabled(not texture)
+        self.scale.setToolTip("A texture RBM's texture is made at the canvas's size: nothing is scaled" if texture else
+                              "Upscale factor (bicubic): a 28 px dream at ×4 is a 112 px tile")
 
     def values(self) -> dict[str, Any]:
         return {"choice": self.choices[self.model_box.currentIndex()], "make": self.make_box.currentData(),

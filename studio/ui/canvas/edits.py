@@ -118,11 +118,17 @@ class LayerEdits:
                         temperature: float = 1.0, show: str = "probs", scale: float = 4.0) -> None:
         """Sample ``choice``'s model in the background (a private copy, taken under its lock)
         and add the result: ``make`` = "mirror" / "plain" (tiled texture), "single"
-        (one dream placed once) or "frame" (a VAE sample / hybrid dream)."""
-        from studio.canvas.sources import detach_model, rbm_texture, sample_frame
+        (one dream placed once), "frame" (a VAE sample / hybrid dream) or "fill" (a texture
+        RBM's seamless texture at the canvas's own size)."""
+        from studio.canvas.sources import canvas_texture, detach_model, rbm_texture, sample_frame
+
+        size = (self.canvas.width, self.canvas.height)
 
         def work() -> Layer:
             model = detach_model(choice.model, choice.lock)
+            if make == "fill":
+                return canvas_texture(model, *size, steps, seed, temperature=temperature, show=show,
+                                      checkpoint_sha256=choice.checkpoint_sha256, provenance={"model_step": choice.step})
             if make == "frame":
                 return sample_frame(model, seed, temperature=temperature, steps=steps, scale=scale,
                                     checkpoint_sha256=choice.checkpoint_sha256)
