@@ -484,7 +484,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
     ckpt = _checkpoint_or_exit(args.checkpoint, device)
     if hasattr(ckpt.model, "synthesize"):  # a texture model: seamless, at any size
-        return _sample_textures(args, ckpt)
+        from studio.cli_texture import sample_textures
+
+        return sample_textures(args, ckpt)
     if args.width is not None or args.height is not None:
         c, h, w = ckpt.model.config.image_shape if hasattr(ckpt.model.config, "image_shape") else (0, 0, 0)
         raise ValueError(f"--width and --height apply to texture models only: a {ckpt.kind} model dreams at its "
@@ -525,67 +527,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
              f"{written} of the {len(files)} PNGs were written, each whole")
         return EXIT_FAILED
     print(f"wrote {len(imgs)} samples and grid.png to {out}")
-    return EXIT_OK
-
-
-def _texture_size(args: argparse.Namespace) -> tuple[int, int]:
-    """(height, width) of `harmonium sample`'s textures: --height and --width (either alone
-    gives a square), 512 px when neither is given; ValueError outside the sizes it draws."""
-    from models.conv_rbm import MAX_TEXTURE_SIDE, MIN_TEXTURE_SIDE
-
-    width = args.width if args.width is not None else (args.height if args.height is not None else 512)
-    height = args.height if args.height is not None else width
-    for flag, value in (("--width", width), ("--height", height)):
-        if not MIN_TEXTURE_SIDE <= value <= MAX_TEXTURE_SIDE:
-            raise ValueError(f"{flag} must be {MIN_TEXTURE_SIDE} to {MAX_TEXTURE_SIDE:,} pixels (got {value})")
-    return height, width
-
-
-def _sample_textures(args: argparse.Namespace, ckpt) -> int:
-    """`harmonium sample` of a texture model: --n seamless textures of --width × --height px,
-    one at a time (each `models.conv_rbm.synthesize`: --steps sweeps from noise, annealed), as
-    PNGs with their provenance, and grid.png."""
-    import random
-
-    from tqdm import tqdm
-
-    import numpy as np
-
-    from models.conv_rbm import DEFAULT_SWEEPS
-    from studio.images import images_to_uint8, mosaic, save_png
-
-    height, width = _texture_size(args)
-    n = 4 if args.n is None else args.n
-    steps = DEFAULT_SWEEPS if args.steps is None else args.steps
-    model, pooling = ckpt.model, ckpt.model.pooling
-    if height % pooling or width % pooling:
-        raise ValueError(f"--width and --height must be multiples of {pooling} for this model (its max-pooling blocks); "
-                         f"got {width}×{height}")
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
-    show = "samples" if args.binary else "probs"
-    info = {"model": ckpt.kind, "checkpoint_sha256": ckpt.sha256, "steps": steps, "temperature": args.temperature,
-            "width": width, "height": height, "seamless": True}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    imgs, written, current = [], 0, out
-    try:
-        for i in tqdm(range(n), unit="texture", disable=args.quiet, desc=f"{width}×{height}"):
-            texture = model.synthesize(height, width, n=1, steps=steps, seed=seed + i, temperature=args.temperature, show=show)
-            im = images_to_uint8(texture)[0]
-            current = out / f"sample_{i:04d}.png"
-            save_png(current, im, {**info, "seed": seed + i, "chain": i})
-            written += 1
-            if n > 1 and height * width <= 1024 * 1024:  # the grid only of what fits in memory beside them
-                imgs.append(im)
-        if imgs:
-            current = out / "grid.png"
-            save_png(current, mosaic(np.stack(imgs), pad=GRID_PAD), {**info, "seed": seed})
-    except OSError as e:
-        from studio.dataset import display_path
-
-        _err(f"cannot write {display_path(current)} ({_why(e)}); {written} of the {n} textures were written, each whole")
-        return EXIT_FAILED
-    print(f"wrote {n} seamless {width}×{height} textures" + (" and grid.png" if imgs else "") + f" to {out}")
     return EXIT_OK
 
 
