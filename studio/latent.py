@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator, Literal, Mapping
 
 import numpy as np
 import torch
@@ -118,13 +118,15 @@ class LatentExplorer:
     (``lock``: held while copying). ``images``: the set, encoded at once when given."""
 
     def __init__(self, model: Any, images: Any = None, *, copy: bool = True, lock: Any = None,
-                 batch_size: int = 256, temperature: float = 1.0):
+                 batch_size: int = 256, temperature: float = 1.0, meta: Mapping[str, Any] | None = None):
         kind = str(getattr(model, "kind", ""))
         if kind not in kinds.keys("explorable"):
             raise ValueError(f"a {kind or type(model).__name__} model has no latent space to explore "
                              f"(use a VAE, an autoencoder or the AE+RBM hybrid)")
         self.model = detach_model(model, lock) if copy else model
         self.model.eval()
+        #: Where the model comes from (``kind``, ``title``, ``job_id``, ``path``...), for provenance.
+        self.meta: dict[str, Any] = dict(meta or {})
         self.kind = kind
         self.coder = self.model.autoencoder if kind == "hybrid" else self.model
         self.latent_dim = int(self.coder.latent)

@@ -290,15 +290,14 @@ def test_model_texture_layer_is_sampled_in_the_background(view, qtbot):
 
 def test_dataset_image_and_import(errors, view, qtbot, tmp_path):
     from studio.dataset import Preprocess
-    from studio.jobs import Session
 
     folder = tmp_path / "imgs"
     folder.mkdir()
     for i in range(3):
         Image.fromarray(np.full((20, 20), 60 * i, np.uint8)).save(folder / f"im{i}.png")
-    session = Session(Preprocess(size=16))
-    session.open_images([str(folder)])
-    view.set_session(session, selected_image=lambda: 2)
+    session = view.session  # the document the view was built from
+    session.open_images([str(folder)], Preprocess(size=16))
+    view.selected_image = lambda: 2
     layer = view.add_dataset_image()
     assert layer.provenance["source"] == "dataset" and layer.provenance["index"] == 2
     assert layer.provenance["path"].endswith("im2.png") and layer.resample == "bicubic"

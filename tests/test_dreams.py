@@ -374,10 +374,12 @@ def test_view_snapshot_export_and_dataset_reset(view, qtbot, tmp_path):
     view.set_dataset_images(np.zeros((3, 1, 5, 5), np.uint8))
     assert not view.reset_data_button.isEnabled() and "model's size" in view.reset_data_button.toolTip()
 
-    with qtbot.waitSignal(view.snapshotToCanvas, timeout=2000) as sig:
-        view.snapshot_chain()
-    rgba, prov = sig.args
+    n_layers = len(view.document.canvas.layers)
+    rgba, prov = view.snapshot_chain()
     assert rgba.shape == (8, 8, 4) and prov["checkpoint_sha256"] == "ef" * 32 and prov["chain"] == 0
+    assert len(view.document.canvas.layers) == n_layers + 1  # on the document's canvas, pixels and all
+    layer = view.document.canvas.layers[-1]
+    assert np.array_equal(np.asarray(layer.source), rgba) and layer.provenance["chain"] == 0
     fut = view.export_grid_png(tmp_path / "g.png")
     assert fut.result(timeout=10) == tmp_path / "g.png"
     for _ in range(3):

@@ -95,11 +95,14 @@ def test_dream_mode_animates_and_a_slider_stops_it(qtbot, view):
     assert not view.dreaming and not view.dream_button.isChecked()
 
 
-def test_to_canvas_sends_an_rgba_frame_with_its_latent(qtbot, view):
-    with qtbot.waitSignal(view.frameToCanvas, timeout=2000) as sig:
-        view.send_to_canvas()
-    rgba, prov = sig.args
-    assert rgba.shape == (SIZE, SIZE, 4) and rgba.dtype == np.uint8
+def test_to_canvas_puts_the_frame_with_its_latent_on_the_documents_canvas(qtbot, view):
+    assert view.document.canvas.layers == ()
+    view.send_to_canvas()
+    (layer,) = view.document.canvas.layers
+    pixels = np.asarray(layer.source)
+    assert pixels.shape == (SIZE, SIZE, 4) and pixels.dtype == np.uint8
+    assert np.array_equal(pixels[..., 0], view.shown[..., 0]) and (pixels[..., 3] == 255).all()
+    prov = layer.provenance
     assert prov["model"] == "vae" and len(prov["latent"]) == 6 and prov["title"] == "tiny VAE"
 
 
@@ -216,9 +219,8 @@ def test_the_strip_exports_as_png_and_as_gif_and_apng(qtbot, view, tmp_path):
 
 def test_the_strip_goes_to_the_canvas_as_one_layer(qtbot, view):
     make_strip(qtbot, view, 1, 3, 4)
-    with qtbot.waitSignal(view.layerToCanvas, timeout=2000) as sig:
-        view.strip_canvas_button.click()
-    layer = sig.args[0]
+    view.strip_canvas_button.click()
+    (layer,) = view.document.canvas.layers
     assert np.array_equal(np.asarray(layer.source), view.strip_image())
     assert layer.provenance["source"] == "interpolation" and layer.provenance["frames"] == 4
 

@@ -697,8 +697,8 @@ def test_an_update_made_before_stop_but_delivered_after_it_changes_nothing(ready
     late = job.update(frame=True, since_frame=-1)  # and a training frame after it (the closing word's)
     assert late.frame is not None
     controller._on_update(late)
-    ready._frame_ready(stale)  # the page's frame signal, straight to the window, both ways
-    ready._frame_ready(late)
+    dreams._run_update(stale)  # the controller's updates, straight to the Dreams tab, both ways
+    dreams._run_update(late)
     _settle(qtbot)
 
     assert job.state is JobState.STOPPED and states == ["stopped"]  # never "running" again

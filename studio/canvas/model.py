@@ -4,6 +4,7 @@ See :mod:`studio.canvas`."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from psygnal import Signal, SignalGroup
 
-from studio.canvas.layer import HISTORY_LIMIT, Layer, MAX_CANVAS_SIZE, parse_colour, RGBA
+from studio.canvas.layer import HISTORY_LIMIT, Layer, MAX_CANVAS_SIZE, MAX_SCALED_SIDE, parse_colour, RGBA
 from studio.canvas.render import _footprint, Renderer
 
 
@@ -104,6 +105,24 @@ class Command:
 
     def undo(self, canvas: "Canvas") -> None:
         canvas._apply_state(self.before)
+
+
+def fit_scale(layer: Layer, width: int, height: int, fraction: float, integer: bool) -> float:
+    """The scale that makes ``layer``'s source about ``fraction`` of a ``width``×``height``
+    canvas (whole factors when ``integer`` and it grows: crisp pixels), within the scaled-size
+    limit."""
+    h, w = layer.pixels.shape[:2]
+    s = fraction * min(width / w, height / h)
+    s = max(1.0, math.floor(s)) if integer and s >= 1 else s
+    return max(1e-3, min(s, MAX_SCALED_SIDE / max(h, w)))
+
+
+def centred(layer: Layer, width: int, height: int) -> Layer:
+    """``layer`` placed in the middle of a ``width``×``height`` canvas (a tiled layer as it is)."""
+    if layer.tiling is not None:
+        return layer
+    w, h = layer.scaled_size
+    return dataclasses.replace(layer, x=(width - w) // 2, y=(height - h) // 2)
 
 
 def _check_size(width: int, height: int) -> tuple[int, int]:

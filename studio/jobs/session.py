@@ -1,4 +1,5 @@
-"""The studio's document: the images, their sources and preprocessing, and the training jobs.
+"""The studio's document: the images, their sources and preprocessing, the training jobs, the
+current run, the canvas, what the Dreams and Latent tabs show and the project's file.
 See :mod:`studio.jobs`."""
 
 from __future__ import annotations
@@ -19,25 +20,39 @@ from studio.jobs.heldout import ScoringSet, split_images
 from studio.jobs.job import JobState, TrainingJob
 from studio.jobs.params import hyperparameters
 
-if TYPE_CHECKING:  # torch stays unimported until a job needs it
+if TYPE_CHECKING:  # torch stays unimported until a job (or the canvas) needs it
     from models.training import Trainer
+    from studio.canvas import Canvas, CanvasState, Layer
+    from studio.dreams import DreamSession
+    from studio.latent import LatentExplorer
+    from studio.project import ProjectData
 
 
 class SessionEvents(SignalGroup):
     """What a :class:`Session` announces, on the thread that made the change: ``images``
     (the new :class:`~studio.dataset.ImageSet`), ``preprocess`` (the
-    :class:`~studio.dataset.Preprocess`), ``job_added`` (the :class:`TrainingJob`)."""
+    :class:`~studio.dataset.Preprocess`), ``job_added`` (the :class:`TrainingJob`),
+    ``current_job`` (the run the tabs follow, or None), ``project_path`` (a ``Path`` or None),
+    ``dreams`` (the :class:`~studio.dreams.DreamSession` the Dreams tab shows, or None: set on
+    the UI thread), ``latent`` (the :class:`~studio.latent.LatentExplorer` the Latent tab
+    explores, or None: made, and announced, on the Latent tab's worker thread)."""
 
     images = Signal(object)
     preprocess = Signal(object)
     job_added = Signal(object)
+    current_job = Signal(object)
+    project_path = Signal(object)
+    dreams = Signal(object)
+    latent = Signal(object)
 
 
 class Session:
-    """The studio's state: images, preprocessing, jobs. No Qt; views listen to :attr:`events`
-    (:class:`SessionEvents`)."""
+    """The studio's document: images, preprocessing, jobs, the current run, the canvas, what
+    the Dreams and Latent tabs show, the project's file. No Qt; views are built from it, listen
+    to :attr:`events` (:class:`SessionEvents`) and send intent back through its methods."""
 
-    def __init__(self, preprocess: Preprocess | None = None, device: str | None = None) -> None:
+    def __init__(self, preprocess: Preprocess | None = None, device: str | None = None, *,
+                 canvas: Canvas | None = None) -> None:
         self.preprocess = preprocess or Preprocess()
         self.images: ImageSet | None = None
         self.sources: list[str] = []  # empty: the demo set
@@ -51,6 +66,18 @@ class Session:
         self.score_options: dict[str, Any] = {}
         self._split: ScoringSet | None = None  # the current images' split, made when first needed
         self._split_lock = threading.Lock()
+        self._canvas = canvas  # made on first use: the canvas's renderer imports torch
+        self._canvas_lock = threading.Lock()
+        #: The run the tabs follow (the training dock's visible run), or None.
+        self.current_job: TrainingJob | None = None
+        #: Where the project was last saved or opened from (None: never saved).
+        self.project_path: Path | None = None
+        #: What the Dreams tab shows (free-running chains or a run's training frames), or None.
+        self.dreams: DreamSession | None = None
+        #: The serial of the dreams' frame on screen (the Dreams view sets it; None: the newest).
+        self.dreams_shown: int | None = None
+        #: The latent space the Latent tab explores, or None.
+        self.latent: LatentExplorer | None = None
 
     # --------------------------------------------------------------------- device
     @property
@@ -269,6 +296,185 @@ class Session:
         if images is not None and len(images) and _image_shape(ckpt.model) == tuple(images.shape):
             job.scoring_set = self.scoring_set(images)
         return job
+
+
+    # --------------------------------------------------------------------- the current run
+    def set_current_job(self, job: TrainingJob | None) -> None:
+        """Make ``job`` the run the tabs follow (the training dock's visible run)."""
+        if job is not self.current_job:
+            self.current_job = job
+            self.events.current_job.emit(job)
+
+    def job_by_id(self, job_id: int) -> TrainingJob | None:
+        return next((j for j in self.jobs if j.id == job_id), None)
+
+    # --------------------------------------------------------------------- the canvas
+    @property
+    def canvas(self) -> Canvas:
+        """The composition (made on first use, 1024² on white; it stays the same object: an
+        opened project replaces its layers in one undo step, :meth:`apply_project`)."""
+        if self._canvas is None:
+            with self._canvas_lock:
+                if self._canvas is None:
+                    from studio.canvas import Canvas
+
+                    self._canvas = Canvas(1024, 1024, background=(1.0, 1.0, 1.0, 1.0))
+        return self._canvas
+
+    def add_snapshot_layer(self, rgba: np.ndarray, provenance: dict[str, Any] | None = None) -> Layer:
+        """Put a dream snapshot (a uint8 RGBA grid or chain, from the Dreams or Latent tab) on
+        the canvas: scaled up crisply (nearest, whole factors) to about 60 % of the canvas and
+        centred. Raises ``LayerSourceError`` (a ValueError) for pixels that make no layer."""
+        import dataclasses
+
+        from studio.canvas.model import fit_scale
+        from studio.canvas.sources import from_dream_snapshot
+
+        canvas = self.canvas
+        layer = from_dream_snapshot(rgba, dict(provenance or {}))
+        layer = dataclasses.replace(layer, scale=fit_scale(layer, canvas.width, canvas.height, 0.6, integer=True))
+        return self.add_layer(layer, center=True)
+
+    def add_layer(self, layer: Layer, *, center: bool = False) -> Layer:
+        """Put ``layer`` on top of the canvas (centred when ``center`` and it is not tiled), one
+        undo step of its own."""
+        from studio.canvas.model import centred
+
+        canvas = self.canvas
+        if center:
+            layer = centred(layer, canvas.width, canvas.height)
+        canvas.end_merge()
+        return canvas.add_layer(layer)
+
+    def replace_canvas(self, other: Canvas | CanvasState, label: str = "Open project") -> CanvasState:
+        """Make the canvas look like ``other`` (an opened project's) in one undo step (the
+        canvas stays the same object: its views follow); returns ``other``'s state."""
+        state = other.snapshot() if hasattr(other, "snapshot") else other
+        c = self.canvas
+        with c.macro(label):
+            for layer in list(c.layers):
+                c.remove_layer(layer.id)
+            c.resize(state.width, state.height)
+            c.set_background(state.background)
+            for layer in state.layers:
+                c.add_layer(layer)
+        return state
+
+    # --------------------------------------------------------------------- what the tabs show
+    def dream(self, model: Any, meta: dict[str, Any] | None = None, **settings: Any) -> DreamSession:
+        """Free-running dreams over ``model`` (a private copy no job trains) for the Dreams tab;
+        ``settings``: ``DreamSession.from_model``'s (chains, steps per frame, temperature,
+        show, history). Raises ValueError, with a sentence for people, for a model that does
+        not dream (the tab then shows nothing)."""
+        from studio.dreams import DreamSession
+
+        try:
+            session = DreamSession.from_model(model, meta, **settings)
+        except ValueError:
+            self.set_dreams(None)
+            raise
+        self.set_dreams(session)
+        return session
+
+    def dream_training(self, meta: dict[str, Any] | None = None, *, history: int = 240) -> DreamSession:
+        """The Dreams tab shows a training run's frames (``push_frame``, thread-safe)."""
+        from studio.dreams import DreamSession
+
+        session = DreamSession.for_training(meta, history=history)
+        self.set_dreams(session)
+        return session
+
+    def set_dreams(self, session: DreamSession | None) -> None:
+        if session is not self.dreams:
+            self.dreams = session
+            self.dreams_shown = None
+            self.events.dreams.emit(session)
+
+    def dream_snapshot(self) -> tuple[np.ndarray, dict[str, Any]] | None:
+        """(uint8 RGBA grid, provenance) of the dreams' frame on screen (:attr:`dreams_shown`,
+        else the newest), or None when the Dreams tab shows no frame."""
+        s = self.dreams
+        if s is None:
+            return None
+        for serial in (self.dreams_shown, None):
+            frame = s.frame(serial) if serial is not None else s.latest()
+            if frame is not None:
+                try:
+                    return s.snapshot_grid(frame.serial)
+                except ValueError:  # the frame left the history meanwhile
+                    continue
+        return None
+
+    def explore(self, model: Any, images: Any = None, meta: dict[str, Any] | None = None, *,
+                lock: Any = None) -> LatentExplorer:
+        """The latent space of ``model`` (copied, under ``lock`` when given) for the Latent tab,
+        with the set ``images`` (uint8 [N, C, H, W]) encoded for the slider order. Seconds:
+        call it from a worker (the Latent tab's); announced there. Raises ValueError for a
+        model without a latent space."""
+        from studio.latent import LatentExplorer
+
+        explorer = LatentExplorer(model, images, lock=lock, meta=meta)
+        self.set_latent(explorer)
+        return explorer
+
+    def set_latent(self, explorer: LatentExplorer | None) -> None:
+        if explorer is not self.latent:
+            self.latent = explorer
+            self.events.latent.emit(explorer)
+
+    # --------------------------------------------------------------------- projects
+    def set_project_path(self, path: str | Path | None) -> None:
+        path = Path(path) if path is not None else None
+        if path != self.project_path:
+            self.project_path = path
+            self.events.project_path.emit(path)
+
+    def project_data(self) -> ProjectData:
+        """What a project file would hold now (cheap, no model read: the UI thread may call it
+        and save in a worker with :func:`studio.project.save_project`)."""
+        from studio.project import project_from_session
+
+        canvas = self.canvas
+        return project_from_session(self, canvas.snapshot(), renderer=canvas.renderer)
+
+    def save_project(self, path: str | Path) -> Path:
+        """Save the document as a ``.harmonium`` project (atomic: the previous file stays intact
+        if it fails) and make ``path`` its file. Reads each model under its job's lock."""
+        from studio.project import save_project
+
+        out = Path(save_project(path, self.project_data()))
+        self.set_project_path(out)
+        return out
+
+    def read_project(self, path: str | Path) -> tuple[ProjectData, list[TrainingJob]]:
+        """Read and validate a project and open a job per model, changing nothing (a worker's
+        part; raises ``ProjectError`` / ``CheckpointError`` with one sentence)."""
+        from studio.project import open_project
+
+        project = open_project(path)
+        return project, [self.open_model(m.path) for m in project.models]
+
+    def apply_project(self, project: ProjectData, jobs: Sequence[TrainingJob], label: str = "Open project") -> None:
+        """Make the document show an opened project (on the thread that owns the views): its
+        canvas replaces this one's layers in one undo step, its models join the jobs (their
+        checkpoints live inside the project: Save Model asks where). The images are the
+        caller's to load (:meth:`open_images`, or a loader in a worker)."""
+        self.replace_canvas(project.canvas, label)
+        for job in jobs:
+            job.path = None
+            self.add_job(job)
+
+    def open_project(self, path: str | Path) -> ProjectData:
+        """Open a project headless (scripts, tests): read it, apply it, load its images when it
+        names any that are found (synchronously), and make ``path`` the document's file."""
+        project, jobs = self.read_project(path)
+        self.apply_project(project, jobs)
+        if project.dataset is not None:
+            found, _missing = project.dataset.resolve(Path(path).parent)
+            if found or project.dataset.is_demo:
+                self.open_images(found, Preprocess.from_dict(project.dataset.preprocess))
+        self.set_project_path(Path(project.path) if project.path is not None else Path(path))
+        return project
 
 
 def _image_shape(model: Any) -> tuple[int, ...] | None:

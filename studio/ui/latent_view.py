@@ -1,8 +1,11 @@
 """The "Latent" tab: sliders over a VAE's (or the hybrid's autoencoder's) latent space,
 decoded live, with randomise / reset and a dream mode.
 
-The model behind it is a :class:`studio.latent.LatentExplorer` (a private copy of the model);
-every decode runs in one worker thread (:class:`studio.latent.LatentRunner`) that keeps only
+The model behind it is the document's (:class:`studio.jobs.Session`) explorer,
+``session.latent``, a :class:`studio.latent.LatentExplorer` over a private copy of the model: the
+view asks the document to make one (:meth:`LatentView.set_model`, in the worker) and shows
+whichever the document holds (``events.latent``); with :meth:`LatentView.follow_jobs` it explores
+the document's current run by itself once it stops. Every decode runs in one worker thread (:class:`studio.latent.LatentRunner`) that keeps only
 the newest request, so dragging a slider faster than the model decodes skips stale values and
 never queues them. Each request carries the *whole* latent vector the sliders show, so a
 skipped request loses nothing. Results come back to the UI thread through a queued signal.
@@ -10,8 +13,8 @@ skipped request loses nothing. Results come back to the UI thread through a queu
 Sliders: the ``max_sliders`` (16) most used dimensions (VAE: KL per dimension over the set;
 hybrid: code variance), each labelled with its dimension and score. Dream mode walks the
 latent space smoothly (``LatentExplorer.walk``) at the chosen speed; the sliders follow it.
-Moving a slider stops the dream. "To canvas" hands the frame shown to the Canvas tab through
-:attr:`LatentView.frameToCanvas` (the same shape as the Dreams tab's snapshots).
+Moving a slider stops the dream. "To canvas" puts the frame shown on the document's canvas
+(as the Dreams tab's snapshots).
 
 Interpolate: two set images A and B (spin boxes over the set's indices, or "Use selected":
 the first two indices of :attr:`LatentView.selected_indices`, a callable the main window sets
@@ -20,7 +23,7 @@ strip" decodes the walk in the worker (``LatentExplorer.interpolate``), shows th
 side and plays them in the preview (a QTimer) until a slider, randomise, reset or a dream takes
 the preview back. The strip exports as a PNG (the mosaic) or an animation (GIF / APNG by the
 suffix), both with provenance (``studio.canvas.export``), and goes to the canvas as one layer
-(``studio.canvas.sources.interpolation_strip``) through :attr:`LatentView.layerToCanvas`.
+(``studio.canvas.sources.interpolation_strip``) on the document's canvas.
 """
 from __future__ import annotations
 
@@ -50,7 +53,10 @@ from PySide6.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
+from models import kinds  # the kinds' records
+from studio.jobs import JobState, Session, TrainingJob
 from studio.latent import LatentExplorer, LatentRunner
+from studio.ui.relay import listen
 from studio.ui.widgets import pixel_view
 
 MUTED = "#8a9099"
@@ -67,14 +73,11 @@ def _rgba(pixels: np.ndarray) -> np.ndarray:
 
 
 class LatentView(QWidget):
-    """The Latent tab. Public: :meth:`set_model`, :meth:`clear`, :meth:`shutdown`,
-    :meth:`randomise`, :meth:`reset`, :meth:`set_dreaming`; signals :attr:`frameToCanvas`
-    and :attr:`statusMessage`."""
+    """The Latent tab, built from a document (a private one when none is given). Public:
+    :meth:`set_model`, :meth:`follow_jobs`, :meth:`clear`, :meth:`shutdown`, :meth:`randomise`,
+    :meth:`reset`, :meth:`set_dreaming`; signals :attr:`explorerChanged` and
+    :attr:`statusMessage`."""
 
-    #: A frame for the canvas: (uint8 RGBA [H, W, 4], provenance dict).
-    frameToCanvas = Signal(object, dict)
-    #: An interpolation strip for the canvas: a :class:`studio.canvas.Layer`.
-    layerToCanvas = Signal(object)
     #: The explorer changed (a new model is ready, or the tab was cleared): read :attr:`explorer`.
     explorerChanged = Signal()
     #: A short message for the status bar.
@@ -84,8 +87,11 @@ class LatentView(QWidget):
     _frame = Signal(object)  # (pixels, z, sync), from the worker
     _failed = Signal(str)
 
-    def __init__(self, parent: QWidget | None = None, *, max_sliders: int = MAX_SLIDERS, fps: float = 30.0) -> None:
+    def __init__(self, document: Session | None = None, parent: QWidget | None = None, *,
+                 max_sliders: int = MAX_SLIDERS, fps: float = 30.0) -> None:
         super().__init__(parent)
+        #: The document: the explorer it holds (``document.latent``), its images and canvas.
+        self.document = document if document is not None else Session()
         self.max_sliders = int(max_sliders)
         self.explorer: LatentExplorer | None = None
         self.meta: dict[str, Any] = {}
@@ -96,6 +102,8 @@ class LatentView(QWidget):
         self.frames_shown = 0
         self.last_error = ""
         self._generation = 0  # bumps with every set_model: late results of an old model are dropped
+        self._latent_shown: tuple[int, int] | None = None  # (job id, step) of the run explored
+        self._shut = False
         self._seed = 0
         self._speed_value = 1.0  # read by the worker when a dream starts
         #: () -> the dataset panel's selected set indices (the main window sets it).
@@ -116,6 +124,7 @@ class LatentView(QWidget):
         self._failed.connect(self._on_failed)
         self._build()
         self._update_controls()
+        listen(self, self.document.events.latent, self._on_latent)
         app = QApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.shutdown)
@@ -252,18 +261,37 @@ class LatentView(QWidget):
         the encoding run in the worker; the sliders appear when it is done."""
         self.set_dreaming(False)
         self._generation += 1
-        generation = self._generation
         self.meta = dict(meta or {})
         self._message("Reading the latent space…")
+        document, meta = self.document, self.meta
 
-        def build():
-            explorer = LatentExplorer(model, images, lock=lock)
-            self._ready.emit(explorer, (generation, explorer.current(), explorer.z.numpy().copy()))
-            return None
+        def build():  # the document makes the explorer and announces it (here, on the worker)
+            document.explore(model, images, meta, lock=lock)
 
         self.runner.request(build, keep=True)  # a new explorer is never dropped
 
+    def _on_latent(self, explorer: LatentExplorer | None) -> None:
+        """The document's explorer changed (UI thread): its first frame is decoded in the
+        worker, then the sliders appear (:meth:`_on_ready`)."""
+        if explorer is None:
+            self._clear_view()
+            return
+        if explorer is not self.document.latent:
+            return  # a newer one was made since
+        generation = self._generation
+        self.meta = dict(explorer.meta or self.meta)
+
+        def first_frame() -> None:  # on the worker; returns nothing, so it delivers no frame
+            self._ready.emit(explorer, (generation, explorer.current(), explorer.z.numpy().copy()))
+
+        self.runner.request(first_frame, keep=True)
+
     def clear(self) -> None:
+        """Explore nothing: the document holds no explorer."""
+        self.document.set_latent(None)
+        self._clear_view()
+
+    def _clear_view(self) -> None:
         self.set_dreaming(False)
         self._generation += 1
         self.explorer = None
@@ -277,6 +305,7 @@ class LatentView(QWidget):
         self._update_controls()
 
     def shutdown(self) -> None:
+        self._shut = True
         self.play_timer.stop()
         self.runner.stop()
 
@@ -326,13 +355,53 @@ class LatentView(QWidget):
     def dreaming(self) -> bool:
         return self.runner.dreaming
 
+    # ============================================================================= the current run
+    def follow_jobs(self, controller: Any) -> None:
+        """Explore the document's current run by itself once it is not training; the jobs'
+        changes of state reach the UI thread through ``controller`` (its queued signals)."""
+        listen(self, self.document.events.current_job, self.explore_with)
+        controller.state_changed.connect(self._run_state)
+
+    def stop_following(self) -> None:
+        """Follow no more (the window is closing: no new explorer may be built)."""
+        self._shut = True
+
+    def _run_state(self, job_id: int, state: str) -> None:
+        job = self.document.current_job
+        if job is not None and job.id == job_id and state in ("stopped", "done"):
+            self.explore_with(job)
+
+    def explore_with(self, job: TrainingJob | None) -> None:
+        """Explore ``job``'s model (a private copy, taken under the job's lock in the worker)
+        when it is not training, with the set's images for the slider order."""
+        if job is None or job.model is None or self._shut:
+            return
+        record = kinds.KINDS.get(job.kind)
+        if record is None or not record.explorable or job.state in (JobState.RUNNING, JobState.PAUSED):
+            return
+        key = (job.id, int(getattr(job, "step", 0) or 0))
+        if key == self._latent_shown:
+            return
+        self._latent_shown = key
+        images = self.document.images.images if self.document.images is not None else None
+        if images is not None and tuple(images.shape[1:]) != tuple(getattr(job.model, "image_shape", ())):
+            images = None  # another preprocessing than the model's: explore without the set
+        meta = {"kind": job.kind, "title": f"{job.title} · run #{job.id}", "job_id": job.id}
+        if job.path is not None:
+            meta["path"] = str(job.path)
+        self.set_model(job.model, images, meta, lock=job.step_lock)
+
     def send_to_canvas(self) -> None:
         if self.shown is None:
             return
         prov = {"source": "model-frame", "model": self.meta.get("kind") or (self.explorer.kind if self.explorer else None),
                 "latent": [float(v) for v in self.shown_z] if self.shown_z is not None else None,
                 **{k: v for k, v in self.meta.items() if k in ("title", "path", "job_id", "checkpoint_sha256")}}
-        self.frameToCanvas.emit(_rgba(self.shown), prov)
+        try:
+            self.document.add_snapshot_layer(_rgba(self.shown), prov)
+        except ValueError as exc:  # pixels that make no layer
+            self._message(f"The frame could not go to the canvas: {exc}")
+            return
         self._message("Frame sent to the canvas")
 
     # ====================================================================== interpolation
@@ -467,13 +536,13 @@ class LatentView(QWidget):
         return prov
 
     def strip_to_canvas(self) -> None:
-        """The strip as one layer (``interpolation_strip``) through :attr:`layerToCanvas`."""
+        """The strip as one layer (``interpolation_strip``), centred on the document's canvas."""
         if self.strip_frames is None:
             return
         from studio.canvas.sources import interpolation_strip
 
         layer = interpolation_strip(self.strip_frames, self.strip_provenance)
-        self.layerToCanvas.emit(layer)
+        self.document.add_layer(layer, center=True)
         self._message("Strip sent to the canvas")
 
     @property
@@ -536,7 +605,7 @@ class LatentView(QWidget):
 
     def _on_ready(self, explorer: LatentExplorer, payload) -> None:
         generation, pixels, z = payload
-        if generation != self._generation:
+        if generation != self._generation or explorer is not self.document.latent:
             return
         self.explorer = explorer
         self.z = z.copy()

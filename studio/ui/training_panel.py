@@ -290,7 +290,6 @@ class TrainingPage(QWidget):
     """Everything about training one model kind."""
 
     job_changed = Signal(object)  # the page's current job (TrainingJob | None)
-    frame_ready = Signal(object)  # (JobUpdate) with a frame, for the Dreams view
 
     def __init__(self, kind: str, title: str, session: Session, controller: JobsController,
                  parent: QWidget | None = None) -> None:
@@ -479,8 +478,6 @@ class TrainingPage(QWidget):
             self._pending_mosaic = update.filters
         elif update.frame is not None and not self._filters_mode:
             self._pending_mosaic = update.frame
-        if update.frame is not None:
-            self.frame_ready.emit(update)
         if previous is not None and previous.state != update.state:
             self._fold_settings(update.state)
         if force or previous is None or previous.state != update.state or update.state != "running":
@@ -620,6 +617,10 @@ class TrainingPanel(QWidget):
         lay.addLayout(head)
         lay.addWidget(self.stack, 1)
         controller.updated.connect(self._route)
+        # The visible page's run is the document's current run: the tabs follow it.
+        for page in self.pages.values():
+            page.job_changed.connect(lambda job, p=page: p is self.current_page and session.set_current_job(job))
+        self.current_changed.connect(lambda _kind: session.set_current_job(self.current_page.job))
 
     def _route(self, update: JobUpdate) -> None:
         page = self.pages.get(update.kind)

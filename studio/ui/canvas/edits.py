@@ -3,7 +3,6 @@ duplicating, deleting, the view's zoom and outline, canvas size and replacing th
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from PySide6.QtCore import QRectF
 from PySide6.QtWidgets import QDialog, QFileDialog
 
 from studio.canvas import MAX_SCALED_SIDE, Canvas, CanvasState, Layer
+from studio.canvas.model import fit_scale
 from studio.ui.canvas.dialogs import CanvasSizeDialog, model_choices, ModelChoice, ModelLayerDialog
 from studio.ui.canvas.widgets import _replace, IMAGE_FILTER
 
@@ -22,11 +22,10 @@ class LayerEdits:
     # ------------------------------------------------------------------ layer operations
     def add_layer(self, layer: Layer, *, center: bool = False) -> Layer:
         """Put ``layer`` on top (centred on the canvas when ``center`` and it is not tiled) and select it."""
-        if center and layer.tiling is None:
-            w, h = layer.scaled_size
-            layer = _replace(layer, x=(self.canvas.width - w) // 2, y=(self.canvas.height - h) // 2)
-        self.canvas.end_merge()
-        self.canvas.add_layer(layer)
+        return self._added(self.session.add_layer(layer, center=center))
+
+    def _added(self, layer: Layer) -> Layer:
+        """``layer`` was put on the document's canvas: select it and show it at once."""
         self.selected_id = layer.id
         self._schedule(list_=True, props=True)
         self.flush()
@@ -34,10 +33,7 @@ class LayerEdits:
         return layer
 
     def _fit_scale(self, layer: Layer, fraction: float, integer: bool) -> float:
-        h, w = layer.pixels.shape[:2]
-        s = fraction * min(self.canvas.width / w, self.canvas.height / h)
-        s = max(1.0, math.floor(s)) if integer and s >= 1 else s
-        return max(1e-3, min(s, MAX_SCALED_SIDE / max(h, w)))
+        return fit_scale(layer, self.canvas.width, self.canvas.height, fraction, integer)
 
     def _dream_source(self) -> tuple[np.ndarray, dict] | None:
         if self.dream_snapshot is not None:
@@ -263,17 +259,15 @@ class LayerEdits:
         self.flush()
 
     def replace_canvas(self, other: Canvas | CanvasState, label: str = "Open project") -> None:
-        """Make this canvas look like ``other`` (an opened project's) in one undo step."""
-        state = other.snapshot() if isinstance(other, Canvas) else other
-        c = self.canvas
-        with c.macro(label):
-            for layer in list(c.layers):
-                c.remove_layer(layer.id)
-            c.resize(state.width, state.height)
-            c.set_background(state.background)
-            for layer in state.layers:
-                c.add_layer(layer)
-        self.selected_id = state.layers[-1].id if state.layers else None
+        """Make the document's canvas look like ``other`` (an opened project's) in one undo step."""
+        self.session.replace_canvas(other, label)
+        self.show_replaced_canvas()
+
+    def show_replaced_canvas(self) -> None:
+        """The document's canvas was replaced as a whole (an opened project): select its top
+        layer and fit it in the view."""
+        layers = self.canvas.layers
+        self.selected_id = layers[-1].id if layers else None
         self.view.auto_fit = True
         self._schedule(list_=True, props=True)
         self.flush()

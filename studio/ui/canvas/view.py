@@ -1,7 +1,9 @@
 """The Canvas tab: compose the models' dreams, textures and images into layered art.
 
-A view of a :class:`studio.canvas.Canvas` (the model: layers, settings, undo/redo,
-rendering — no Qt there):
+A view of the document's (:class:`studio.jobs.Session`) :class:`studio.canvas.Canvas` (the
+model: layers, settings, undo/redo, rendering — no Qt there). The view never owns the canvas:
+it listens to its events (a layer added headless, by another tab or by a script shows here)
+and sends every edit to it:
 
 * the composite in a zoomable, pannable view (wheel zooms about the cursor,
   drag pans, **M** toggles the move tool that drags the selected layer,
@@ -36,41 +38,45 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from studio.canvas import Canvas, CanvasState, Layer
+from studio.jobs import Session
 from studio.ui.canvas.build import ViewBuilder
 from studio.ui.canvas.dialogs import model_choices
 from studio.ui.canvas.edits import LayerEdits
 from studio.ui.canvas.exports import Exports
 from studio.ui.canvas.layers import LayerPanel
 from studio.ui.canvas.render import RenderResult, RenderThread
-from studio.ui.canvas.widgets import _replace
 from studio.ui.widgets import show_warning
 
 
 class CanvasView(ViewBuilder, LayerPanel, LayerEdits, Exports, QWidget):
     """The Canvas tab.  See the module docs.
 
+    Built from the document ``session`` (a :class:`studio.jobs.Session`; a bare
+    :class:`~studio.canvas.Canvas` is given a document of its own, for scripts): its canvas
+    is shown, its models and images are offered, and "Snapshot of the Dreams" takes what
+    its Dreams tab shows (``session.dream_snapshot``), else the newest training frame.
     Public slots: :meth:`add_snapshot_layer` (a dream snapshot: uint8 RGBA and its
-    provenance, e.g. from the Dreams tab's ``snapshotToCanvas``), :meth:`add_layer`,
-    :meth:`add_dataset_image`, :meth:`import_image`, :meth:`undo`, :meth:`redo`,
-    :meth:`fit`, :meth:`replace_canvas` (an opened project).  Context: :meth:`set_session`
-    (models and images to offer), ``dream_snapshot`` (a callable returning what the
-    Dreams tab shows, ``(rgba, provenance)``, or ``None``: "Snapshot of the Dreams" takes
-    it, else the newest training frame), ``selected_image`` (a callable returning the
-    dataset index the person selected, or ``None``).  Signals: ``status_message(text,
-    ms)``, ``error_raised(title, message)`` (with no listener the view shows the error in
-    a box of its own), ``rendered(ms)``.
+    provenance), :meth:`add_layer`, :meth:`add_dataset_image`, :meth:`import_image`,
+    :meth:`undo`, :meth:`redo`, :meth:`fit`, :meth:`replace_canvas` (an opened project).
+    ``selected_image``: a callable returning the dataset index the person selected, or
+    ``None``.  Signals: ``status_message(text, ms)``, ``error_raised(title, message)`` (with
+    no listener the view shows the error in a box of its own), ``rendered(ms)``.
     """
 
     status_message = Signal(str, int)
     error_raised = Signal(str, str)
     rendered = Signal(float)
 
-    def __init__(self, canvas: Canvas | None = None, parent: QWidget | None = None) -> None:
+    def __init__(self, session: Session | Canvas | None = None, parent: QWidget | None = None, *,
+                 selected_image: Callable[[], int | None] | None = None) -> None:
         super().__init__(parent)
-        self.canvas = canvas if canvas is not None else Canvas(1024, 1024, background=(1.0, 1.0, 1.0, 1.0))
-        self.session: Any = None
-        self.dream_snapshot: Callable[[], tuple[np.ndarray, dict] | None] | None = None
-        self.selected_image: Callable[[], int | None] | None = None
+        if not isinstance(session, Session):
+            session = Session(canvas=session)
+        #: The document: the canvas shown, the models and images offered.
+        self.session: Session = session
+        self.canvas = session.canvas
+        self.dream_snapshot: Callable[[], tuple[np.ndarray, dict] | None] | None = session.dream_snapshot
+        self.selected_image = selected_image
         self.selected_id: str | None = None
         # what is on screen
         self.shown_state: CanvasState | None = None
@@ -117,12 +123,6 @@ class CanvasView(ViewBuilder, LayerPanel, LayerEdits, Exports, QWidget):
             self.view.setFocus(Qt.FocusReason.OtherFocusReason)
 
     # ------------------------------------------------------------------ context
-    def set_session(self, session: Any, selected_image: Callable[[], int | None] | None = None) -> None:
-        """Offer ``session``'s models (textures, frames) and images (dataset layers)."""
-        self.session = session
-        if selected_image is not None:
-            self.selected_image = selected_image
-
     def _refresh_add_menu(self) -> None:
         self.action_add_dream.setEnabled(self._dream_source() is not None)
         self.action_add_model.setEnabled(bool(model_choices(self.session)))
@@ -234,15 +234,12 @@ class CanvasView(ViewBuilder, LayerPanel, LayerEdits, Exports, QWidget):
     def add_snapshot_layer(self, rgba: np.ndarray, provenance: Mapping[str, Any] | None = None) -> Layer | None:
         """Add a dream snapshot (uint8 RGBA grid or chain, and its provenance) as a layer,
         scaled up crisply (nearest, whole factors) to about half the canvas and centred."""
-        from studio.canvas.sources import LayerSourceError, from_dream_snapshot
-
         try:
-            layer = from_dream_snapshot(rgba, dict(provenance or {}))
-            layer = _replace(layer, scale=self._fit_scale(layer, 0.6, integer=True))
-        except (LayerSourceError, ValueError, TypeError) as exc:
+            layer = self.session.add_snapshot_layer(rgba, dict(provenance or {}))
+        except (ValueError, TypeError) as exc:  # LayerSourceError is a ValueError
             self._error("The snapshot could not be added", str(exc))
             return None
-        return self.add_layer(layer, center=True)
+        return self._added(layer)
 
 
     # ------------------------------------------------------------------ history

@@ -1,10 +1,15 @@
 """The "Dreams" tab: a live grid of persistent Gibbs chains, steered by the artist.
 
-Two sources (see :mod:`studio.dreams`):
+A view of the document's (:class:`studio.jobs.Session`) dreams, ``session.dreams``: the view
+never builds a :class:`~studio.dreams.DreamSession`; it asks the document for one and shows
+whatever the document holds (``events.dreams``). Two sources (see :mod:`studio.dreams`):
 
 * :meth:`DreamsView.set_model` — a free-running sampler over a trained model; it runs in a
   worker thread (:class:`~studio.dreams.DreamRunner`), never on the UI thread;
 * :meth:`DreamsView.show_training_frame` — the chains of a running PCD job, as it trains.
+
+With :meth:`DreamsView.follow_jobs` it follows the document's current run by itself
+(:mod:`studio.ui.dreams.follow`). Snapshots go to the document's canvas.
 
 Rendering never queues frames: the worker (or the training job) only replaces the session's
 newest frame; a display-paced ``QTimer`` (~60 Hz) pulls it and, if it is new, sets it on one
@@ -30,33 +35,36 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-from PySide6.QtCore import QMetaMethod, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import QApplication, QFileDialog, QWidget
 
 from studio.dreams import BrushUnavailable, DreamFrame, DreamRunner, DreamSession
 from studio.images import GridLayout, mosaic
+from studio.jobs import Session
 from studio.quality_card import dreams_banner
 from studio.ui.dreams.build import DreamsBuilder
 from studio.ui.settings import export_prefs
 from studio.ui.dreams.controls import DreamsControls
+from studio.ui.dreams.follow import FollowRun
+from studio.ui.relay import listen
 from studio.ui.dreams.widgets import _kind_title, DISPLAY_INTERVAL_MS, MESSAGE_SECONDS, MUTED, PAD
 from studio.worker import TaskQueue
 
 
-class DreamsView(DreamsBuilder, DreamsControls, QWidget):
-    """The Dreams tab. Public slots for the main window: :meth:`set_model`,
-    :meth:`show_training_frame`, :meth:`set_dataset_images`, :meth:`clear`; signals
-    :attr:`snapshotToCanvas` and :attr:`statusMessage`; :meth:`grid_on_screen` for the
-    canvas's "Snapshot of the Dreams"."""
+class DreamsView(DreamsBuilder, DreamsControls, FollowRun, QWidget):
+    """The Dreams tab, built from a document (a private one when none is given). Public slots:
+    :meth:`set_model`, :meth:`show_training_frame`, :meth:`set_dataset_images`, :meth:`clear`;
+    :meth:`follow_jobs`; signal :attr:`statusMessage`."""
 
-    #: A snapshot for the canvas: (uint8 RGBA [H, W, 4], provenance dict).
-    snapshotToCanvas = Signal(object, dict)
     #: A short message for the status bar.
     statusMessage = Signal(str)
     _exportDone = Signal(str)  # from the export thread, queued to the UI thread
 
-    def __init__(self, parent: QWidget | None = None, *, history: int = 600, max_fps: float = 75.0) -> None:
+    def __init__(self, document: Session | None = None, parent: QWidget | None = None, *, history: int = 600,
+                 max_fps: float = 75.0) -> None:
         super().__init__(parent)
+        #: The document: what it dreams (``document.dreams``), its images, its canvas.
+        self.document = document if document is not None else Session()
         # A click anywhere on the tab (its empty area included) takes the keyboard focus from a
         # text field elsewhere, so Space then starts or pauses training instead of typing into
         # that field (issue 16, item 3).
@@ -90,6 +98,13 @@ class DreamsView(DreamsBuilder, DreamsControls, QWidget):
         self._timer.timeout.connect(self._tick)
         self._timer.start()
         self._update_controls()
+        self._init_follow()
+        listen(self, self.document.events.dreams, self._on_dreams)
+        listen(self, self.document.events.images, lambda images: self.set_dataset_images(images.images))
+        if self.document.images is not None:
+            self.set_dataset_images(self.document.images.images)
+        if self.document.dreams is not None:
+            self._on_dreams(self.document.dreams)
         app = QApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.shutdown)  # children get no closeEvent when the window closes
@@ -127,16 +142,31 @@ class DreamsView(DreamsBuilder, DreamsControls, QWidget):
             # A temperature chosen for one model means nothing for the next (issue 16: a hybrid
             # opened after an RBM explored at T 0.41 showed 64 identical dark chains).
             self.temp_slider.setValue(1.0)
-        try:
-            session = DreamSession.from_model(
-                model, meta, n_chains=self.chains_spin.value(), steps_per_frame=self.steps_slider.value(),
-                temperature=self.temp_slider.value(), show=self._show_kind(), history=self.history)
+        try:  # the document makes the session; _on_dreams shows it
+            self.document.dream(model, dict(meta or {}), n_chains=self.chains_spin.value(),
+                                steps_per_frame=self.steps_slider.value(), temperature=self.temp_slider.value(),
+                                show=self._show_kind(), history=self.history)
         except ValueError as e:
-            self._set_session(None)
             self.placeholder.setText(str(e))
             self._message(str(e))
             return False
+        return True
+
+    def _on_dreams(self, session: DreamSession | None) -> None:
+        """The document's dreams changed: show them (a sampler runs in its own thread)."""
+        if session is self.session:
+            return
+        self._stop_runner()
         self._set_session(session)
+        if session is None:
+            self.caption.setText(f"<span style='color:{MUTED}'>No model yet.</span>")
+            return
+        if session.source == "training":
+            title = session.meta.get("title") or _kind_title(session.meta.get("kind", ""))
+            job = f" · run #{session.meta['job_id']}" if session.meta.get("job_id") is not None else ""
+            self.caption.setText(f"<b>{title}</b> <span style='color:{MUTED}'>{job} · the persistent chains "
+                                 "of training, live</span>")
+            return
         self.runner = DreamRunner(session, max_fps=self.max_fps, owner=self)
         self.runner.start(paused=not self._should_run())
         title = session.meta.get("title") or _kind_title(session.kind)
@@ -144,7 +174,6 @@ class DreamsView(DreamsBuilder, DreamsControls, QWidget):
         extra = f" · checkpoint {sha[:10]}…" if sha else ""
         self.caption.setText(f"<b>{title}</b> <span style='color:{MUTED}'>· free-running dreams{extra}</span>")
         self._message(f"Dreaming with {title}")
-        return True
 
     @Slot(object, dict)
     def show_training_frame(self, frame: Any, info: Mapping[str, Any] | None = None) -> None:
@@ -163,14 +192,7 @@ class DreamsView(DreamsBuilder, DreamsControls, QWidget):
     def begin_training(self, meta: Mapping[str, Any] | None = None) -> DreamSession:
         """Switch to showing a training job; returns the session, whose thread-safe
         :meth:`~DreamSession.push_frame` a training thread may call directly."""
-        self._stop_runner()
-        session = DreamSession.for_training(meta, history=self.history)
-        self._set_session(session)
-        title = session.meta.get("title") or _kind_title(session.meta.get("kind", ""))
-        job = f" · run #{session.meta['job_id']}" if session.meta.get("job_id") is not None else ""
-        self.caption.setText(f"<b>{title}</b> <span style='color:{MUTED}'>{job} · the persistent chains "
-                             "of training, live</span>")
-        return session
+        return self.document.dream_training(dict(meta or {}), history=self.history)
 
     @Slot(object)
     def set_dataset_images(self, images: Any) -> None:
@@ -210,8 +232,7 @@ class DreamsView(DreamsBuilder, DreamsControls, QWidget):
     def clear(self) -> None:
         """Show nothing (stops the sampler)."""
         self._stop_runner()
-        self._set_session(None)
-        self.caption.setText(f"<span style='color:{MUTED}'>No model yet.</span>")
+        self.document.set_dreams(None)
 
     @Slot()
     def shutdown(self) -> None:
@@ -219,6 +240,7 @@ class DreamsView(DreamsBuilder, DreamsControls, QWidget):
         the application do it; calling it twice is harmless). Showing the widget again restarts
         the display; dreams need a new :meth:`set_model`."""
         self._timer.stop()
+        self._shut = True
         self._stop_runner()
         if self._exporter is not None:
             self._exporter.shutdown(None)  # every export asked for is written
@@ -320,12 +342,12 @@ class DreamsView(DreamsBuilder, DreamsControls, QWidget):
     # ------------------------------------------------------------------- snapshots, export
     @Slot()
     def snapshot_grid(self) -> tuple[np.ndarray, dict] | None:
-        """Emit :attr:`snapshotToCanvas` with the grid on screen; returns (rgba, provenance)."""
+        """Put the grid on screen on the document's canvas; returns (rgba, provenance)."""
         return self._snapshot(None)
 
     @Slot()
     def snapshot_chain(self) -> tuple[np.ndarray, dict] | None:
-        """Emit :attr:`snapshotToCanvas` with the selected chain on screen."""
+        """Put the selected chain on screen on the document's canvas; returns (rgba, provenance)."""
         return self._snapshot(self.selected_chain)
 
     def _on_screen(self) -> DreamFrame | None:
@@ -334,17 +356,6 @@ class DreamsView(DreamsBuilder, DreamsControls, QWidget):
         if self._shown is None:
             self._show_current()
         return self._shown
-
-    def grid_on_screen(self) -> tuple[np.ndarray, dict] | None:
-        """(uint8 RGBA grid, provenance) of the frame on screen, or None when there is none.
-        Sends nothing: the canvas's "Snapshot of the Dreams" (Ctrl+Shift+D) takes it."""
-        s, shown = self.session, self._on_screen()
-        if s is None or shown is None:
-            return None
-        try:
-            return s.snapshot_grid(shown.serial)
-        except ValueError:  # the frame left the history meanwhile
-            return None
 
     def _snapshot(self, chain: int | None) -> tuple[np.ndarray, dict] | None:
         s, shown = self.session, self._on_screen()
@@ -356,12 +367,13 @@ class DreamsView(DreamsBuilder, DreamsControls, QWidget):
         except (ValueError, IndexError) as e:
             self._message(str(e))
             return None
-        self.snapshotToCanvas.emit(rgba, prov)
         what = "grid" if chain is None else f"chain {chain}"
-        if self.isSignalConnected(QMetaMethod.fromSignal(self.snapshotToCanvas)):
-            self._message(f"Snapshot of the {what} sent to the canvas")
-        else:
-            self._message(f"Snapshot of the {what} taken (the canvas is not open yet)")
+        try:
+            self.document.add_snapshot_layer(rgba, prov)
+        except ValueError as e:  # pixels that make no layer
+            self._message(f"The snapshot could not go to the canvas: {e}")
+            return None
+        self._message(f"Snapshot of the {what} sent to the canvas")
         return rgba, prov
 
     def export_grid_png(self, path: str | Path, scale: int = 1, smooth: bool = False) -> concurrent.futures.Future:
@@ -573,6 +585,8 @@ class DreamsView(DreamsBuilder, DreamsControls, QWidget):
         self.image.setImage(img, autoLevels=False, levels=(0, 255))
         self.image.serial = frame.serial
         self._shown = frame
+        if self.session is self.document.dreams:
+            self.document.dreams_shown = frame.serial  # what the canvas's "Snapshot of the Dreams" takes
         n, h, w, _ = frame.pixels.shape
         if self._layout is None or (self._layout.n, self._layout.height, self._layout.width) != (n, h, w):
             self._layout = GridLayout(n, h, w, PAD)

@@ -125,11 +125,10 @@ class ModelAndProjectFiles:
         return path
 
     def _start_project_save(self, path: Path, then=None, failed=None) -> None:
-        from studio.project import project_from_session, save_project
+        from studio.project import save_project
 
-        canvas = self.canvas_view.canvas
-        state = canvas.snapshot()
-        data = project_from_session(self.session, state, renderer=canvas.renderer)
+        data = self.session.project_data()
+        state = data.canvas
         # What the file will hold, taken now (the canvas and the job list may change while it saves).
         marks = (state, self._job_marks(), self._dataset_key())
         self.settings.setValue("projects/last_dir", str(path.parent))
@@ -149,7 +148,7 @@ class ModelAndProjectFiles:
         run_in_background(save_project, path, data, on_result=done, on_error=error)
 
     def _project_saved(self, path: Path, marks: tuple | None = None) -> None:
-        self.project_path = Path(path)
+        self.session.set_project_path(path)
         self.statusBar().showMessage(f"Saved the project to {path}", 8000)
         if marks is not None:
             state, jobs, dataset = marks
@@ -194,10 +193,7 @@ class ModelAndProjectFiles:
         """Worker side: the validated project, a job per model, the dataset sources found and
         missing, and those found outside the project's folder (``stat`` only: no image is read
         here, the images load after the person confirmed the outside ones)."""
-        from studio.project import open_project
-
-        project = open_project(path)
-        jobs = [self.session.open_model(m.path) for m in project.models]
+        project, jobs = self.session.read_project(path)
         if project.dataset is None:
             return project, jobs, [], [], []
         found, missing = project.dataset.resolve(path.parent)
@@ -239,10 +235,9 @@ class ModelAndProjectFiles:
             if restoring is not None:
                 restoring.release()
             return
-        self.canvas_view.replace_canvas(project.canvas, "Restore autosaved work" if restoring else "Open project")
+        self.session.apply_project(project, jobs, "Restore autosaved work" if restoring else "Open project")
+        self.canvas_view.show_replaced_canvas()
         for job in jobs:
-            job.path = None  # Save Model asks where: the checkpoint lives inside the project
-            self.session.add_job(job)
             if self.training_panel is None:
                 self._pending_jobs.append(job)
             else:
@@ -271,7 +266,7 @@ class ModelAndProjectFiles:
         members = self._job_marks()
         n = len(project.canvas.layers)
         if restoring is None:
-            self.project_path = Path(project.path) if project.path is not None else None
+            self.session.set_project_path(project.path)
             opened = {job.id for job in jobs}
             self.unsaved.project_saved(state, [m for m in members if m[0] in opened], expected,
                                        members=[m[0] for m in members])
@@ -284,7 +279,7 @@ class ModelAndProjectFiles:
             return
         # Restored after a crash: unsaved until saved, into the project it belonged to if any;
         # the recovery file becomes this studio's own until the next autosave replaces it.
-        self.project_path = restored_project_path(project.meta)
+        self.session.set_project_path(restored_project_path(project.meta))
         self.unsaved.restored_from_recovery(state, [(j.id, j.step) for j in jobs], expected,
                                             in_project=self.project_path is not None)
         try:

@@ -81,9 +81,6 @@ class MainWindow(ImageSources, TabWiring, ModelAndProjectFiles, Recovery, QMainW
         self.canvas_view = None  # the Canvas tab, built when the engine is ready (_install_canvas_tab)
         self.latent_view = None  # the Latent tab, built when the engine is ready (_install_latent_tab)
         self.denoise_dialog = None  # the last "Denoise through the autoencoder" result shown
-        self._latent_shown: tuple[int, int] | None = None  # (job id, step) the Latent tab explores
-        self._dreams_wanted: tuple[int, int] | None = None  # (job id, step) the Dreams tab dreams over
-        self.project_path: Path | None = None  # where the project was last saved or opened from
         # Unsaved work (studio.autosave decides, the window asks): what quitting would lose,
         # the autosave slot, the crashed sessions offered at start.
         self.unsaved = UnsavedWork()
@@ -250,6 +247,7 @@ class MainWindow(ImageSources, TabWiring, ModelAndProjectFiles, Recovery, QMainW
         dp.preprocess_changed.connect(self._preprocess_edited)
         dp.cancel_requested.connect(self.cancel_loading)
         self.session.events.images.connect(self._images_changed)
+        self.session.events.current_job.connect(lambda _job: self._refresh_actions())
         self.controller.failed.connect(self._job_failed)
         self.controller.state_changed.connect(lambda *_: self._refresh_actions())
 
@@ -284,14 +282,9 @@ class MainWindow(ImageSources, TabWiring, ModelAndProjectFiles, Recovery, QMainW
         self.device_label.setText(f"Device: {info['device']}".replace("(1 threads)", "(1 thread)"))
         self.device_label.setToolTip(f"Models train on {info['device']}; torch uses {info['threads']} "
                                      "thread(s), leaving a core for the window")
-        self._install_dreams_tab(DreamsView())
+        self._install_dreams_tab(DreamsView(self.session))
         self._install_canvas_tab()
         self._install_latent_tab()
-        self.dreams.snapshotToCanvas.connect(self._dream_to_canvas)
-        for page in panel.pages.values():
-            page.job_changed.connect(lambda job, p=page: self._page_job_changed(p, job))
-            page.frame_ready.connect(self._frame_ready)
-        panel.current_changed.connect(lambda _kind: self._page_job_changed(panel.current_page, panel.current_page.job))
         panel.current_changed.connect(lambda _kind: self._refresh_actions())
         self._restore_training_settings()
         self.is_ready = True
@@ -315,6 +308,12 @@ class MainWindow(ImageSources, TabWiring, ModelAndProjectFiles, Recovery, QMainW
             self.show_error("Unknown model kind", f"There is no model kind '{kind}'. Known kinds: {known}.")
             return
         self.training_panel.current_page.start()
+
+    # ===================================================================== the document
+    @property
+    def project_path(self) -> Path | None:
+        """The document's project file (where it was last saved or opened from)."""
+        return self.session.project_path
 
     # ===================================================================== tabs
     def add_tab(self, title: str, widget: QWidget, index: int | None = None) -> int:
@@ -539,6 +538,9 @@ class MainWindow(ImageSources, TabWiring, ModelAndProjectFiles, Recovery, QMainW
                         self._save_then_quit()
                     return
             self._closing = True
+            for view in (self.dreams, self.latent_view):
+                if view is not None:
+                    view.stop_following()  # no sampler or explorer starts while the window closes
             self.save_settings()
             self._status_timer.stop()
             self._autosave_timer.stop()
