@@ -12,7 +12,8 @@ from collections import deque
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QLabel, QStackedLayout, QVBoxLayout, QWidget
+from PySide6.QtGui import QFontMetricsF
+from PySide6.QtWidgets import QApplication, QLabel, QStackedLayout, QVBoxLayout, QWidget
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False, background="#1b1d21", foreground="#c8ccd2")
 
@@ -32,12 +33,64 @@ PRETTY = {
 }
 
 
+def shown_metric(name: str) -> bool:
+    """Whether ``name`` gets a curve: not bookkeeping (``lr``, nor the hybrid's ``rbm_lr``)."""
+    return name not in HIDDEN_METRICS and name.removeprefix("rbm_") not in HIDDEN_METRICS
+
+
 def pretty(name: str) -> str:
     """``rbm_recon_error`` → ``RBM reconstruction error``."""
     prefix = ""
     if name.startswith("rbm_"):
         prefix, name = "RBM ", name[4:]
     return prefix + PRETTY.get(name, name.replace("_", " "))
+
+
+class ReadableAxis(pg.AxisItem):
+    """An axis whose tick labels never overlap, however small the plot.
+
+    pyqtgraph always labels its major ticks (at least two of them), so on a plot a few dozen
+    pixels high the labels of the y axis sit on one another. Here a level of ticks whose labels
+    would not fit between its ticks (with a gap) is dropped, and a major level that is too dense
+    keeps only every 2nd, 5th, 10th, ... tick, so the labels left stay round numbers."""
+
+    GAP_PX = 4.0  # free pixels between two neighbouring labels
+    START_TEXT_PX = 30  # pyqtgraph's first width for the labels of a vertical axis
+
+    def _label_extent(self, values: list[float], spacing: float) -> float:
+        """Pixels a label takes along the axis: its height on a vertical axis (as pyqtgraph draws
+        it, 0.8 of the font's), the widest label's width on a horizontal one."""
+        font = self.style["tickFont"] or QApplication.font()
+        fm = QFontMetricsF(font)
+        if self.orientation in ("left", "right"):
+            return fm.height() * 0.8
+        strings = self.tickStrings(values, self.autoSIPrefixScale * self.scale, spacing)
+        return max((fm.horizontalAdvance(s) for s in strings), default=0.0)
+
+    def tickValues(self, minVal: float, maxVal: float, size: float):  # noqa: N802 (pyqtgraph's name)
+        levels = super().tickValues(minVal, maxVal, size)
+        span = abs(maxVal - minVal)
+        if not levels or size <= 0 or span == 0 or self.logMode:
+            return levels
+        px_per_unit = size / span
+        kept = []
+        for spacing, values in levels:
+            values = list(values)
+            if not values or spacing <= 0:
+                continue
+            need = self._label_extent(values, spacing) + self.GAP_PX
+            if spacing * px_per_unit >= need:
+                kept.append((spacing, values))
+                continue
+            if kept:  # a finer level too dense for its labels: leave it out
+                break
+            for k in (2, 5, 10, 20, 50, 100, 200, 500, 1000):  # the major level: thin it
+                if k * spacing * px_per_unit >= need:
+                    break
+            thinned = [v for v in values if round(v / spacing) % k == 0] or values[:1]
+            kept.append((k * spacing, thinned))
+            break
+        return kept
 
 
 class CurvesWidget(pg.GraphicsLayoutWidget):
@@ -52,10 +105,15 @@ class CurvesWidget(pg.GraphicsLayoutWidget):
     POOL = 4
     TICK_MS = 40  # one plot per tick: four plots are all fresh within 160 ms
     MAX_POINTS = 600  # per curve: more would not show at this size, and costs paint time
+    #: The least height of a row of plots: title (~20 px), x axis (20 px) and about 70 px of
+    #: data, room for three labelled y ticks. The widget asks for as many rows as it shows, so
+    #: its parent scrolls instead of squeezing the plots to their axes.
+    ROW_MIN_PX = 110
+    MIN_PX = 160
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setMinimumHeight(160)
+        self.setMinimumHeight(self.MIN_PX)
         self.ci.setSpacing(4)
         self._plots: dict[str, pg.PlotItem] = {}
         self._spare: list[pg.PlotItem] = []
@@ -76,11 +134,14 @@ class CurvesWidget(pg.GraphicsLayoutWidget):
 
     @staticmethod
     def _new_plot() -> pg.PlotItem:
-        plot = pg.PlotItem()
+        plot = pg.PlotItem(axisItems={"left": ReadableAxis("left"), "bottom": ReadableAxis("bottom")})
         plot.showGrid(x=False, y=True, alpha=0.12)
         plot.setClipToView(True)
         plot.setDownsampling(auto=True, mode="peak")
-        plot.getAxis("left").setWidth(42)
+        # The y axis is as wide as its labels (a label wider than a fixed axis is not drawn at
+        # all: a free energy of -1689.5 left a plot with no y labels); it grows during a run but
+        # never shrinks back, so the plot does not jitter as the labels change.
+        plot.getAxis("left").setStyle(autoReduceTextSpace=False)
         plot.getAxis("bottom").setHeight(20)
         plot.hideButtons()
         # The two curves of a metric, made now (each costs a few ms), coloured when used.
@@ -94,6 +155,9 @@ class CurvesWidget(pg.GraphicsLayoutWidget):
         for plot in self._plots.values():
             plot.step_item.setData([], [])
             plot.epoch_item.setData([], [])
+            left = plot.getAxis("left")
+            left.textWidth = ReadableAxis.START_TEXT_PX  # the next run's labels set its width afresh
+            left._updateWidth()
             self.ci.removeItem(plot)
             self._spare.append(plot)
         self._plots.clear()
@@ -101,6 +165,13 @@ class CurvesWidget(pg.GraphicsLayoutWidget):
         self._order.clear()
         self._dirty.clear()
         self._ticker.stop()
+        self._fit_height()
+
+    def _fit_height(self) -> None:
+        """Ask for room for every row of plots (see ``ROW_MIN_PX``)."""
+        rows = (len(self._plots) + 1) // 2
+        spacing = self.ci.layout.verticalSpacing() if rows else 0
+        self.setMinimumHeight(max(self.MIN_PX, rows * self.ROW_MIN_PX + (rows - 1) * max(0, spacing) + 12))
 
     def _plot(self, name: str, color: str) -> pg.PlotItem:
         plot = self._plots.get(name)
@@ -115,6 +186,7 @@ class CurvesWidget(pg.GraphicsLayoutWidget):
             plot.color = color
             self.ci.addItem(plot, row=n // 2, col=n % 2)
             self._plots[name] = plot
+            self._fit_height()
         return plot
 
     def set_series(self, steps: dict[str, tuple[np.ndarray, np.ndarray]],
@@ -126,8 +198,8 @@ class CurvesWidget(pg.GraphicsLayoutWidget):
 
         The plots are brought up to date one per event-loop turn (every ``TICK_MS``), round
         robin, so no turn of the loop repaints them all; ``now`` updates every plot at once."""
-        names = [k for k in steps if k not in HIDDEN_METRICS]
-        names += [k for k in epochs if k not in HIDDEN_METRICS and k not in names]
+        names = [k for k in steps if shown_metric(k)]
+        names += [k for k in epochs if shown_metric(k) and k not in names]
         for name in names:
             self._data[name] = (steps.get(name), epochs.get(name), total_steps)
             if name not in self._order:

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QSpinBox,
     QSplitter,
@@ -384,10 +385,21 @@ class TrainingPage(QWidget):
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setChildrenCollapsible(False)
         self.splitter.setSizes([1000, 1000])  # half and half, whatever the size hints say
+        # The page scrolls when the dock is shorter than the controls and the plots' least
+        # heights: the plots are never squeezed to their axes (nor is the window made taller).
+        body = QWidget()
+        body_lay = QVBoxLayout(body)
+        body_lay.setContentsMargins(0, 0, 0, 0)
+        body_lay.addWidget(top, 0)
+        body_lay.addWidget(self.splitter, 1)
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(body)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(top, 0)
-        lay.addWidget(self.splitter, 1)
+        lay.addWidget(self.scroll, 1)
         self._last_update: JobUpdate | None = None
         self._pending_mosaic = None
         self._refresh_buttons()
@@ -491,11 +503,10 @@ class TrainingPage(QWidget):
 
     def _fold_settings(self, state: str) -> None:
         """While a model trains its settings are locked: fold them away to give the curves and
-        the filters the room; unfold when it ends."""
+        the filters the room. They stay folded when the run ends (a click on "Settings" unfolds
+        them): unfolding by itself took the room of the curves just when they are looked at."""
         if state == "running" and self.settings_box.isExpanded():
             self.settings_box.collapse(animate=False)
-        elif state in ("stopped", "done", "failed") and not self.settings_box.isExpanded():
-            self.settings_box.expand(animate=False)
 
     def _refresh_now(self) -> None:
         u = self._last_update
