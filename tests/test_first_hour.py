@@ -123,3 +123,29 @@ def test_the_curves_stay_readable_when_a_run_ends(ready, qtbot, kind, params, me
             for i, a in enumerate(rects):
                 for b in rects[i + 1:]:
                     assert not a.intersects(b), f"{name}: {axis_name} labels overlap ({a}, {b})"
+
+
+# ----------------------------------------------------------------------------- item 7
+
+
+def test_the_canvas_toolbar_shows_export_and_canvas_size_at_the_default_size(ready, qtbot):
+    """Item 7: at 1440×900 every button of the canvas toolbar shows (no "»" overflow), Export
+    and the Canvas menu (Canvas Size…, Fit, 100 %) among them."""
+    from PySide6.QtWidgets import QToolButton
+
+    view = ready.canvas_view
+    ready.tabs.setCurrentWidget(view)
+    tb = view.toolbar
+    # The docks settle to their widths a few event-loop turns after the window first shows.
+    qtbot.waitUntil(lambda: tb.isVisible() and tb.sizeHint().width() <= tb.width(), timeout=5_000)
+    qtbot.wait(200)
+    assert tb.sizeHint().width() <= tb.width(), (tb.sizeHint().width(), tb.width())
+    overflow = tb.findChild(QToolButton, "qt_toolbar_ext_button")
+    assert overflow is None or not overflow.isVisible()
+    for action in tb.actions():
+        widget = tb.widgetForAction(action)
+        assert widget is not None and widget.isVisible(), action.text()
+        assert widget.geometry().right() <= tb.width(), action.text()
+    assert view.export_button.isVisible() and view.canvas_button.isVisible()
+    assert view.action_size in view.canvas_menu.actions()
+    assert view.action_export_psd in view.export_menu.actions()

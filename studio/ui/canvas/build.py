@@ -441,12 +441,31 @@ class ViewBuilder:
         export_button.setToolTip("Export PNGs with provenance, OpenRaster, Photoshop, or an animation")
         self.export_button = export_button
 
+        # The canvas menu: its size and how it is viewed (the view's keys work without it).
+        self.canvas_menu = QMenu("Canvas", self)
+        for a in (self.action_size, None, self.action_fit, self.action_actual, self.action_zoom_in,
+                  self.action_zoom_out):
+            self.canvas_menu.addSeparator() if a is None else self.canvas_menu.addAction(a)
+        canvas_button = QToolButton()
+        canvas_button.setText("Canvas")
+        canvas_button.setIcon(self.style().standardIcon(SP.SP_FileDialogDetailedView))
+        canvas_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        canvas_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        canvas_button.setMenu(self.canvas_menu)
+        canvas_button.setToolTip("Canvas size and background, fit, 100 %, zoom")
+        self.canvas_button = canvas_button
+
+        # A compact toolbar: at the default 1440×900 window the canvas pane is ~380 px wide, and
+        # a toolbar wider than that hid Export and Canvas Size behind a faint "»". Menus hold
+        # what does not need a button of its own; undo and redo are icons (their keys are known).
         tb = self.toolbar
-        for item in (add_button, None, self.action_undo, self.action_redo, None, self.action_move, self.action_fit,
-                     self.action_actual, None, self.action_size, export_button):
+        for item in (add_button, export_button, canvas_button, None, self.action_undo, self.action_redo, None,
+                     self.action_move, self.action_fit):
             if item is None:
                 tb.addSeparator()
             elif isinstance(item, QAction):
                 tb.addAction(item)
             else:
                 tb.addWidget(item)
+        for a in (self.action_undo, self.action_redo):
+            tb.widgetForAction(a).setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
