@@ -30,6 +30,7 @@ import copy
 import hashlib
 import os
 import secrets
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -224,6 +225,33 @@ def weights_sha256(model: Any) -> str | None:
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+def stamp_job_weights(layer: Layer, job_by_id: Any) -> Layer:
+    """``layer`` with ``weights_sha256`` in its provenance when that names the studio's run
+    that made it (``job_id``, as the Latent tab's frames and strips and the Dreams tab's
+    training frames do) and no weights yet: the run's model's weights hashed now, under its
+    step lock, as the layer joins the canvas. A project saved later names the checkpoint that
+    holds exactly those weights (``studio.project.saving``); a run trained on since matches
+    none, and its layer keeps no checkpoint hash. ``job_by_id``: id → job (or None)."""
+    import dataclasses
+
+    prov = layer.provenance
+    job_id = prov.get("job_id")
+    if job_id is None:
+        job_id = (prov.get("training") or {}).get("job_id") if isinstance(prov.get("training"), dict) else None
+    if prov.get("weights_sha256") or isinstance(job_id, bool) or not isinstance(job_id, int):
+        return layer
+    job = job_by_id(job_id)
+    model = getattr(job, "model", None)
+    if model is None:
+        return layer
+    lock = getattr(job, "step_lock", None)
+    with lock if lock is not None else nullcontext():
+        weights = weights_sha256(model)
+    if weights is None:
+        return layer
+    return dataclasses.replace(layer, provenance={**prov, "weights_sha256": weights})
 
 
 def _is_sampler(obj: Any) -> bool:

@@ -120,6 +120,7 @@ class DreamSession:
         self.sampler = sampler
         self.model = model if model is not None else getattr(sampler, "model", None)
         self.meta: dict[str, Any] = dict(meta or {})
+        self._weights_sha256: str | None = None  # of `model`, computed at the first snapshot
         self.seed = seed
         self.history_limit = max(1, int(history))
         self.max_history_bytes = int(max_history_bytes)
@@ -630,6 +631,15 @@ class DreamSession:
         }
         if self.meta.get("path"):
             prov["checkpoint"] = str(self.meta["path"])
+        if self.source == "sampler" and self.model is not None:
+            # Free dreams run a model whose weights do not change: their hash names it even
+            # before any checkpoint holds it (a project saved later names its checkpoint).
+            if self._weights_sha256 is None:
+                from studio.canvas.sources import weights_sha256
+
+                self._weights_sha256 = weights_sha256(self.model)
+            if self._weights_sha256:
+                prov["weights_sha256"] = self._weights_sha256
         if self.sampler is not None:
             prov["steps_per_frame"] = self._applied.steps_per_frame
             prov["brush"] = self.has_mask

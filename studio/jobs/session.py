@@ -337,10 +337,13 @@ class Session:
 
     def add_layer(self, layer: Layer, *, center: bool = False) -> Layer:
         """Put ``layer`` on top of the canvas (centred when ``center`` and it is not tiled), one
-        undo step of its own."""
+        undo step of its own. A layer that names the run that made it gets the hash of that
+        run's weights now (``stamp_job_weights``), so a saved project names its checkpoint."""
         from studio.canvas.model import centred
+        from studio.canvas.sources import stamp_job_weights
 
         canvas = self.canvas
+        layer = stamp_job_weights(layer, self.job_by_id)
         if center:
             layer = centred(layer, canvas.width, canvas.height)
         canvas.end_merge()

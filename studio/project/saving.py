@@ -116,28 +116,56 @@ class _Writer:
         self.files[name] = h.hexdigest()
 
 
-def _write_model(w: _Writer, entry: ProjectModel, name: str, tmpdir: Path) -> dict[str, Any]:
-    """Store one model as ``models/<name>.safetensors``; returns its manifest entry."""
+def _write_model(w: _Writer, entry: ProjectModel, name: str, tmpdir: Path,
+                 written: dict[str, str] | None = None) -> dict[str, Any]:
+    """Store one model as ``models/<name>.safetensors``; returns its manifest entry.
+
+    ``written`` (optional) gets ``{weights hash: checkpoint file hash}`` for the model, its
+    weights hashed under the same lock as they are written (:func:`_fill_checkpoint_hashes`)."""
     from models.checkpoint import CheckpointError, file_sha256, save_checkpoint
+    from studio.canvas.sources import weights_sha256
 
     member = f"models/{name}.safetensors"
     tmp = tmpdir / f"{name}.safetensors"
     source = entry.checkpoint_file
+    lock = entry.lock if entry.lock is not None else nullcontext()
+    weights = None
     if source is not None and Path(source).is_file() and (not entry.sha256 or file_sha256(source) == entry.sha256):
         shutil.copyfile(source, tmp)
+        if entry.model is not None:
+            with lock:
+                weights = weights_sha256(entry.model)
     elif entry.model is not None:
-        lock = entry.lock if entry.lock is not None else nullcontext()
         try:
             with lock:
                 save_checkpoint(tmp, entry.model, trainer=entry.trainer, preprocess=entry.preprocess,
                                 extra=json.loads(json.dumps(entry.meta, default=_json_default)))
+                weights = weights_sha256(entry.model)
         except CheckpointError as exc:
             raise ProjectError(f"The model “{entry.title or entry.name}” could not be saved: {exc}") from None
     else:
         raise ProjectError(f"The model “{entry.title or entry.name}” has nothing to save.")
     w.file(member, tmp)
+    if written is not None and weights is not None:
+        written.setdefault(weights, w.files[member])
     return {"name": name, "kind": entry.kind, "title": entry.title or entry.kind, "file": member,
             "meta": json.loads(json.dumps(entry.meta, default=_json_default))}
+
+
+def _fill_checkpoint_hashes(layers: list[dict[str, Any]], written: dict[str, str]) -> None:
+    """Name the checkpoint that made each layer: a layer made by a model the studio trained
+    records only the hash of the model's weights (``weights_sha256``: no checkpoint file held
+    them yet); the project now stores a checkpoint of exactly those weights, so its layers'
+    ``checkpoint_sha256`` become that file's SHA-256 (the same bytes as the file extracted when
+    the project is opened). A layer whose weights match no model saved here (made before the
+    model trained on, say) keeps ``None``: no checkpoint holds what made it."""
+    for entry in layers:
+        prov = entry.get("provenance")
+        if not isinstance(prov, dict) or prov.get("checkpoint_sha256"):
+            continue
+        sha = written.get(prov.get("weights_sha256") or "")
+        if sha:
+            prov["checkpoint_sha256"] = sha
 
 
 def _write_layers(w: _Writer, state: CanvasState) -> list[dict[str, Any]]:
@@ -196,8 +224,10 @@ def save_project(path: str | os.PathLike[str], project: ProjectData | Any, canva
             zf.writestr(info, PROJECT_MIMETYPE)
             w = _Writer(zf)
             taken: set[str] = set()
-            models = [_write_model(w, m, _safe_name(m.name, taken), Path(tmp)) for m in project.models]
+            written: dict[str, str] = {}
+            models = [_write_model(w, m, _safe_name(m.name, taken), Path(tmp), written) for m in project.models]
             layers = _write_layers(w, state)
+            _fill_checkpoint_hashes(layers, written)
             if thumbnail:
                 renderer = project.renderer or Renderer(layer_cache_bytes=256 << 20, composite_cache_bytes=256 << 20)
                 w.bytes(THUMBNAIL, _thumbnail_png(renderer.render_uint8(state)))
