@@ -28,6 +28,7 @@ from PySide6.QtCore import (
     QItemSelection,
     QItemSelectionModel,
     QModelIndex,
+    QRect,
     QSize,
     Qt,
     Signal,
@@ -51,6 +52,8 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSpinBox,
     QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QTabWidget,
     QTreeWidget,
     QTreeWidgetItem,
@@ -277,6 +280,21 @@ class PreprocessForm(QWidget):
         self.changed.emit(self.preprocess())
 
 
+class WrappingDelegate(QStyledItemDelegate):
+    """Rows as tall as their text wrapped to the column's width: Qt's own delegate measures the
+    text on one line, so a tree view's rows never grow and a long reason was cut off."""
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802 (Qt's name)
+        base = super().sizeHint(option, index)
+        view = self.parent()
+        text = index.data()
+        if not isinstance(text, str) or not hasattr(view, "columnWidth"):
+            return base
+        width = max(20, view.columnWidth(index.column()) - 10)  # less the item's margins
+        rect = option.fontMetrics.boundingRect(QRect(0, 0, width, 100_000), int(Qt.TextFlag.TextWordWrap), text)
+        return QSize(base.width(), max(base.height(), rect.height() + 4))
+
+
 class DatasetPanel(QWidget):
     """The left-hand panel. Views only: it never loads anything itself."""
 
@@ -380,7 +398,14 @@ class DatasetPanel(QWidget):
         self.rejected.setAlternatingRowColors(True)
         self.rejected.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         self.rejected.header().setStretchLastSection(True)
-        self.rejected.setColumnWidth(0, 150)
+        self.rejected.setColumnWidth(0, 110)
+        # The panel is narrow: a reason wraps onto more lines rather than being cut off (its
+        # full text, and the file's path, are in the tooltips too).
+        self.rejected.setWordWrap(True)
+        self.rejected.setUniformRowHeights(False)
+        self.rejected.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.rejected.setItemDelegate(WrappingDelegate(self.rejected))
+        self.rejected.header().sectionResized.connect(lambda *_: self.rejected.doItemsLayout())
 
         self.views = QTabWidget()
         self.views.setDocumentMode(True)
@@ -457,6 +482,7 @@ class DatasetPanel(QWidget):
         for p in images.ignored:
             it = QTreeWidgetItem([Path(p).name, "ignored: not an image file by its name"])
             it.setToolTip(0, p)
+            it.setToolTip(1, "ignored: not an image file by its name")
             it.setData(0, Qt.ItemDataRole.UserRole, p)
             it.setForeground(0, grey)
             it.setForeground(1, grey)
@@ -464,6 +490,8 @@ class DatasetPanel(QWidget):
         self.rejected.addTopLevelItems(items)
         if n == 0 and (n_rej or n_ign):
             self.views.setCurrentWidget(self.rejected)
+        elif not (n_rej or n_ign) and self.views.currentWidget() is self.rejected:
+            self.views.setCurrentWidget(self.grid)  # an empty Rejected tab shows nothing: the images instead
 
     def show_error(self, message: str) -> None:
         self.hide_loading()

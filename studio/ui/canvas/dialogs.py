@@ -102,6 +102,7 @@ class ModelLayerDialog(QDialog):
         form.addRow("Show", self.show_box)
         form.addRow("Scale", self.scale)
         self.model_box.currentIndexChanged.connect(self._model_chosen)
+        self.make_box.currentIndexChanged.connect(self._make_chosen)
         self._model_chosen()
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Add Layer")
@@ -129,6 +130,21 @@ class ModelLayerDialog(QDialog):
         self.scale.setEnabled(not texture)
         self.scale.setToolTip("A texture RBM's texture is made at the canvas's size: nothing is scaled" if texture else
                               "Upscale factor (bicubic): a 28 px dream at ×4 is a 112 px tile")
+
+        self._make_chosen()
+
+    def _make_chosen(self, *_: Any) -> None:
+        """Only the settings that apply: a VAE's frame is a prior draw decoded (no Gibbs steps;
+        the temperature scales the draw), and a frame always shows probabilities."""
+        kind = self.choices[self.model_box.currentIndex()].kind if self.choices else ""
+        frame = self.make_box.currentData() == "frame"
+        vae_frame = frame and kind == "vae"
+        self.steps.setEnabled(not vae_frame)
+        self.steps.setToolTip("A VAE's frame is one prior draw, decoded: there are no Gibbs steps" if vae_frame else
+                              "Gibbs steps from noise before the picture is taken (more: a better-mixed dream)")
+        self.temperature.setToolTip("A VAE's frame: the prior draw's spread (below 1 closer to the average image)"
+                                    if vae_frame else "Sampling temperature: below 1 calmer, above 1 wilder")
+        self.show_box.setEnabled(not frame)
 
     def values(self) -> dict[str, Any]:
         return {"choice": self.choices[self.model_box.currentIndex()], "make": self.make_box.currentData(),

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 from superqt import QLabeledDoubleSlider, QLabeledSlider
 
 from studio.dreams import MAX_CHAINS
-from studio.ui.dreams.widgets import _group, _MosaicImage, MUTED, SELECT_COLOUR
+from studio.ui.dreams.widgets import _group, _MosaicImage, MAX_ZOOM, MIN_ZOOM, MUTED, SELECT_COLOUR
 from studio.ui.widgets import pixel_view
 
 
@@ -202,8 +202,11 @@ class DreamsBuilder:
 
         box, form = _group("View")
         zoom_row = QHBoxLayout()
-        self.zoom_slider = QLabeledSlider(Qt.Orientation.Horizontal)
-        self.zoom_slider.setRange(1, 16)
+        # Fractional: a fitted grid of large tiles is drawn below 1 screen pixel per image
+        # pixel, and the label says so (it said 1 while 64 px tiles were drawn at half size).
+        self.zoom_slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+        self.zoom_slider.setRange(MIN_ZOOM, MAX_ZOOM)
+        self.zoom_slider.setDecimals(2)
         self.zoom_slider.setValue(4)
         self.zoom_slider.setToolTip("Zoom: screen pixels per image pixel (the wheel zooms too)")
         self.zoom_slider.valueChanged.connect(self._on_zoom)

@@ -10,7 +10,7 @@ from PySide6.QtCore import QRectF, Qt
 
 from studio.dreams import BrushUnavailable
 from studio.images import mosaic
-from studio.ui.dreams.widgets import BRUSH_RGBA, PAD
+from studio.ui.dreams.widgets import BRUSH_OUTLINE_RGBA, BRUSH_RGBA, MAX_ZOOM, MIN_ZOOM, PAD
 
 
 class DreamsControls:
@@ -68,7 +68,7 @@ class DreamsControls:
         else:
             self._pinned = min(serial, last)
 
-    def _on_zoom(self, z: int) -> None:
+    def _on_zoom(self, z: float) -> None:
         self._auto_fit = False  # the user chose a zoom: keep it
         if self.image.image is None:
             return
@@ -83,9 +83,9 @@ class DreamsControls:
     def _sync_zoom_slider(self) -> None:
         span = self.viewbox.viewRect().width()
         if span > 0:
-            z = int(round(self.viewbox.width() / span))
+            z = self.viewbox.width() / span
             self.zoom_slider.blockSignals(True)
-            self.zoom_slider.setValue(min(16, max(1, z)))
+            self.zoom_slider.setValue(round(min(MAX_ZOOM, max(MIN_ZOOM, z)), 2))
             self.zoom_slider.blockSignals(False)
 
     # ----------------------------------------------------------------------- mouse
@@ -154,4 +154,16 @@ class DreamsControls:
         m = mosaic(mask[..., None].astype(np.uint8), PAD, fill=0)[..., 0].astype(bool)
         rgba = np.zeros((*m.shape, 4), np.uint8)
         rgba[m] = BRUSH_RGBA
+        rgba[_ring(m)] = BRUSH_OUTLINE_RGBA
         self.overlay.setImage(rgba, autoLevels=False, levels=(0, 255))
+
+
+def _ring(m: np.ndarray) -> np.ndarray:
+    """The pixels just outside the region ``m`` (4-neighbours): where its outline is drawn, so
+    the outline covers none of the painted pixels."""
+    grown = m.copy()
+    grown[1:] |= m[:-1]
+    grown[:-1] |= m[1:]
+    grown[:, 1:] |= m[:, :-1]
+    grown[:, :-1] |= m[:, 1:]
+    return grown & ~m

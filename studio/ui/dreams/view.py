@@ -32,7 +32,7 @@ import concurrent.futures
 import math
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
@@ -51,6 +51,27 @@ from studio.ui.dreams.widgets import _kind_title, DISPLAY_INTERVAL_MS, MESSAGE_S
 from studio.worker import TaskQueue
 
 
+#: What the Dreams tab shows while a model of each kind trains (the trainers' frames).
+TRAINING_FRAMES = {
+    "rbm": "the persistent chains of training",
+    "grbm": "the persistent chains of training",
+    "texture": "the persistent chains of training",
+    "ae": "its reconstructions of a fixed batch of images",
+    "vae": "the same prior draws, decoded as it learns",
+    "hybrid": "reconstructions of a fixed batch (phase 1), then its RBM's persistent chains, decoded (phase 2)",
+}
+
+
+def arrival_text(frames: Sequence[Any], now: float, window: float = 10.0) -> str:
+    """How often new frames arrived over the last ``window`` seconds (frames with a ``time``,
+    oldest first): "4 frames/s", "a new frame every 2.5 s", or "waiting for frames"."""
+    recent = [f.time for f in frames if now - f.time <= window]
+    if len(recent) < 2 or recent[-1] <= recent[0]:
+        return "waiting for frames" if not recent else "a new frame now and then"
+    rate = (len(recent) - 1) / (recent[-1] - recent[0])
+    return f"{rate:.0f} frames/s" if rate >= 1.5 else f"a new frame every {1 / rate:.1f} s"
+
+
 class DreamsView(DreamsBuilder, DreamsControls, FollowRun, QWidget):
     """The Dreams tab, built from a document (a private one when none is given). Public slots:
     :meth:`set_model`, :meth:`show_training_frame`, :meth:`set_dataset_images`, :meth:`clear`;
@@ -59,6 +80,8 @@ class DreamsView(DreamsBuilder, DreamsControls, FollowRun, QWidget):
     #: A short message for the status bar.
     statusMessage = Signal(str)
     _exportDone = Signal(str)  # from the export thread, queued to the UI thread
+    _texture_chains = False  # the Chains box counts a texture RBM's large textures (see _sync_chains)
+    _grid_chains = 64  # the grid's chain count, kept while a texture shows
 
     def __init__(self, document: Session | None = None, parent: QWidget | None = None, *, history: int = 600,
                  max_fps: float = 75.0) -> None:
@@ -143,7 +166,8 @@ class DreamsView(DreamsBuilder, DreamsControls, FollowRun, QWidget):
             # opened after an RBM explored at T 0.41 showed 64 identical dark chains).
             self.temp_slider.setValue(1.0)
         try:  # the document makes the session; _on_dreams shows it
-            self.document.dream(model, dict(meta or {}), n_chains=self.chains_spin.value(),
+            chains = self._grid_chains if self._texture_chains else self.chains_spin.value()
+            self.document.dream(model, dict(meta or {}), n_chains=chains,
                                 steps_per_frame=self.steps_slider.value(), temperature=self.temp_slider.value(),
                                 show=self._show_kind(), history=self.history)
         except ValueError as e:
@@ -164,8 +188,8 @@ class DreamsView(DreamsBuilder, DreamsControls, FollowRun, QWidget):
         if session.source == "training":
             title = session.meta.get("title") or _kind_title(session.meta.get("kind", ""))
             job = f" · run #{session.meta['job_id']}" if session.meta.get("job_id") is not None else ""
-            self.caption.setText(f"<b>{title}</b> <span style='color:{MUTED}'>{job} · the persistent chains "
-                                 "of training, live</span>")
+            what = TRAINING_FRAMES.get(session.meta.get("kind", ""), TRAINING_FRAMES["rbm"])
+            self.caption.setText(f"<b>{title}</b> <span style='color:{MUTED}'>{job} · {what}, live</span>")
             return
         self.runner = DreamRunner(session, max_fps=self.max_fps, owner=self)
         self.runner.start(paused=not self._should_run())
@@ -524,6 +548,7 @@ class DreamsView(DreamsBuilder, DreamsControls, FollowRun, QWidget):
         for w in (self.chains_spin, self.steps_slider, self.temp_slider, self.probs_radio, self.samples_radio,
                   self.reset_noise_button, self.step_button):
             w.setEnabled(free)
+        self._sync_chains(s)
         self.pause_button.setEnabled(s is not None)
         self.pause_button.setToolTip("Pause or resume the dreams (P)" if free else
                                      "Freeze the picture (training goes on) (P)")
@@ -550,6 +575,32 @@ class DreamsView(DreamsBuilder, DreamsControls, FollowRun, QWidget):
             for w in (self.chains_spin, self.steps_slider, self.temp_slider):
                 w.setToolTip(tip)
 
+
+    def _sync_chains(self, s: DreamSession | None) -> None:
+        """The Chains box counts what dreams: a texture RBM's large seamless textures (1 to
+        TEXTURE_MAX_CHAINS; it dreams one) or a grid's chains (16-256; that count is kept for
+        the next grid while a texture shows)."""
+        texture = s is not None and s.source == "sampler" and hasattr(s.model, "synthesize")
+        spin = self.chains_spin
+        if not texture and not self._texture_chains:
+            return
+        if not self._texture_chains:
+            self._grid_chains = spin.value()
+        self._texture_chains = texture
+        spin.blockSignals(True)
+        if texture:
+            spin.setRange(1, TEXTURE_MAX_CHAINS)
+            spin.setSingleStep(1)
+            spin.setValue(s.settings.n_chains)
+            spin.setToolTip(f"How many {TEXTURE_DREAM_SIDE}×{TEXTURE_DREAM_SIDE} seamless textures dream side by side "
+                            f"(1-{TEXTURE_MAX_CHAINS}): a texture RBM dreams one large texture, not a grid of chains.")
+        else:
+            spin.setRange(16, MAX_CHAINS)
+            spin.setSingleStep(16)
+            spin.setValue(self._grid_chains)
+            spin.setToolTip("How many chains dream side by side (16-256). "
+                            "Chains you keep keep their state; new ones start from noise.")
+        spin.blockSignals(False)
 
     # ---------------------------------------------------------------------- the display
     def _tick(self) -> None:
@@ -629,7 +680,10 @@ class DreamsView(DreamsBuilder, DreamsControls, FollowRun, QWidget):
                 text = (f"{f.n_chains} chains · {st.steps_per_frame} step(s)/frame · T {f.temperature:.2f} · "
                         f"{f.show} · {state} · {self.shown_fps:.0f} frames/s shown")
             else:
-                text = f"{f.n_chains} chains · training step {f.steps:,} · {self.shown_fps:.0f} frames/s shown"
+                # Training frames come every few steps, often less than once in the half second
+                # the painted rate is counted over: their own rate, over the last seconds.
+                unit = "chains" if s.meta.get("kind") in ("rbm", "grbm", "texture") else "images"
+                text = f"{f.n_chains} {unit} · training step {f.steps:,} · {arrival_text(s.frames(), now)}"
             if s.has_mask:
                 text += " · brush on"
             if now - self._message_time > MESSAGE_SECONDS and not s.error:

@@ -14,7 +14,11 @@ if TYPE_CHECKING:  # annotations only: the view imports this module
 
 
 MUTED = "#8a9099"
-BRUSH_RGBA = (255, 64, 200, 110)  # painted pixels: translucent magenta over the chain
+# The brush's mask: a faint tint over the painted pixels (they keep dreaming: the artist must
+# see them) and a solid magenta outline on the held pixels around them.
+BRUSH_RGBA = (255, 64, 200, 36)
+BRUSH_OUTLINE_RGBA = (255, 64, 200, 230)
+MIN_ZOOM, MAX_ZOOM = 0.25, 16.0  # screen pixels per image pixel, as the zoom slider shows it
 SELECT_COLOUR = "#ffb74d"
 PAD = 1  # gap between tiles, in image pixels
 MESSAGE_SECONDS = 4.0  # a message holds the status line this long

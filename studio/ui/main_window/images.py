@@ -66,10 +66,10 @@ class ImageSources:
         self.session.set_images(images, sources)
         if self.dreams is not None:
             self.dreams.set_dataset_images(images.images)
-        if sources:
-            self._remember_sources(sources)
+        self._remember_sources(sources)
+        note, self._relaunch_note = getattr(self, "_relaunch_note", ""), ""
         self.statusBar().showMessage(
-            f"{len(images)} images loaded, {len(images.rejected)} rejected", 5000)
+            f"{note}{len(images)} images loaded, {len(images.rejected)} rejected", 15000 if note else 5000)
 
     def _on_load_failed(self, loader: LoadWorker, message: str) -> None:
         if loader is not self._loader:
@@ -86,12 +86,30 @@ class ImageSources:
     def _images_changed(self, images) -> None:
         """The document's images changed (on the UI thread: the loader's result is set there)."""
         self.dataset_panel.show_images(images, self.session.source_label)
-        self.setWindowTitle(f"Harmonium Studio — {self.session.source_label} ({len(images)} images)")
+        # Qt adds the application's name ("… — Harmonium Studio") to the title by itself.
+        self.setWindowTitle(f"{self.session.source_label} ({len(images)} images)")
         self.images_ready = True
         self.images_loaded.emit(images)
         self._maybe_autostart()
 
+    def last_sources(self) -> list[str]:
+        """What to open at launch: the sources loaded last time (the demo set when that was the
+        demo set, or nothing is remembered). When they are gone, the demo set, and the status
+        bar says so once the images are in."""
+        last = [v for v in setting_json(self.settings, "dataset/last_sources", [], list) if isinstance(v, str) and v]
+        found = [v for v in last if Path(v).exists()]
+        if last and not found:
+            name = Path(last[0]).name or last[0]
+            self._relaunch_note = (f"The last folder, {name}, is gone: opened the demo set · " if len(last) == 1
+                                   else f"The last images ({name}, …) are gone: opened the demo set · ")
+        return found
+
     def _remember_sources(self, sources: list[str]) -> None:
+        """Remember what was loaded (the next launch opens it again: ``dataset/last_sources``,
+        [] for the demo set) and the folders among the recent ones."""
+        self.settings.setValue("dataset/last_sources", json.dumps([str(s) for s in sources]))
+        if not sources:
+            return
         folders = []
         for s in sources:
             p = Path(s)

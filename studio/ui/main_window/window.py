@@ -253,13 +253,14 @@ class MainWindow(ImageSources, TabWiring, ModelAndProjectFiles, Recovery, QMainW
 
     # ===================================================================== start-up
     def start(self, folder: str | list[str] | None = None, train: str | None = None) -> None:
-        """Begin the background work: import the engine, load ``folder`` (the demo set when
-        None), and with ``train`` start that model kind when both are ready."""
+        """Begin the background work: import the engine, load ``folder`` (when None, what was
+        loaded last time, or the demo set: :meth:`last_sources`), and with ``train`` start that
+        model kind when both are ready."""
         self._pending_train = train
         self.start_engine()
         self.check_recovery()
         self.sweep_stale_files()
-        sources = [folder] if isinstance(folder, str) else list(folder or [])
+        sources = ([folder] if isinstance(folder, str) else list(folder)) if folder else self.last_sources()
         self.open_sources(sources)
 
     def start_engine(self) -> None:
