@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import warnings
 
 import pytest
@@ -274,3 +275,53 @@ def test_cd_steps_between_checks_never_wait_for_the_host(monkeypatch):
         tr.train_step(data[:16])
         assert calls
         monkeypatch.undo()
+
+
+def test_gaussian_rbm_steps_between_checks_never_wait_for_the_host_and_divergence_is_still_caught(monkeypatch):
+    """The Gaussian RBM's step reads its two numbers (reconstruction error, free-energy gap)
+    back together every 10 steps only; a NaN that appears between two reads is caught at the
+    next one, and the model is rolled back to finite weights."""
+    from models.rbm import GaussianBernoulliRBM, RBMConfig
+    from models.training import TrainingDiverged
+
+    torch.manual_seed(0)
+    data = (torch.rand(64, 1, 4, 4) * 255).to(torch.uint8)
+    m = GaussianBernoulliRBM(RBMConfig(16, 8, (1, 4, 4)))
+    tr = RBMTrainer(m, data, RBMTrainConfig(epochs=1, batch_size=16, seed=0, optimizer="adam", learning_rate=1e-3))
+    tr.prepare()
+    first = tr.train_step(data[:16])  # step 0: a read
+    assert math.isfinite(first["recon_error"]) and math.isfinite(first["free_energy_gap"])
+    calls = []
+
+    def counted(real):
+        def read(t):
+            # torch.optim.Adam reads its step count, a CPU tensor whatever the device (no sync)
+            if "torch" + os.sep + "optim" not in sys._getframe(1).f_code.co_filename:
+                calls.append(1)
+            return real(t)
+        return read
+
+    for name in ("item", "tolist"):
+        monkeypatch.setattr(torch.Tensor, name, counted(getattr(torch.Tensor, name)))
+    for step in range(1, 10):
+        tr.step = step
+        assert tr.train_step(data[:16]) == first  # the last numbers read, not a new read
+    assert calls == []
+    tr.step = 10
+    tenth = tr.train_step(data[:16])
+    assert len(calls) == 1 and tenth != first
+    monkeypatch.undo()
+
+    # divergence: the learning rate blows the weights up between two reads; the run stops at
+    # the next read with the last good (finite) weights
+    tr = RBMTrainer(m, data, RBMTrainConfig(epochs=50, batch_size=16, seed=0, optimizer="adam", learning_rate=1e-3, snapshot_every=5))
+    gen = tr.run()
+    for ev in gen:
+        if ev.step == 11:
+            break
+    tr.config.learning_rate = float("inf")
+    with pytest.raises(TrainingDiverged) as info:
+        for _ in gen:
+            pass
+    assert 11 < info.value.step <= 21  # caught at the next read (step 20), not later
+    assert all(torch.isfinite(v).all() for v in m.state_dict().values())
