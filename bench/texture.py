@@ -135,13 +135,20 @@ def train_texture(train: torch.Tensor, budget: float | None, threads: int | None
     cfg = ConvRBMTrainConfig(seed=seed, threads=threads, frame_every=0,
                              **{k: v for k, v in overrides.items() if k not in model_keys})
     trainer = ConvRBMTrainer(model, train, cfg)
+    seconds, cut = run_within(trainer, budget)
+    return model, trainer, seconds, cut
+
+
+def run_within(trainer, budget: float | None) -> tuple[float, bool]:
+    """Train to the end, or stop (close the generator) at the first step past `budget` seconds:
+    (seconds, whether the run was cut)."""
     t0 = time.perf_counter()
-    cut = False
-    for ev in trainer.run():
+    run = trainer.run()
+    for ev in run:
         if budget and time.perf_counter() - t0 > budget and ev.kind == "step":
-            cut = True
-            break
-    return model, trainer, time.perf_counter() - t0, cut
+            run.close()
+            return time.perf_counter() - t0, True
+    return time.perf_counter() - t0, False
 
 
 def train_pixel_rbm(train: torch.Tensor, budget: float | None, threads: int | None, seed: int):
@@ -152,13 +159,8 @@ def train_pixel_rbm(train: torch.Tensor, budget: float | None, threads: int | No
     small = small.round().clamp(0, 255).to(torch.uint8)
     extra = {"threads": threads} if threads else {}
     trainer = build(Options(kind="rbm", image_shape=(train.shape[1], 32, 32), seed=seed, frame_every=0, extra=extra), small)
-    t0 = time.perf_counter()
-    cut = False
-    for ev in trainer.run():
-        if budget and time.perf_counter() - t0 > budget and ev.kind == "step":
-            cut = True
-            break
-    return trainer.model, small, time.perf_counter() - t0, cut
+    seconds, cut = run_within(trainer, budget)
+    return trainer.model, small, seconds, cut
 
 
 def pixel_rbm_canvases(model, small: torch.Tensor, seed: int, n: int = 4) -> torch.Tensor:
