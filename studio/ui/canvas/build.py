@@ -345,6 +345,17 @@ class ViewBuilder:
         slider.sliderPressed.connect(self.canvas.end_merge)
         slider.sliderReleased.connect(self.canvas.end_merge)
 
+    def _menu_button(self, text: str, icon: QStyle.StandardPixmap, menu: QMenu, tip: str) -> QToolButton:
+        """A toolbar button with text and icon that opens `menu` at once (Add, Export, Canvas)."""
+        button = QToolButton()
+        button.setText(text)
+        button.setIcon(self.style().standardIcon(icon))
+        button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        button.setMenu(menu)
+        button.setToolTip(tip)
+        return button
+
     def _act(self, text: str, slot: Callable[[], Any], shortcut: str | Sequence[str] | QKeySequence.StandardKey | None = None,
              tip: str = "", icon: QStyle.StandardPixmap | None = None) -> QAction:
         action = QAction(text, self)
@@ -378,14 +389,8 @@ class ViewBuilder:
         for a in (self.action_add_dream, self.action_add_model, self.action_add_dataset, None, self.action_import):
             self.add_menu.addSeparator() if a is None else self.add_menu.addAction(a)
         self.add_menu.aboutToShow.connect(self._refresh_add_menu)
-        add_button = QToolButton()
-        add_button.setText("Add")
-        add_button.setIcon(self.style().standardIcon(SP.SP_FileDialogNewFolder))
-        add_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        add_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-        add_button.setMenu(self.add_menu)
-        add_button.setToolTip("Add a layer: a dream snapshot, a model texture, a dataset image, an image file")
-        self.add_button = add_button
+        self.add_button = add_button = self._menu_button("Add", SP.SP_FileDialogNewFolder, self.add_menu,
+                                                 "Add a layer: a dream snapshot, a model texture, a dataset image, an image file")
 
         # history
         self.action_undo = self._act("&Undo", self.undo, QKeySequence.StandardKey.Undo, "Undo", SP.SP_ArrowBack)
@@ -432,28 +437,16 @@ class ViewBuilder:
         for a in (self.action_export_layers, self.action_export_png, self.action_export_ora, self.action_export_psd,
                   self.action_export_anim):
             self.export_menu.addAction(a)
-        export_button = QToolButton()
-        export_button.setText("Export")
-        export_button.setIcon(self.style().standardIcon(SP.SP_DialogSaveButton))
-        export_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        export_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-        export_button.setMenu(self.export_menu)
-        export_button.setToolTip("Export PNGs with provenance, OpenRaster, Photoshop, or an animation")
-        self.export_button = export_button
+        self.export_button = export_button = self._menu_button("Export", SP.SP_DialogSaveButton, self.export_menu,
+                                                 "Export PNGs with provenance, OpenRaster, Photoshop, or an animation")
 
         # The canvas menu: its size and how it is viewed (the view's keys work without it).
         self.canvas_menu = QMenu("Canvas", self)
         for a in (self.action_size, None, self.action_fit, self.action_actual, self.action_zoom_in,
                   self.action_zoom_out):
             self.canvas_menu.addSeparator() if a is None else self.canvas_menu.addAction(a)
-        canvas_button = QToolButton()
-        canvas_button.setText("Canvas")
-        canvas_button.setIcon(self.style().standardIcon(SP.SP_FileDialogDetailedView))
-        canvas_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        canvas_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-        canvas_button.setMenu(self.canvas_menu)
-        canvas_button.setToolTip("Canvas size and background, fit, 100 %, zoom")
-        self.canvas_button = canvas_button
+        self.canvas_button = canvas_button = self._menu_button("Canvas", SP.SP_FileDialogDetailedView, self.canvas_menu,
+                                                 "Canvas size and background, fit, 100 %, zoom")
 
         # A compact toolbar: at the default 1440×900 window the canvas pane is ~380 px wide, and
         # a toolbar wider than that hid Export and Canvas Size behind a faint "»". Menus hold
