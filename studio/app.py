@@ -2,7 +2,7 @@
 
     python main.py [FOLDER] [--train MODEL]
 
-opens the window with FOLDER loaded (the built-in demo set when none is given); ``--train
+opens the window with FOLDER loaded (when none is given, the folders loaded last time, else the built-in demo set); ``--train
 MODEL`` starts training that model kind as soon as the images and the model engine are ready.
 
 Start-up is ordered for a fast first picture: only Qt (and superqt) are imported before the
@@ -43,7 +43,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     from models import kinds  # the kinds' records: no torch imported
 
     p = argparse.ArgumentParser(prog="harmonium", description="Open the Harmonium studio.")
-    p.add_argument("folder", nargs="?", help="folder of images to open (default: the demo set)")
+    p.add_argument("folder", nargs="?", help="folder of images to open (default: the folders loaded last time, else the demo set)")
     p.add_argument("--train", metavar="MODEL", help=f"start training MODEL at once ({', '.join(kinds.keys())})")
     return p.parse_args(argv)
 
