@@ -223,7 +223,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from models.factory import Options, build
     from models.training import TrainingDiverged
     from studio.dataset import Preprocess
-    from studio.dataset.records import MAX_TARGET
     from studio.train_summary import describe_training
 
     check_out(Path(args.out))  # before any training: a run must not end unable to save
@@ -248,9 +247,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         kind = args.model or "rbm"
         settings = train_settings(args, kind)
         _check_chains(settings, bool(settings.get("persistent", True)))
-        # A texture trains on crops of its images: the largest size keeps the most of its grain.
-        size = args.size if args.size is not None else (MAX_TARGET if kind == "texture" else 28)
-        pre = Preprocess(size=size, color=args.color, crop=args.crop or "center", binarize=args.binarize)
+        if kind == "texture":  # crops of its photos at their own grain (studio.dataset.texture)
+            from studio.cli_texture import texture_preprocess
+
+            pre = texture_preprocess(args)
+        else:
+            pre = Preprocess(size=args.size if args.size is not None else 28, color=args.color, crop=args.crop or "center", binarize=args.binarize)
         images = _load(args.folder, pre, args.quiet, args.follow_links)
         if len(images) == 0:
             _err("no usable images: nothing to train on")
@@ -630,7 +632,8 @@ def parser() -> argparse.ArgumentParser:
                                    "the settings in force are printed when training starts (* marks yours).")
     t.add_argument("folder", nargs="?", help="folder of images (default: the built-in demo set)")
     t.add_argument("--model", choices=kinds.keys(), default=None, help="default rbm")
-    t.add_argument("--size", type=int, default=None, help="image side in pixels (16-128; default 28)")
+    t.add_argument("--size", type=int, default=None, help="image side in pixels (16-128; default 28); a texture: "
+                   "the largest side its photos keep (16-1024; default 1024, never above their own)")
     t.add_argument("--color", action="store_true", help="RGB instead of grayscale")
     t.add_argument("--crop", choices=["center", "fit", "stretch"], default=None, help="default center")
     t.add_argument("--binarize", choices=["threshold", "dither"], default=None)

@@ -1,10 +1,38 @@
-"""`harmonium sample` of a texture model (the "texture" kind, `models.conv_rbm`): seamless
-textures at the size asked (--width, --height: 64 to 2,048 px), one at a time, as PNGs with their
-provenance. `studio.cli.cmd_sample` hands a texture checkpoint here."""
+"""The texture kind (`models.conv_rbm`) from the command line: `harmonium train --model texture`'s
+images at their own grain (`texture_preprocess`), and `harmonium sample` of a texture model:
+seamless textures at the size asked (--width, --height: 64 to 2,048 px), one at a time, as PNGs
+with their provenance. `studio.cli.cmd_train` and `cmd_sample` hand the texture kind here."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+
+def texture_preprocess(args: argparse.Namespace):
+    """The `Preprocess` a new texture model's images load with (`studio.dataset.texture`): the
+    middle square of each photo at its own grain, at most --size px a side (default 1,024),
+    never upscaled; says what it does to them on stderr (unless --quiet). ValueError (one
+    sentence) for a --size or --crop a texture cannot take."""
+    import sys
+
+    from studio.dataset import demo_folder
+    from studio.dataset.records import MAX_NATIVE, MIN_TARGET
+    from studio.dataset.texture import plan_native
+
+    if args.crop not in (None, "center"):
+        raise ValueError(f"--crop {args.crop}: a texture trains on the middle square of each photo at its own grain; "
+                         "leave --crop out")
+    size = MAX_NATIVE if args.size is None else args.size
+    if not MIN_TARGET <= size <= MAX_NATIVE:
+        raise ValueError(f"--size for a texture is the largest side its photos keep: {MIN_TARGET} to {MAX_NATIVE:,} px "
+                         f"(got {size})")
+    sources = [args.folder] if args.folder else [demo_folder()]
+    pre, note = plan_native(sources, color=args.color, max_side=size, follow_links=args.follow_links)
+    if args.binarize:
+        pre = type(pre).from_dict({**pre.to_dict(), "binarize": args.binarize})
+    if not args.quiet:
+        print(f"texture images: {note}", file=sys.stderr)
+    return pre
 
 
 def texture_size(args: argparse.Namespace) -> tuple[int, int]:

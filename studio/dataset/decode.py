@@ -293,6 +293,13 @@ def _geometry(im: Image.Image, pp: Preprocess, notes: list[str]) -> Image.Image:
     factor = min(w, h) // (2 * s)
     if factor >= 2:  # cheap box pre-reduction of big non-JPEG sources before the good filter
         im = im.reduce(factor)
+    if pp.native:  # a texture: the middle square at whole-pixel offsets, resampled only when larger
+        side = min(im.size)
+        left, top = (im.width - side) // 2, (im.height - side) // 2
+        square = im.crop((left, top, left + side, top + side))
+        if side > s:
+            notes.append(f"its middle {min(w, h)}×{min(w, h)} square downscaled to {s}×{s}")
+        return square if side == s else square.resize((s, s), _RESAMPLE)
     if pp.crop == "center":
         return ImageOps.fit(im, (s, s), method=_RESAMPLE)
     if pp.crop == "fit":

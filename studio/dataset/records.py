@@ -14,6 +14,9 @@ from PIL import Image
 CROPS: tuple[str, ...] = ("center", "fit", "stretch")
 BINARIZE: tuple[str | None, ...] = (None, "threshold", "dither")
 MIN_TARGET, MAX_TARGET = 16, 128
+#: The largest side a texture's images keep (``Preprocess.native``): a photo's middle square at
+#: its own grain, downscaled only beyond this (1,024² px: 1 MB a grey image, 3 MB a colour one).
+MAX_NATIVE = 1024
 
 
 ProgressFn = Callable[[int, int], None]
@@ -33,6 +36,10 @@ class Preprocess:
         threshold: the cut for ``binarize="threshold"``, in 0..1.
         min_size: sources smaller than this on either side are refused (see module docs).
         max_pixels: sources whose header claims more pixels are refused before decoding.
+        native: the texture kind's images (``studio.dataset.texture``): ``size`` may go up to
+            ``MAX_NATIVE`` and is chosen from the photos' own sizes, so each is its middle
+            square at (close to) its own grain, never upscaled; False: every kind's ``size``
+            up to ``MAX_TARGET``.
     """
 
     size: int = 28
@@ -43,14 +50,20 @@ class Preprocess:
     threshold: float = 0.5
     min_size: int = 8
     max_pixels: int = 64_000_000
+    native: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.size, bool) or not isinstance(self.size, int):
             raise ValueError(f"size must be a whole number of pixels, got {self.size!r}")
-        if not MIN_TARGET <= self.size <= MAX_TARGET:
-            raise ValueError(f"size must be between {MIN_TARGET} and {MAX_TARGET} pixels, got {self.size}")
+        if not isinstance(self.native, bool):
+            raise ValueError(f"native must be true or false, got {self.native!r}")
+        top = MAX_NATIVE if self.native else MAX_TARGET
+        if not MIN_TARGET <= self.size <= top:
+            raise ValueError(f"size must be between {MIN_TARGET} and {top} pixels, got {self.size}")
         if self.crop not in CROPS:
             raise ValueError(f"crop must be one of {', '.join(CROPS)}; got {self.crop!r}")
+        if self.native and self.crop != "center":
+            raise ValueError(f"a texture's images are their middle squares (crop 'center'), not {self.crop!r}")
         if self.binarize not in BINARIZE:
             raise ValueError(f"binarize must be None, 'threshold' or 'dither'; got {self.binarize!r}")
         if not 0.0 <= float(self.threshold) <= 1.0:
@@ -75,6 +88,8 @@ class Preprocess:
         """A JSON-ready dict (background becomes a list)."""
         d = asdict(self)
         d["background"] = list(self.background)
+        if not self.native:  # the dicts (checkpoints, projects) of every other kind stay as they were
+            del d["native"]
         return d
 
     @classmethod
@@ -86,7 +101,8 @@ class Preprocess:
 
     def describe(self) -> str:
         """One line for people, e.g. ``28×28 grayscale, center crop``."""
-        parts = [f"{self.size}×{self.size}", "RGB" if self.color else "grayscale", f"{self.crop} crop"]
+        parts = [f"{self.size}×{self.size}", "RGB" if self.color else "grayscale",
+                 "the middle square, never upscaled" if self.native else f"{self.crop} crop"]
         if self.binarize:
             parts.append(f"binarized ({self.binarize})")
         return ", ".join(parts)

@@ -180,6 +180,13 @@ class Session:
         options = self.options_for(kind, params)
         factory = self.trainer_factory
         device = self.device
+        if kind == "texture":  # its photos at their own grain, loaded as it starts (studio.jobs.texture)
+            from studio.jobs.texture import texture_job
+
+            job = texture_job(options, images, self.sources, self.source_label, factory, device, kinds.kind(kind).title)
+            job.options = options  # type: ignore[attr-defined]
+            self.add_job(job)
+            return job
         split = self.scoring_set(images)
         assert split is not None
 
@@ -255,6 +262,10 @@ class Session:
         def make():
             import torch
 
+            if pp and pp.get("native") is True:  # a texture trained at its photos' own grain: loaded so again
+                from studio.jobs.texture import texture_resume
+
+                return texture_resume(ckpt, self.sources, pp, self.device)
             images = self.images
             if images is None or len(images) == 0:
                 raise ValueError("open the images this model was trained on before resuming it")
