@@ -83,6 +83,20 @@ def _editor(p: HyperParam) -> QWidget:
     return w
 
 
+
+def _texture_filters_title(job: TrainingJob) -> str:
+    """The filters' title for a texture RBM: what a filter is there (one small patch, shared by
+    every position of the texture, not one hidden unit's view of the whole image) and, once its
+    photos are loaded, what was done to them (at their own grain: ``studio.jobs.texture``)."""
+    from html import escape
+
+    cfg = getattr(job.model, "config", None)
+    size = f"{cfg.filter_size}×{cfg.filter_size} px " if cfg is not None else ""
+    title = (f"<b>Texture filters</b> <span style='color:#8a9099'>(one tile per filter: a {size}patch the model "
+             "looks for, and paints, at every position of the texture; up to 100; grey = 0)</span>")
+    note = getattr(job, "texture_note", "")
+    return title + (f"<br><span style='color:#8a9099'>Trained on {escape(note)}</span>" if note else "")
+
 class ParamsForm(QWidget):
     """A form for a list of :class:`HyperParam`; ``values()`` / ``set_values()``."""
 
@@ -540,7 +554,11 @@ class TrainingPage(QWidget):
 
     def _set_mosaic_mode(self, filters: bool) -> None:
         self._filters_mode = filters
-        if filters:
+        texture = filters and self.job is not None and self.job.kind == "texture"
+        if texture:
+            self.mosaic_title.setText(_texture_filters_title(self.job))
+            self.mosaic.set_placeholder("The texture RBM's filters appear here while it trains.")
+        elif filters:
             self.mosaic_title.setText("<b>Weight filters</b> <span style='color:#8a9099'>(one tile per hidden unit, "
                                       "up to 100; grey = 0)</span>")
             self.mosaic.set_placeholder("The RBM's weight filters appear here while it trains.")

@@ -38,7 +38,8 @@ import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import QApplication, QFileDialog, QWidget
 
-from studio.dreams import BrushUnavailable, DreamFrame, DreamRunner, DreamSession
+from studio.dreams import BrushUnavailable, DreamFrame, DreamRunner, DreamSession, MAX_CHAINS
+from studio.dreams.session import TEXTURE_DREAM_SIDE, TEXTURE_MAX_CHAINS
 from studio.images import GridLayout, mosaic
 from studio.jobs import Session
 from studio.quality_card import dreams_banner
@@ -80,6 +81,8 @@ class DreamsView(DreamsBuilder, DreamsControls, FollowRun, QWidget):
     #: A short message for the status bar.
     statusMessage = Signal(str)
     _exportDone = Signal(str)  # from the export thread, queued to the UI thread
+    _texture_chains = False  # the Chains box counts a texture RBM's large textures (see _sync_chains)
+    _grid_chains = 64  # the grid's chain count, kept while a texture shows
 
     def __init__(self, document: Session | None = None, parent: QWidget | None = None, *, history: int = 600,
                  max_fps: float = 75.0) -> None:
@@ -164,7 +167,8 @@ class DreamsView(DreamsBuilder, DreamsControls, FollowRun, QWidget):
             # opened after an RBM explored at T 0.41 showed 64 identical dark chains).
             self.temp_slider.setValue(1.0)
         try:  # the document makes the session; _on_dreams shows it
-            self.document.dream(model, dict(meta or {}), n_chains=self.chains_spin.value(),
+            chains = self._grid_chains if self._texture_chains else self.chains_spin.value()
+            self.document.dream(model, dict(meta or {}), n_chains=chains,
                                 steps_per_frame=self.steps_slider.value(), temperature=self.temp_slider.value(),
                                 show=self._show_kind(), history=self.history)
         except ValueError as e:
@@ -545,6 +549,7 @@ class DreamsView(DreamsBuilder, DreamsControls, FollowRun, QWidget):
         for w in (self.chains_spin, self.steps_slider, self.temp_slider, self.probs_radio, self.samples_radio,
                   self.reset_noise_button, self.step_button):
             w.setEnabled(free)
+        self._sync_chains(s)
         self.pause_button.setEnabled(s is not None)
         self.pause_button.setToolTip("Pause or resume the dreams (P)" if free else
                                      "Freeze the picture (training goes on) (P)")
@@ -571,6 +576,32 @@ class DreamsView(DreamsBuilder, DreamsControls, FollowRun, QWidget):
             for w in (self.chains_spin, self.steps_slider, self.temp_slider):
                 w.setToolTip(tip)
 
+
+    def _sync_chains(self, s: DreamSession | None) -> None:
+        """The Chains box counts what dreams: a texture RBM's large seamless textures (1 to
+        TEXTURE_MAX_CHAINS; it dreams one) or a grid's chains (16-256; that count is kept for
+        the next grid while a texture shows)."""
+        texture = s is not None and s.source == "sampler" and hasattr(s.model, "synthesize")
+        spin = self.chains_spin
+        if not texture and not self._texture_chains:
+            return
+        if not self._texture_chains:
+            self._grid_chains = spin.value()
+        self._texture_chains = texture
+        spin.blockSignals(True)
+        if texture:
+            spin.setRange(1, TEXTURE_MAX_CHAINS)
+            spin.setSingleStep(1)
+            spin.setValue(s.settings.n_chains)
+            spin.setToolTip(f"How many {TEXTURE_DREAM_SIDE}×{TEXTURE_DREAM_SIDE} seamless textures dream side by side "
+                            f"(1-{TEXTURE_MAX_CHAINS}): a texture RBM dreams one large texture, not a grid of chains.")
+        else:
+            spin.setRange(16, MAX_CHAINS)
+            spin.setSingleStep(16)
+            spin.setValue(self._grid_chains)
+            spin.setToolTip("How many chains dream side by side (16-256). "
+                            "Chains you keep keep their state; new ones start from noise.")
+        spin.blockSignals(False)
 
     # ---------------------------------------------------------------------- the display
     def _tick(self) -> None:
