@@ -20,7 +20,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-_MINUS_HALF = torch.tensor(-32768.0)  # -2^15
+_HALF = torch.tensor(0.5)
+_ULP = 2.0**-16
+
+
+def to_uniform(r: Tensor, out: Tensor | None = None) -> Tensor:
+    """The 16-bit uniform integers r in [-2^15, 2^15) (int16, or float32 holding them) as
+    float32 uniforms u = (r + 2^15)/2^16 in [0, 1) (exact: multiples of 2^-16), in one pass
+    (into `out` when given, which may be r itself)."""
+    return torch.add(_HALF, r, alpha=_ULP, out=out)
 
 
 class NoiseSource:
@@ -44,9 +52,9 @@ class NoiseSource:
     def bernoulli(self, p: Tensor, out: Tensor | None = None, scratch: Tensor | None = None) -> Tensor:
         """Binary samples with P(1) = p, as p's dtype (into `out` when given).
 
-        On the CPU each draw compares a 16-bit uniform integer r in [-2^15, 2^15) with
-        p·2^16 - 2^15, so P(1) = ceil(2^16 p) / 2^16: exact at p = 0 and p = 1, never more
-        than 2^-16 above p in between."""
+        On the CPU each draw compares a uniform u = k/2^16 (k a 16-bit uniform integer) with
+        p, so P(1) = ceil(2^16 p) / 2^16: exact at p = 0 and p = 1, never more than 2^-16
+        above p in between. `scratch`: a float32 buffer of p's shape for the uniforms."""
         bits = self._bits
         if out is None:
             out = torch.empty_like(p)
@@ -54,23 +62,22 @@ class NoiseSource:
             return torch.lt(torch.rand(p.shape, device=p.device, dtype=p.dtype, generator=self.generator), p, out=out)
         n = p.numel()
         r = torch.from_numpy(bits.random_raw((n + 3) >> 2).view(np.int16)[:n]).view(p.shape)  # [-2^15, 2^15)
-        return torch.lt(r, torch.add(_MINUS_HALF, p, alpha=65536.0, out=scratch), out=out)  # r < p·2^16 - 2^15
+        if scratch is not None and scratch.dtype != torch.float32:
+            scratch = None  # the uniforms need float32's 24 bits
+        return torch.lt(to_uniform(r, scratch), p, out=out)
 
-    def bernoulli_fn(self, shape: tuple[int, ...]):
-        """`bernoulli(p, out, scratch)` for tensors of one `shape`, with the constants worked out
-        once: the same draws, for hot loops where Python's own time counts."""
-        bits = self._bits
-        if bits is None:
-            return self.bernoulli
-        n = int(np.prod(shape))
-        words, raw, from_numpy, add, lt = (n + 3) >> 2, bits.random_raw, torch.from_numpy, torch.add, torch.lt
-        shape = tuple(shape)
-
-        def draw(p: Tensor, out: Tensor, scratch: Tensor) -> Tensor:
-            r = from_numpy(raw(words).view(np.int16)[:n]).view(shape)
-            return lt(r, add(_MINUS_HALF, p, alpha=65536.0, out=scratch), out=out)
-
-        return draw
+    def uniforms16(self, *sizes: int) -> list[Tensor]:
+        """int16 tensors of `sizes` 16-bit uniform integers in [-2^15, 2^15): exactly the ones
+        that successive `bernoulli` calls of those sizes would compare with their
+        probabilities, from one call into the stream (the hot loop of `models.sampling` draws a
+        Gibbs step's two halves at once). Views of one new array; CPU streams only."""
+        words = [(int(n) + 3) >> 2 for n in sizes]
+        raw = self._bits.random_raw(sum(words)).view(np.int16)
+        out, o = [], 0
+        for n, w in zip(sizes, words):
+            out.append(torch.from_numpy(raw[o : o + n]))
+            o += 4 * w
+        return out
 
     # ------------------------------------------------------------------------ persistence
     def state_tensor(self) -> Tensor:

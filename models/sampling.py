@@ -18,7 +18,7 @@ from torch import Tensor
 from . import calibrate
 from .device import make_generator
 from .kernels import PackedRBM, onednn_available
-from .noise import NoiseSource
+from .noise import NoiseSource, to_uniform
 from .rbm import BernoulliRBM
 
 
@@ -241,11 +241,23 @@ class GibbsSampler(Clamping):
         """(the product path, whether chain groups step side by side on worker threads) for a
         call of k steps, from the machine's calibration: the path with the least measured time
         at this size (packed weights only for free-running chains, whose weights sit still),
-        and the worker threads when one group's k steps take longer than handing them over."""
+        and the worker threads when one group's k steps take longer than handing them over.
+        Remembered for the last (calibration, sizes, k, threads) asked: a viewer's one-step
+        calls ask the same again and again."""
         n, V, H = self.n_chains, self.model.n_visible, self.model.n_hidden
         cal = calibrate.calibration()
-        paths = SAMPLER_PATHS if self.free_running else ("addmm", "fused")
         threads = torch.get_num_threads()
+        key = (k, n_groups, n, V, H, threads, self.free_running, calibrate.bf16_allowed())
+        last = self.__dict__.get("_last_plan")
+        if last is not None and last[0] is cal and last[1] == key:
+            return last[2]
+        plan = self._plan_for(cal, k, n_groups, threads)
+        self._last_plan = (cal, key, plan)
+        return plan
+
+    def _plan_for(self, cal: calibrate.Calibration, k: int, n_groups: int, threads: int) -> tuple[str, bool]:
+        n, V, H = self.n_chains, self.model.n_visible, self.model.n_hidden
+        paths = SAMPLER_PATHS if self.free_running else ("addmm", "fused")
         parallel = False
         if self.free_running and n_groups > 1 and threads > 1:
             g = min(n, CHAIN_GROUP)
@@ -269,55 +281,87 @@ class GibbsSampler(Clamping):
     def _rows_steps(self, k: int, groups: list[tuple[int, int, NoiseSource]], out_h: Tensor, out_mean: Tensor, out_v: Tensor,
                     packed: PackedRBM | None = None) -> None:
         """k Gibbs steps of the chains of consecutive `groups` (rows a..b in all), each group
-        drawing from its own stream; the last step writes rows a..b of the out_* tensors."""
+        drawing from its own stream; the last step writes rows a..b of the out_* tensors.
+
+        Each half-step is its product and, on the CPU, two to four passes over memory with no
+        temporaries (`_Scratch`): the step's uniforms of every group into one float32 buffer
+        (one call into each stream for both halves), bfloat16 probabilities copied to float32,
+        the comparison, and for bfloat16 products the sample converted to their input. A few
+        buffers reused from call to call: the weights (a megabyte for 1,024×256 in both
+        layouts) stay in the core's cache, where fresh temporaries evicted them."""
         m, t = self.model, self.temperature
         a, b = groups[0][0], groups[-1][1]
         out_h, out_mean, out_v = out_h[a:b], out_mean[a:b], out_v[a:b]
-        draws = [(i - a, j - a, noise) for i, j, noise in groups]  # rows of each stream, from a
         mask = vals = None
         if self.clamp_mask is not None:
             mask, vals = self.clamp_mask[a:b], self.clamp_values[a:b]
         v = self.visible[a:b]  # [g, V]
         g, V, H = v.shape[0], m.n_visible, m.n_hidden
-        # the products' dtype: binary states are exact in bfloat16, the probabilities come back
-        # as float32 (the draws compare them at 2^-16 resolution, finer than bfloat16's)
+        if groups[0][2]._bits is None:  # noise from torch's generator (CUDA, MPS): the generic draws
+            self._device_steps(k, groups[0][2], v, out_h, out_mean, out_v, mask, vals)
+            return
+        # the products' dtype: binary states are exact in bfloat16; the probabilities are
+        # compared as float32 (exactly the values the products gave)
         dt = packed.dtype if packed is not None else torch.float32
-        new = lambda *shape, dtype=torch.float32: torch.empty(*shape, device=v.device, dtype=dtype)  # noqa: E731
-        thr_h, thr_v, h_ = new(g, H), new(g, V), new(g, H, dtype=dt)
-        v_ = (new(g, V, dtype=dt), new(g, V, dtype=dt)) if k > 1 else None  # the samples before the last, reused
         if packed is None:
             hidden_probs, visible_mean = (lambda x: m.hidden_probs(x, t)), (lambda x: m.visible_mean(x, t))
-        elif dt == torch.float32:
+        else:
             hidden_probs, visible_mean = packed.hidden_probs, packed.visible_probs
-        else:
-            ph, pv = new(g, H), new(g, V)
-            hidden_probs = lambda x: ph.copy_(packed.hidden_probs(x))  # noqa: E731
-            visible_mean = lambda x: pv.copy_(packed.visible_probs(x))  # noqa: E731
-            v = v.to(dt)
-            if mask is not None:
-                vals = vals.to(dt)
+        sc = self._scratch(a, b, H, V, dt)
+        rows = [(i - a, j - a, noise) for i, j, noise in groups]  # rows of each stream, from a
+        x = v if dt == torch.float32 else sc.x_v.copy_(v)  # the visible input of the next product
+        for step in range(k):
+            last = step == k - 1
+            for i, j, noise in rows:  # this step's uniforms, hidden half then visible half
+                rh, rv = noise.uniforms16((j - i) * H, (j - i) * V)
+                sc.u_h[i:j].copy_(rh.view(j - i, H))  # int16 -> float32, exact
+                sc.u_v[i:j].copy_(rv.view(j - i, V))
+            to_uniform(sc.u_h, sc.u_h)  # in place: one pass over each (a conversion and
+            to_uniform(sc.u_v, sc.u_v)  # the scaling in one op take longer than two)
+            h = sc.sample(hidden_probs(x), sc.u_h, out_h if last else sc.h)  # h ~ p(h | v), 0/1 float32
+            h_in = h if dt == torch.float32 else sc.h_in.copy_(h)
+            if last:
+                mean = out_mean.copy_(visible_mean(h_in))  # E[v | h]
+                v = torch.lt(sc.u_v, mean, out=out_v)  # v ~ E[v | h]
+                if mask is not None:
+                    out_v.copy_(torch.where(mask, vals, v))
+                    out_mean.copy_(torch.where(mask, vals, mean))
+            else:
+                v = sc.sample(visible_mean(h_in), sc.u_v, sc.v)
+                if mask is not None:
+                    torch.where(mask, vals, v, out=v)
+                x = v if dt == torch.float32 else sc.x_v.copy_(v)
 
-        if len(draws) == 1:  # one stream for all the rows (the hot loop of a parallel call)
-            sample_h, sample_v = draws[0][2].bernoulli_fn((g, H)), draws[0][2].bernoulli_fn((g, V))
-        else:
-            def sample_h(p: Tensor, out: Tensor, scratch: Tensor) -> Tensor:
-                for i, j, noise in draws:
-                    noise.bernoulli(p[i:j], out[i:j], scratch[i:j])
-                return out
-            sample_v = sample_h
-
-        for step in range(k - 1):  # every step but the last: into the reused buffers
-            h = sample_h(hidden_probs(v), h_, thr_h)  # a binary sample of h ~ p(h | v), as floats
-            v = sample_v(visible_mean(h), v_[step & 1], thr_v)  # v ~ E[v | h]
+    def _device_steps(self, k: int, noise: NoiseSource, v: Tensor, out_h: Tensor, out_mean: Tensor, out_v: Tensor,
+                      mask: Tensor | None, vals: Tensor | None) -> None:
+        """k steps of one group whose noise comes from torch's generator (off the CPU)."""
+        m, t = self.model, self.temperature
+        for step in range(k):
+            last = step == k - 1
+            h = noise.bernoulli(m.hidden_probs(v, t), out_h if last else None)
+            mean = m.visible_mean(h, t)
+            v = noise.bernoulli(mean, out_v if last else None)
             if mask is not None:
                 v = torch.where(mask, vals, v)
-        h = sample_h(hidden_probs(v), out_h, thr_h)  # the last step: into the out_* rows
-        mean = out_mean.copy_(visible_mean(h if dt == torch.float32 else h.to(dt)))
-        v = sample_v(mean, out_v, thr_v)
+        out_mean.copy_(mean)
         if mask is not None:
-            vals = self.clamp_values[a:b]
-            out_v.copy_(torch.where(mask, vals, v))
+            out_v.copy_(v)
             out_mean.copy_(torch.where(mask, vals, mean))
+
+    def _scratch(self, a: int, b: int, H: int, V: int, dt: torch.dtype) -> "_Scratch":
+        """The buffers of rows a..b's steps (one set per chain group stepping in a worker),
+        kept for the next call while they are small (up to 32 MB for all the chains: a
+        viewer's one-step calls); larger ones are made for the call and dropped."""
+        key = (a, b, H, V, dt, self.visible.device, self.n_chains)
+        cache = self.__dict__.setdefault("_scratches", {})
+        sc = cache.get(key)
+        if sc is None:
+            sc = _Scratch(b - a, H, V, dt, self.visible.device)
+            if any(k[-1] != self.n_chains or k[2:4] != (H, V) for k in list(cache)):  # (workers add theirs meanwhile)
+                cache.clear()  # another number of chains (or model) now: the old buffers go
+            if 24 * self.n_chains * (H + V) <= 32 << 20:
+                cache[key] = sc
+        return sc
 
     __call__ = step
 
@@ -365,3 +409,23 @@ class GibbsSampler(Clamping):
             self.clamp_values = state["clamp_values"].to(dev, torch.float32, copy=True)
         else:
             self.unclamp()
+
+
+class _Scratch:
+    """Reused buffers of one block of chains' Gibbs steps: the uniforms of each half-step
+    (`u_h`, `u_v`), the samples before the last step's (`h`, `v`), and for bfloat16 products
+    the inputs converted (`h_in`, `x_v`)."""
+
+    def __init__(self, g: int, H: int, V: int, dt: torch.dtype, device: torch.device):
+        new = lambda *shape, dtype=torch.float32: torch.empty(*shape, device=device, dtype=dtype)  # noqa: E731
+        self.u_h, self.u_v, self.h, self.v = new(g, H), new(g, V), new(g, H), new(g, V)
+        self.bf16 = dt != torch.float32
+        self.h_in, self.x_v = (new(g, H, dtype=dt), new(g, V, dtype=dt)) if self.bf16 else (None, None)
+
+    @staticmethod
+    def sample(p: Tensor, u: Tensor, out: Tensor) -> Tensor:
+        """out ← [u < p], binary draws with P(1) = p (float32, or bfloat16 copied in first:
+        exact; comparing bfloat16 with float32 in one op takes three times as long)."""
+        if p.dtype != torch.float32:
+            p = out.copy_(p)
+        return torch.lt(u, p, out=out)

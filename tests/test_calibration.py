@@ -238,6 +238,49 @@ def test_the_bfloat16_sampler_follows_the_float32_chains_from_one_state():
     assert same.any() and (a.mean[same] - b.mean[same]).abs().max() < 1e-2
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny products: a second torch thread's fork and join cost more than they do (and on a
+    busy machine far more)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@needs_onednn
+def test_one_step_calls_in_bfloat16_sample_the_float32_models_marginals(one_thread):
+    """The one-step calls of the Dreams viewer on the bfloat16 path (its reused buffers, the
+    uniforms drawn for both halves at once, bfloat16 probabilities compared as float32): each
+    unit's mean over 256 chains × 300 calls agrees with the exact marginal of the float32
+    model (enumerated) and with the float32 sampler's. 0.03 is over ten standard errors of
+    these means (autocorrelation included) plus bfloat16's rounding of the weights (~0.002);
+    seeded, so nothing can flake. Clamped units stay fixed on this path too."""
+    m = rbm(V=10, H=6, seed=3)
+    vs = torch.tensor([[(i >> j) & 1 for j in range(10)] for i in range(1024)], dtype=torch.float32)
+    with torch.no_grad():
+        exact = (torch.softmax(-m.free_energy(vs), 0)[:, None] * vs).sum(0)  # p(v_i = 1)
+    means = {}
+    for path in ("addmm", "packed_bf16"):
+        with calibrate.use(calibrate.only(path)):
+            s = GibbsSampler(m, n_chains=256, seed=7).step(50)
+            total = torch.zeros(10)
+            for _ in range(300):
+                total += s.step(1).visible.mean(0)
+        assert (s._packed is not None and s._packed.dtype == torch.bfloat16) == (path == "packed_bf16")
+        means[path] = total / 300
+        assert (means[path] - exact).abs().max() < 0.03, path
+    assert (means["packed_bf16"] - means["addmm"]).abs().max() < 0.03
+    assert 0.05 < exact.min() and exact.max() < 0.95  # no unit pinned: the comparison has teeth
+    with calibrate.use(calibrate.only("packed_bf16")):
+        s.clamp(torch.arange(10) < 3, torch.tensor([1.0, 0.0, 1.0] + [0.0] * 7))
+        for _ in range(5):
+            s.step(1)
+        s.step(4)
+    assert (s.visible[:, :3] == torch.tensor([1.0, 0.0, 1.0])).all() and (s.mean[:, :3] == s.visible[:, :3]).all()
+    assert 0 < s.visible[:, 3:].mean() < 1
+
+
 @needs_onednn
 def test_a_bfloat16_cd_step_agrees_with_the_float32_one():
     """One CD-1 update from the same weights and the same noise: the weights after it agree

@@ -56,6 +56,24 @@ def test_state_round_trip_continues_the_same_stream():
         t.load_state_tensor(torch.zeros(3, dtype=torch.int64))
 
 
+def test_uniforms_drawn_at_once_are_the_ones_successive_draws_compare():
+    """`uniforms16(a, b)` (one call into the stream for a Gibbs step's two halves) yields the
+    16-bit integers that `bernoulli` calls of a and then b draws would compare, whatever a and b
+    (sizes that do not fill their last 64-bit word included); u = (r + 2^15)/2^16 < p."""
+    from models.noise import to_uniform
+
+    for a, b in ((32 * 16, 32 * 64), (7, 13), (5, 4)):
+        p1, p2 = torch.rand(a, generator=torch.Generator().manual_seed(a)), torch.rand(b, generator=torch.Generator().manual_seed(b))
+        s1, s2 = source(4), source(4)
+        want = s1.bernoulli(p1), s1.bernoulli(p2)
+        r1, r2 = s2.uniforms16(a, b)
+        assert r1.dtype == torch.int16 and r1.shape == (a,) and r2.shape == (b,)
+        assert torch.equal((to_uniform(r1) < p1).float(), want[0]) and torch.equal((to_uniform(r2) < p2).float(), want[1])
+        assert torch.equal(s1.state_tensor(), s2.state_tensor())  # the stream is where both left it
+    u = to_uniform(torch.tensor([-32768, 0, 32767], dtype=torch.int16))
+    assert u.tolist() == [0.0, 0.5, 1 - 2**-16]
+
+
 # --------------------------------------------------------------------- grouped sampler
 def rbm(V=48, H=12, seed=0) -> BernoulliRBM:
     torch.manual_seed(seed)
