@@ -8,10 +8,13 @@ Prints, in one run on the machine at hand:
   for bfloat16, of the bfloat16 roofline (oneDNN's 2048² bf16 GEMM);
 - the speed-up over scikit-learn's BernoulliRBM given float32 data (same epoch, same sizes),
   with all cores and with the trainer's own thread count;
-- the quality check: the AIS log-likelihood of held-out images under the two trained models
-  (same seed, same data, same AIS run): bfloat16 may not lose more than 1 nat (the two
-  trajectories part after a few hundred updates, so the models differ about as two seeds do;
-  both the difference and whether it lies within 1 nat either way are printed).
+- the quality check: the AIS log-likelihood of held-out images under models trained both
+  ways with `--seeds` seeds each (3 by default; same data, same epochs, same AIS run). The two
+  trajectories part after a few hundred updates, so one model of each differs about as two
+  seeds do (one run gave bfloat16 +1.63 nats over float32): the means of the seeds are
+  compared, and the check passes when they agree within 1 nat, or within the seed spread (two
+  standard errors of the difference of the means, from the seed-to-seed standard deviations);
+  which of the two holds is printed.
 The trainer takes the thread count the studio's policy gives a job (`models.device.thread_rule`:
 one core left for the UI), and the rooflines are measured with the same threads, between its
 epochs (interleaved, so a burst of load from elsewhere falls on both). Every figure is the best
@@ -23,6 +26,7 @@ Targets: ≥ 70 % of the float32 roofline (or faster by bfloat16 with no loss), 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -104,24 +108,26 @@ class Roofline:
         return max(self.best["mkl"], self.best["onednn"])
 
 
-def ours(data: np.ndarray, epochs: int, B: int, H: int, roof: Roofline, float32: bool) -> tuple[float, BernoulliRBM, bool]:
+def ours(data: np.ndarray, epochs: int, B: int, H: int, roof: Roofline | None, float32: bool,
+         seed: int = 0) -> tuple[float, BernoulliRBM, bool]:
     """(best seconds per epoch after a warm-up epoch, the trained model, whether bf16 ran).
-    The roofline is sampled after every epoch, outside the timed intervals."""
+    The roofline (when given) is sampled after every epoch, outside the timed intervals."""
     if float32:
         os.environ["HARMONIUM_PRECISION"] = "float32"
     try:
         x = torch.from_numpy(data)
-        torch.manual_seed(0)
+        torch.manual_seed(seed)
         m = BernoulliRBM(RBMConfig(784, H, (1, 28, 28)))
         cfg = RBMTrainConfig(epochs=epochs + 1, batch_size=B, learning_rate=0.05, persistent=False, k=1,
-                             frame_every=0, seed=0, snapshot_every=10**9, threads=torch.get_num_threads())
+                             frame_every=0, seed=seed, snapshot_every=10**9, threads=torch.get_num_threads())
         tr = RBMTrainer(m, x, cfg)
         times = []
         t = time.perf_counter()
         for ev in tr.run():
             if ev.kind == "epoch":
                 times.append(time.perf_counter() - t)
-                roof.sample()
+                if roof is not None:
+                    roof.sample()
                 t = time.perf_counter()
         bf16 = tr._cd_bf16(B, B)
     finally:
@@ -156,6 +162,36 @@ def ais_ll(model: BernoulliRBM, train: np.ndarray, test: np.ndarray, runs: int, 
     return log_likelihood(model, te, ais.log_z).mean().item()
 
 
+def quality(data: np.ndarray, test: np.ndarray, epochs: int, B: int, H: int, seeds: int, runs: int, betas: int,
+            first: tuple[BernoulliRBM, BernoulliRBM] | None = None) -> tuple[list[float], list[float]]:
+    """(AIS log-likelihoods of the models trained in bfloat16, the same in float32), one per
+    seed 0 .. seeds-1, same epochs; `first`: the two models of seed 0 when already trained."""
+    lls: tuple[list[float], list[float]] = ([], [])
+    for seed in range(seeds):
+        for i, float32 in enumerate((False, True)):
+            m = first[i] if first is not None and seed == 0 else ours(data, epochs, B, H, None, float32, seed)[1]
+            lls[i].append(ais_ll(m, data, test, runs, betas))
+    return lls
+
+
+def compare(bf16: list[float], f32: list[float]) -> tuple[bool, str]:
+    """(whether the quality check passes, its line): the means of the seeds agree within 1 nat,
+    or within the seed spread (two standard errors of the difference of the means)."""
+    a, b = np.asarray(bf16), np.asarray(f32)
+    n = len(a)
+    sd_a, sd_b = (float(x.std(ddof=1)) if n > 1 else float("nan") for x in (a, b))
+    diff = float(a.mean() - b.mean())
+    spread = 2 * math.sqrt((sd_a**2 + sd_b**2) / n) if n > 1 else float("nan")
+    within_nat, within_spread = abs(diff) <= 1.0, abs(diff) <= spread
+    verdict = ("PASS: within 1 nat" + (" and within the seed spread" if within_spread else "") if within_nat
+               else "PASS: within the seed spread (not within 1 nat)" if within_spread
+               else "FAIL: neither within 1 nat nor within the seed spread")
+    line = (f"bfloat16 {a.mean():.2f} ± {sd_a:.2f} nats, float32 {b.mean():.2f} ± {sd_b:.2f} (mean ± s.d. of {n} seeds: "
+            f"{', '.join(f'{x:.2f}' for x in a)} / {', '.join(f'{x:.2f}' for x in b)}); difference of the means "
+            f"{diff:+.2f}, seed spread ±{spread:.2f} (2 s.e.) → {verdict}")
+    return within_nat or within_spread, line
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=20_000)
@@ -165,6 +201,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None, help="the trainer's threads (default: the thread policy's for a job)")
     ap.add_argument("--ais-runs", type=int, default=64)
     ap.add_argument("--ais-betas", type=int, default=4000)
+    ap.add_argument("--seeds", type=int, default=3, help="models trained each way for the quality check (default 3)")
     args = ap.parse_args()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     cores = usable_cores()
@@ -201,14 +238,10 @@ def main() -> int:
           f"(float32 path {t_sk / t_f32:.2f}×); on {threads} thread(s): {t_sk_same:.3f} s, {t_sk_same / best:.2f}×")
     ok = max(rate(t_f32), rate(best)) >= 0.7 * f32 and t_sk / best >= 2.5
     if bf16:
-        ll_auto = ais_ll(m_auto, data, test, args.ais_runs, args.ais_betas)
-        ll_f32 = ais_ll(m_f32, data, test, args.ais_runs, args.ais_betas)
-        within = abs(ll_auto - ll_f32) <= 1.0
-        no_loss = ll_auto >= ll_f32 - 1.0
-        print(f"  quality (AIS, {args.ais_runs} runs × {args.ais_betas} β, held-out 2,000): bfloat16 {ll_auto:.2f} nats, "
-              f"float32 {ll_f32:.2f} nats, difference {ll_auto - ll_f32:+.2f} ({'within' if within else 'NOT within'} 1 nat; "
-              f"{'no loss' if no_loss else 'a LOSS'} of more than 1 nat)")
-        ok &= no_loss
+        lls = quality(data, test, args.epochs, B, H, args.seeds, args.ais_runs, args.ais_betas, (m_auto, m_f32))
+        passed, line = compare(*lls)
+        print(f"  quality (AIS, {args.ais_runs} runs × {args.ais_betas} β, held-out 2,000, {args.epochs + 1} epochs): {line}")
+        ok &= passed
     print(f"  targets (≥ 70 % of the float32 roofline or faster, ≥ 2.5× scikit-learn float32): {'met' if ok else 'NOT met'}")
     return 0 if ok else 1
 
