@@ -171,6 +171,33 @@ def test_the_chains_do_not_depend_on_the_number_of_cores(fast_paths_for_tiny_mod
     assert torch.get_num_threads() == before
 
 
+def test_chains_drawing_from_torchs_generator_follow_the_model_calls(one_thread):
+    """Off the CPU (CUDA, MPS) the noise is torch's own generator: the sampler then runs the
+    model's conditionals with those draws, in order (simulated here on the CPU by a stream
+    without numpy bits), clamps included."""
+    m = rbm(V=40, H=10)
+    mask = torch.arange(40) < 5
+    for clamp in (False, True):
+        a, b = GibbsSampler(m, n_chains=20, seed=3, temperature=0.8), GibbsSampler(m, n_chains=20, seed=3, temperature=0.8)
+        for s in (a, b):
+            s.noise._bits = None
+            if clamp:
+                s.clamp(mask, torch.ones(40))
+        a.step(4)
+        v, noise = b.visible, b.noise
+        with torch.no_grad():
+            for _ in range(4):
+                h = noise.bernoulli(m.hidden_probs(v, 0.8))
+                mean = m.visible_mean(h, 0.8)
+                v = noise.bernoulli(mean)
+                if clamp:
+                    v = torch.where(mask, 1.0, v)
+        if clamp:
+            mean = torch.where(mask, 1.0, mean)
+        assert torch.equal(a.visible, v) and torch.equal(a.hidden, h) and torch.equal(a.mean, mean)
+        assert not clamp or (a.visible[:, :5] == 1).all()
+
+
 def test_clamped_units_stay_fixed_in_every_group_and_temperature_applies():
     m = rbm(V=40, H=10)
     s = GibbsSampler(m, n_chains=80, seed=0, temperature=0.7)
