@@ -76,6 +76,21 @@ def run_groups(groups: list, work) -> None:
         f.result()
 
 
+class ChainStates:
+    """Reading the chains of the samplers that keep `visible` (the sampled states) and `mean`
+    (E[v | h]) of a `model` with `visible_to_images`: the pixel RBMs' and the texture RBM's."""
+
+    def states(self, kind: Literal["probs", "samples"] = "probs") -> Tensor:
+        """The chains' visible units: E[v | h] ("probs") or the sampled states ([n, V] for a
+        pixel RBM, [n, C, H, W] for the texture RBM)."""
+        return self.mean if kind == "probs" else self.visible
+
+    @torch.no_grad()
+    def images(self, kind: Literal["probs", "samples"] = "probs") -> Tensor:
+        """The chains as images [n, C, H, W] in [0, 1], on the CPU."""
+        return self.model.visible_to_images(self.states(kind)).detach().cpu()
+
+
 class Clamping:
     """The dream brush's clamp, shared by the samplers that keep `visible` and `mean` chain
     states: where `clamp_mask` is True the units hold `clamp_values`, the rest resample."""
@@ -93,7 +108,7 @@ class Clamping:
             self.mean = torch.where(self.clamp_mask, self.clamp_values, self.mean)
 
 
-class GibbsSampler(Clamping):
+class GibbsSampler(ChainStates, Clamping):
     """n persistent Gibbs chains over `model` (a `BernoulliRBM` or `GaussianBernoulliRBM`).
 
     State, all on the model's device:
@@ -364,15 +379,6 @@ class GibbsSampler(Clamping):
         return sc
 
     __call__ = step
-
-    def states(self, kind: Literal["probs", "samples"] = "probs") -> Tensor:
-        """The chains' visible units [n, V]: E[v | h] ("probs") or the sampled states."""
-        return self.mean if kind == "probs" else self.visible
-
-    @torch.no_grad()
-    def images(self, kind: Literal["probs", "samples"] = "probs") -> Tensor:
-        """The chains as images [n, C, H, W] in [0, 1], on the CPU."""
-        return self.model.visible_to_images(self.states(kind)).detach().cpu()
 
     # ------------------------------------------------------------------------ persistence
     def state_tensors(self) -> dict[str, Tensor]:

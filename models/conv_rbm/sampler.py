@@ -13,7 +13,7 @@ from torch import Tensor
 
 from ..device import make_generator
 from ..noise import NoiseSource
-from ..sampling import Clamping
+from ..sampling import ChainStates, Clamping
 from .model import MAX_SAMPLER_BYTES, MAX_SIDE, ConvRBM, ConvRBMError, _pads, circular_pad
 
 def _side(name: str, value: Any, model: ConvRBM) -> int:
@@ -132,7 +132,7 @@ class _FastSweeps:
         return h, mean, m.draw_visible(mean, t, generator)
 
 
-class ConvGibbsSampler(Clamping):
+class ConvGibbsSampler(ChainStates, Clamping):
     """n persistent block-Gibbs chains of a `ConvRBM` on an H×W torus (`size`).
 
     State (model's device): visible [n, C, H, W] (the last sample, standardised units), mean
@@ -302,15 +302,6 @@ class ConvGibbsSampler(Clamping):
         return self
 
     # ------------------------------------------------------------------------------ reading
-    def states(self, kind: Literal["probs", "samples"] = "probs") -> Tensor:
-        """The chains' visible units [n, C, H, W]: E[v | h] ("probs") or the sampled states."""
-        return self.mean if kind == "probs" else self.visible
-
-    @torch.no_grad()
-    def images(self, kind: Literal["probs", "samples"] = "probs") -> Tensor:
-        """The chains as images [n, C, H, W] in [0, 1] on the CPU."""
-        return self.model.visible_to_images(self.states(kind)).detach().cpu()
-
     # ------------------------------------------------------------------------ persistence
     def state_tensors(self) -> dict[str, Tensor]:
         out = {"visible": self.visible, "mean": self.mean, "hidden": self.hidden.float().contiguous(), "rng": self.generator.get_state(),
