@@ -213,6 +213,7 @@ def test_a_studio_texture_run_loads_its_photo_at_its_own_grain_and_resumes_so(ph
     job.stop()
     saved = session.save_model(job, tmp_path / "t.safetensors")
     opened = session.open_model(saved)
+    assert opened.quality_info()["quality_note"] == NO_CARD  # not "open images of this model's size"
     opened.start()
     assert opened.step_once(timeout=60) is not None
     assert tuple(opened.trainer.data.shape) == (1, 1, 600, 600) and opened.step == 4

@@ -306,6 +306,10 @@ class Session:
         images = self.images
         if images is not None and len(images) and _image_shape(ckpt.model) == tuple(images.shape):
             job.scoring_set = self.scoring_set(images)
+        if pp and pp.get("native") is True:  # a texture at its photos' own grain: no card (studio.jobs.texture)
+            from studio.jobs.texture import no_card
+
+            job.scoring_set = no_card()
         return job
 
 

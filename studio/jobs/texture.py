@@ -58,9 +58,15 @@ def texture_job(options: Any, images: ImageSet, sources: Sequence[str], source_l
         return (factory or build)(opts, torch.from_numpy(native.images), device)
 
     job = TrainingJob(make, kind="texture", title=title, preprocess=None, source=source_label)
-    every = np.arange(len(images), dtype=np.int64)
-    job.scoring_set = ScoringSet(images.images, every, every[:0], note=NO_CARD)
+    job.scoring_set = no_card(images.images)
     return job
+
+
+def no_card(images: np.ndarray | None = None) -> ScoringSet:
+    """A texture run's scoring set: nothing held out, and `NO_CARD` saying why."""
+    images = images if images is not None else np.zeros((0, 1, 1, 1), np.uint8)
+    every = np.arange(len(images), dtype=np.int64)
+    return ScoringSet(images, every, every[:0], note=NO_CARD)
 
 
 def texture_resume(ckpt: Any, sources: Sequence[str], preprocess: dict[str, Any], device: Any):
