@@ -93,7 +93,7 @@ def _texture_filters_title(job: TrainingJob) -> str:
     cfg = getattr(job.model, "config", None)
     size = f"{cfg.filter_size}×{cfg.filter_size} px " if cfg is not None else ""
     title = (f"<b>Texture filters</b> <span style='color:#8a9099'>(one tile per filter: a {size}patch the model "
-             "looks for, and paints, at every position of the texture; up to 100; grey = 0)</span>")
+             "looks for, and paints, at every position of the texture; grey = 0)</span>")
     note = getattr(job, "texture_note", "")
     return title + (f"<br><span style='color:#8a9099'>Trained on {escape(note)}</span>" if note else "")
 
@@ -556,6 +556,7 @@ class TrainingPage(QWidget):
         self._filters_mode = filters
         texture = filters and self.job is not None and self.job.kind == "texture"
         if texture:
+            self.mosaic_title.setWordWrap(True)  # two lines: the page must not widen past its dock
             self.mosaic_title.setText(_texture_filters_title(self.job))
             self.mosaic.set_placeholder("The texture RBM's filters appear here while it trains.")
         elif filters:
