@@ -34,7 +34,7 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor, nn
 
-from .device import claim, job_threads, usable_cores
+from .device import claim, default_threads, job_threads, usable_cores
 
 #: Held by whoever draws from torch's global random generator in `models` (building a model's
 #: initial weights, drawing a trainer's seed): seeded builds in two threads would otherwise race
@@ -261,7 +261,6 @@ class Trainer:
         except BaseException:
             release()
             raise
-        before = torch.get_num_threads()
         if threads:
             torch.set_num_threads(threads)
         try:
@@ -269,7 +268,11 @@ class Trainer:
         finally:
             release()
             if threads:
-                torch.set_num_threads(before)
+                # Back to the policy's count for other work, not to what this thread read when
+                # the run started: jobs in other threads set and reset it meanwhile, so that
+                # reading raced, and the work after a run (a sampler's frames, a decode) ran
+                # on 1 or 2 threads by timing, with different rounding.
+                torch.set_num_threads(default_threads())
             if self._good is not None and self._bad_tensors():
                 self._roll_back()
 
