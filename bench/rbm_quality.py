@@ -10,8 +10,8 @@ of log Z (base-rate model from the training set) and the exact free energy.
 Target: ≥ −110 nats for Harmonium in ≤ 30 s of training (scikit-learn gets about −235 after 40 s).
 
 One run is one draw: with the same recipe and data, the model's seed (its initial weights and
-its chains' noise) moves the log-likelihood by about 6 nats (−110.5, −104.6, −99.1 for seeds 0,
-1, 2 on 2026-11-30). So Harmonium is trained once per seed of `--seeds` (default 0, 1, 2) and
+its chains' noise) moves the log-likelihood by about 6 nats (seeds 0, 1, 2: −112.0, −103.2,
+−110.2 on 2026-11-30, session 5; with the engine of that morning −110.5, −104.6, −99.1). So Harmonium is trained once per seed of `--seeds` (default 0, 1, 2) and
 judged on the mean, each run printed; scikit-learn's RBM once. The split is `--seed`'s.
 """
 from __future__ import annotations
