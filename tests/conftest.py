@@ -16,6 +16,21 @@ os.environ["HARMONIUM_CALIBRATION"] = "off"
 import pytest  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _ctrl_c_raises():
+    """Ctrl+C raises KeyboardInterrupt in every test, however the suite was started: a shell
+    that runs a command in the background (`cmd &` without job control) starts it with SIGINT
+    ignored, and then the tests that send themselves a real SIGINT saw nothing happen."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        yield
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    else:
+        yield
+
+
 class ShownErrors:
     """The errors each window or canvas view showed during a test, recorded by wrapping their
     ``show_error`` / ``_error`` (the production classes keep no record for tests)."""

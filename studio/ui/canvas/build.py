@@ -450,10 +450,12 @@ class ViewBuilder:
 
         # A compact toolbar: at the default 1440×900 window the canvas pane is ~380 px wide, and
         # a toolbar wider than that hid Export and Canvas Size behind a faint "»". Menus hold
-        # what does not need a button of its own; undo and redo are icons (their keys are known).
+        # what does not need a button of its own; undo and redo are icons (their keys are known);
+        # Fit lives in the Canvas menu and on F (with it the toolbar needed 372 of ~376 px, and
+        # the docks' settling decided by a few pixels whether it overflowed).
         tb = self.toolbar
         for item in (add_button, export_button, canvas_button, None, self.action_undo, self.action_redo, None,
-                     self.action_move, self.action_fit):
+                     self.action_move):
             if item is None:
                 tb.addSeparator()
             elif isinstance(item, QAction):
