@@ -62,3 +62,47 @@ def errors(monkeypatch) -> ShownErrors:
 
         monkeypatch.setattr(cls, name, wrapper)
     return spy
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """The studio's settings in a temporary INI file (never the developer's own)."""
+    from PySide6.QtCore import QSettings
+
+    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+
+
+@pytest.fixture
+def make_main_window(qtbot, settings, monkeypatch, tmp_path):
+    """Makes a shown `MainWindow` on a fresh 28 px session: ``make_main_window(score_options=...,
+    size=(w, h), answer=QMessageBox.StandardButton.X)``. Autosaves and recovery files go to a
+    temporary data folder; at the end every thread is stopped and a closing question answered
+    with `answer` (default Yes), so no test blocks on a dialog or leaves a thread behind."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from studio.app import make_application
+    from studio.dataset import Preprocess
+    from studio.jobs import Session
+    from studio.ui.main_window import MainWindow
+
+    made = []
+
+    def make(*, score_options, size=None, answer=None):
+        monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+        make_application()
+        session = Session(Preprocess(size=28))
+        session.score_options = score_options  # ended runs are scored in the background: quickly here
+        w = MainWindow(session, settings=settings)
+        if size is not None:
+            w.resize(*size)
+        w.show()
+        qtbot.waitExposed(w)
+        made.append((w, answer if answer is not None else QMessageBox.StandardButton.Yes))
+        return w
+
+    yield make
+    for w, reply in made:
+        w.controller.shutdown(timeout=5.0)
+        monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, _r=reply, **k: _r))
+        w.close()
+        qtbot.waitUntil(lambda: not w.busy_threads(), timeout=10_000)

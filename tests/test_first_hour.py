@@ -15,7 +15,7 @@ from PIL import Image
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QRectF, QSettings  # noqa: E402
+from PySide6.QtCore import QRectF  # noqa: E402
 from PySide6.QtGui import QImage, QPainter  # noqa: E402
 from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
@@ -39,29 +39,10 @@ def image_folder(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> QSettings:
-    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-
-
-@pytest.fixture
-def window(qtbot, settings, monkeypatch, tmp_path):
+def window(make_main_window):
     """The main window at its first-run size, 1440×900, settings in a temporary file."""
-    from studio.app import make_application
-    from studio.ui.main_window import MainWindow
-
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    make_application()
-    session = Session(Preprocess(size=28))
-    session.score_options = {"steps": 20, "n_samples": 32, "ais": False}
-    w = MainWindow(session, settings=settings)
-    w.resize(1440, 900)
-    w.show()
-    qtbot.waitExposed(w)
-    yield w
-    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.Discard))
-    w.controller.shutdown(timeout=5.0)
-    w.close()
-    qtbot.waitUntil(lambda: not w.busy_threads(), timeout=10_000)
+    return make_main_window(size=(1440, 900), score_options={"steps": 20, "n_samples": 32, "ais": False},
+                            answer=QMessageBox.StandardButton.Discard)
 
 
 @pytest.fixture

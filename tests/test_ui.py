@@ -27,6 +27,7 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl  # no
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QKeySequence  # noqa: E402
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox  # noqa: E402
 
+
 TINY = {"hidden": 16, "epochs": 400, "batch_size": 5, "n_chains": 8, "seed": 1}
 QUICK_SCORE = {"steps": 20, "n_samples": 32, "ais": False}
 
@@ -51,30 +52,8 @@ def image_folder(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> QSettings:
-    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-
-
-@pytest.fixture
-def window(qtbot, settings, monkeypatch, tmp_path):
-    from studio.app import make_application
-    from studio.ui.main_window import MainWindow
-
-    # Autosaves and crashed sessions' recovery files live in the user's data folder: never the
-    # real one in tests (a recovery file of the developer's would be offered).
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    make_application()
-    session = Session(Preprocess(size=28))
-    session.score_options = QUICK_SCORE  # ended runs are scored in the background: quickly here
-    w = MainWindow(session, settings=settings)
-    w.show()
-    qtbot.waitExposed(w)
-    yield w
-    # Teardown: never leave a thread behind, never block on a question.
-    w.controller.shutdown(timeout=5.0)
-    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.Yes))
-    w.close()
-    qtbot.waitUntil(lambda: not w.busy_threads(), timeout=10_000)
+def window(make_main_window):
+    return make_main_window(score_options=QUICK_SCORE)
 
 
 @pytest.fixture
