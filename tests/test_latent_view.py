@@ -226,7 +226,7 @@ def test_the_strip_goes_to_the_canvas_as_one_layer(qtbot, view):
 
 
 # ------------------------------------------------------------------- main window wiring
-from test_ui import image_folder, ready, settings, start_tiny, window  # noqa: E402,F401  (fixtures)
+from test_ui import image_folder, ready, start_tiny, window  # noqa: E402,F401  (fixtures)
 
 
 def test_the_latent_tab_explores_a_stopped_vae_job_and_sends_frames_to_the_canvas(ready, qtbot):

@@ -130,7 +130,7 @@ def test_canvas_texture_fills_the_canvas_at_its_own_size_seamlessly(texture_mode
 
 
 # ----------------------------------------------------------------------- the window
-from test_ui import settings, window  # noqa: E402,F401  (the studio window, as the UI tests make it)
+from test_ui import window  # noqa: E402,F401  (the studio window, as the UI tests make it)
 
 
 def test_the_studio_trains_a_texture_from_one_image_shows_its_filters_dreams_it_and_fills_a_canvas(window, qtbot, tmp_path):

@@ -269,7 +269,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtWidgets import QFileDialog, QMessageBox  # noqa: E402
 
-from test_ui import image_folder, ready, settings, spy_model_saves, start_tiny, window  # noqa: E402,F401  (fixtures)
+from test_ui import image_folder, ready, spy_model_saves, start_tiny, window  # noqa: E402,F401  (fixtures)
 
 WAIT = 60_000
 
