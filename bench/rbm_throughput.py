@@ -7,7 +7,10 @@ Prints, in one run on the machine at hand:
   (the faster of MKL's and oneDNN's 2048² sgemm; MKL runs its AVX2 code on AMD CPUs) and,
   for bfloat16, of the bfloat16 roofline (oneDNN's 2048² bf16 GEMM);
 - the speed-up over scikit-learn's BernoulliRBM given float32 data (same epoch, same sizes),
-  with all cores and with the trainer's own thread count;
+  like for like: on the trainer's own thread count (the policy's), and with every core on both
+  sides (our trainer timed once more with every core; scikit-learn's BLAS takes them all by
+  default). Both ratios are judged: comparing scikit-learn on two cores with our trainer held
+  to one by the policy would measure the policy, not the engine;
 - the quality check: the AIS log-likelihood of held-out images under models trained both
   ways with `--seeds` seeds each (3 by default; same data, same epochs, same AIS run). The two
   trajectories part after a few hundred updates, so one model of each differs about as two
@@ -21,7 +24,8 @@ epochs (interleaved, so a burst of load from elsewhere falls on both). Every fig
 of a few timings; the 1-minute load average is printed first (the machine may be shared).
 
     python3 dev.py bench rbm_throughput          # or: .venv/bin/python bench/rbm_throughput.py
-Targets: ≥ 70 % of the float32 roofline (or faster by bfloat16 with no loss), ≥ 2.5× scikit-learn float32.
+Targets: ≥ 70 % of the float32 roofline (or faster by bfloat16 with no loss), ≥ 2.5× scikit-learn float32
+(on the same threads, and with every core on both sides).
 """
 from __future__ import annotations
 
@@ -219,6 +223,13 @@ def main() -> int:
     t_sk = sklearn(data, B, H, None)
     t_sk_same = sklearn(data, B, H, threads)
     roof.sample()
+    t_all = None
+    if cores > threads:  # our trainer with every core too, as scikit-learn had them
+        torch.set_num_threads(cores)
+        try:
+            t_all = ours(data, args.epochs, B, H, None, float32=False)[0]
+        finally:
+            torch.set_num_threads(threads)
     batches = args.n // B
     flops = 5 * 2 * B * V * H * batches  # h0, v1, h1 and the two outer products (as one matmul)
     rate = lambda t: flops / t / 1e9  # noqa: E731
@@ -234,9 +245,13 @@ def main() -> int:
         print(f"  Harmonium, bfloat16  : {t_auto:7.3f} s/epoch  ({rate(t_auto):6.1f} GFLOP/s = {rate(t_auto) / f32:6.1%} of the "
               f"float32 roofline, {rate(t_auto) / r16:6.1%} of the bfloat16 one)")
     print(f"  Harmonium, float32   : {t_f32:7.3f} s/epoch  ({rate(t_f32):6.1f} GFLOP/s = {rate(t_f32) / f32:6.1%} of the float32 roofline)")
-    print(f"  scikit-learn float32 : {t_sk:7.3f} s/epoch with every core ({cores}): speed-up {t_sk / best:5.2f}× "
-          f"(float32 path {t_sk / t_f32:.2f}×); on {threads} thread(s): {t_sk_same:.3f} s, {t_sk_same / best:.2f}×")
-    ok = max(rate(t_f32), rate(best)) >= 0.7 * f32 and t_sk / best >= 2.5
+    print(f"  scikit-learn float32 : on {threads} thread(s) (as our trainer): {t_sk_same:.3f} s/epoch, speed-up "
+          f"{t_sk_same / best:5.2f}× (float32 path {t_sk_same / t_f32:.2f}×)")
+    if t_all is not None:
+        print(f"                         with every core ({cores}) on both sides: {t_sk:.3f} s/epoch against our "
+              f"{t_all:.3f} s, speed-up {t_sk / t_all:5.2f}× (against our {threads}-thread trainer: {t_sk / best:.2f}×)")
+    ok = (max(rate(t_f32), rate(best)) >= 0.7 * f32 and t_sk_same / best >= 2.5
+          and (t_all is None or t_sk / t_all >= 2.5))
     if bf16:
         lls = quality(data, test, args.epochs, B, H, args.seeds, args.ais_runs, args.ais_betas, (m_auto, m_f32))
         passed, line = compare(*lls)
