@@ -373,3 +373,87 @@ def test_the_trained_model_holds_the_moving_average_of_its_parameters():
     run.close()
     assert trainer.step == 21 and trainer._avg_count == 21
     assert all(not torch.equal(trainer._raw[n], raw[n]) for n in raw)
+
+
+def _block_states(h: torch.Tensor, k: int) -> torch.Tensor:
+    """Per k×k block of hidden maps [n, K, H, W] (0/1): which unit is on (0 … k²-1, row-major), or k² for none."""
+    n, K, H, W = h.shape
+    units = h.float().unflatten(3, (W // k, k)).unflatten(2, (H // k, k)).permute(0, 1, 2, 4, 3, 5).reshape(n, K, H // k, W // k, k * k)
+    on = units.sum(-1)
+    assert on.max() <= 1  # never two units on in a block
+    return torch.where(on == 1, units.argmax(-1), k * k)
+
+
+def _binomial_ok(freq: torch.Tensor, p: torch.Tensor, draws: int, sigmas: float = 5.0) -> None:
+    """Every frequency within `sigmas` binomial standard errors (plus one count) of its probability."""
+    se = (p * (1 - p) / draws).sqrt()
+    worst = ((freq - p).abs() / (se + 1.0 / draws)).max().item()
+    assert worst < sigmas, f"a frequency lies {worst:.1f} standard errors from its probability"
+
+
+@pytest.mark.skipif(not __import__("models.conv_rbm", fromlist=["x"]).bf16_convolutions_available(torch.device("cpu")),
+                    reason="this CPU has no bfloat16 convolutions")
+@pytest.mark.parametrize("visible,channels,pooling,f", [("gaussian", 1, 2, 3), ("binary", 3, 3, 5)])
+def test_fast_sweeps_draw_each_pooling_block_state_at_its_exact_probability(visible, channels, pooling, f):
+    """The bfloat16 sweeps' one-uniform-per-block draw (`draw_pooled`): over 20,000 draws from
+    one visible state, each block's states (each unit on, all off) come up at p(h | v) of the
+    float32 model within 5 binomial standard errors. Weights, biases and pixels are multiples
+    of ½ with σ² = 1, so the bfloat16 logits are exact and any gap is the sampler's. Also
+    E[v | h] of the split 1×f convolutions against the model's (3 channels, 5 px filters)."""
+    from models.conv_rbm import _FastSweeps
+    from models.noise import NoiseSource
+
+    torch.manual_seed(1)
+    m = ConvRBM(ConvRBMConfig(channels=channels, n_filters=2, filter_size=f, pooling=pooling, visible=visible))
+    with torch.no_grad():
+        m.weight.copy_(torch.randint(-1, 2, m.weight.shape) * (0.5 if channels == 1 else 0.25))
+        m.hidden_bias.copy_(torch.tensor([-1.0, 0.5]))
+        m.log_variance.zero_()
+        m.visible_bias.copy_(torch.randint(-2, 3, (channels,)) * 0.5)
+    low = 0 if visible == "binary" else -1
+    v = torch.randint(low, 2, (1, channels, 6, 6)).float()
+    with torch.no_grad():
+        logits = m.hidden_logits(v)
+        assert torch.equal(logits.bfloat16().float(), logits)  # exact in bfloat16
+        p = m.hidden_probs(v)
+    k, n, sweeps = pooling, 4000, 5
+    k2 = k * k
+    p_units = p[0].unflatten(2, (6 // k, k)).unflatten(1, (6 // k, k)).permute(0, 1, 3, 2, 4).reshape(2, 6 // k, 6 // k, k2)
+    exact = torch.cat([p_units, 1 - p_units.sum(-1, keepdim=True)], -1)  # [K, blocks, blocks, k² + 1]
+    assert 0.02 < exact.max() and exact.min() < 0.5  # a range of probabilities, not all near 0 or 1
+
+    g = torch.Generator().manual_seed(0)
+    fast, noise = _FastSweeps(m), NoiseSource(g)
+    counts = torch.zeros_like(exact)
+    vs = v.expand(n, -1, -1, -1).contiguous()
+    for i in range(sweeps):
+        h, mean, _ = fast.sweep(vs, 1.0, noise, g)
+        counts += F.one_hot(_block_states(h, k), k2 + 1).sum(0)
+        if i == 0:
+            with torch.no_grad():
+                want = m.visible_mean(h[:50].float())
+            assert torch.allclose(mean[:50], want, atol=0.01 * want.abs().max().item() + 1e-3)
+    _binomial_ok(counts / (n * sweeps), exact, n * sweeps)
+
+
+def test_draw_pooled_is_exact_for_logits_that_overflow_exp():
+    """`draw_pooled` with logits beyond float32's exp (100, 99, 97: each block shifted by its
+    largest logit), logits far below it (-200: always off), pooling 3 and float32 logits:
+    frequencies within 5 binomial standard errors of the softmax with the "off" state."""
+    from models.conv_rbm.sampler import draw_pooled
+
+    n, k = 20000, 3
+    block_a = torch.tensor([100.0, 99.0, 97.0, -5.0, 98.5, -300.0, 0.0, 99.5, 90.0])
+    block_b = torch.full((9,), -200.0)
+    block_c = torch.tensor([-1.0, 0.5, -2.0, -0.3, 1.0, -4.0, 0.0, -1.5, -0.7])
+    blocks = torch.stack([block_a, block_b, block_c]).view(3, k, k)  # [3 blocks, dy, dx]
+    logits = blocks.permute(1, 0, 2).reshape(1, 1, k, 3 * k).expand(n, 1, k, 3 * k).contiguous()
+    g = torch.Generator().manual_seed(0)
+    u = torch.rand(n, 1, 1, 3, generator=g)
+    out = torch.full(logits.shape, 7.0, dtype=torch.bfloat16)
+    draw_pooled(logits, k, u, out)
+    assert set(out.unique().tolist()) <= {0.0, 1.0}
+    freq = F.one_hot(_block_states(out, k), k * k + 1).float().mean(0)[0, 0]  # [3, 10]
+    exact = torch.softmax(torch.cat([blocks.reshape(3, 9).double(), torch.zeros(3, 1, dtype=torch.float64)], 1), 1).float()
+    assert freq[1, 9] == 1.0  # block b: always off
+    _binomial_ok(freq, exact, n)
