@@ -161,6 +161,7 @@ def test_the_studio_trains_a_texture_from_one_image_shows_its_filters_dreams_it_
     # the Dreams tab follows the run's chains, then dreams one large texture when it stops
     dreams = window.dreams
     qtbot.waitUntil(lambda: dreams.session is not None and dreams.session.latest() is not None, timeout=WAIT)
+    assert dreams.session.source == "training" and dreams.chains_spin.value() == 1  # a texture's count, not a grid's
     page.stop_button.click()
     qtbot.waitUntil(lambda: dreams.session is not None and dreams.session.source == "sampler"
                     and dreams.session.kind == "texture", timeout=WAIT)
@@ -200,3 +201,25 @@ def test_the_model_layer_dialog_offers_a_texture_the_canvas_fill(qtbot, texture_
     assert dialog.values()["make"] == "fill" and dialog.values()["choice"] is texture_choice
     dialog.model_box.setCurrentIndex(0)
     assert makes()[0] == "mirror" and dialog.steps.value() == 500
+
+
+def test_the_chains_box_counts_textures_while_a_texture_rbm_trains(qtbot):
+    """While a texture RBM trains, the Dreams tab's (disabled) Chains box reads what a texture
+    dreams (one texture, 1-4), not a grid's 64 chains; a pixel RBM's run gets the grid's count back."""
+    from studio.app import make_application
+    from studio.dreams.session import TEXTURE_MAX_CHAINS
+    from studio.ui.dreams import DreamsView
+
+    make_application()
+    view = DreamsView(history=5)
+    qtbot.addWidget(view)
+    spin = view.chains_spin
+    crops = np.zeros((8, 1, 32, 32), np.uint8)  # a texture trainer's frame: its 8 persistent chains' crops
+    view.show_training_frame(crops, {"job_id": 1, "kind": "texture", "title": "Texture RBM", "step": 10})
+    assert view.session.source == "training" and view.session.kind == "texture"
+    assert not spin.isEnabled()
+    assert (spin.value(), spin.minimum(), spin.maximum()) == (1, 1, TEXTURE_MAX_CHAINS)
+    assert "training run" in spin.toolTip()
+    view.show_training_frame(np.zeros((16, 1, 8, 8), np.uint8), {"job_id": 2, "kind": "rbm", "title": "Binary RBM"})
+    assert view.session.kind == "rbm"
+    assert (spin.value(), spin.minimum(), spin.maximum()) == (64, 16, 256)

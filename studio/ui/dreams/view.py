@@ -38,6 +38,7 @@ import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import QApplication, QFileDialog, QWidget
 
+from models.kinds import KINDS
 from studio.dreams import BrushUnavailable, DreamFrame, DreamRunner, DreamSession, MAX_CHAINS
 from studio.dreams.session import TEXTURE_DREAM_SIDE, TEXTURE_MAX_CHAINS
 from studio.images import GridLayout, mosaic
@@ -71,6 +72,17 @@ def arrival_text(frames: Sequence[Any], now: float, window: float = 10.0) -> str
         return "waiting for frames" if not recent else "a new frame now and then"
     rate = (len(recent) - 1) / (recent[-1] - recent[0])
     return f"{rate:.0f} frames/s" if rate >= 1.5 else f"a new frame every {1 / rate:.1f} s"
+
+
+def _dreams_textures(s: DreamSession | None) -> bool:
+    """Whether `s` shows a texture RBM (a model that dreams at any size: it has `synthesize`),
+    dreaming or training (a training session has no model: its kind's model class tells)."""
+    if s is None:
+        return False
+    if s.source == "sampler":
+        return hasattr(s.model, "synthesize")
+    kind = KINDS.get(s.kind)
+    return kind is not None and hasattr(kind.model_class, "synthesize")
 
 
 class DreamsView(DreamsBuilder, DreamsControls, FollowRun, QWidget):
@@ -580,8 +592,8 @@ class DreamsView(DreamsBuilder, DreamsControls, FollowRun, QWidget):
     def _sync_chains(self, s: DreamSession | None) -> None:
         """The Chains box counts what dreams: a texture RBM's large seamless textures (1 to
         TEXTURE_MAX_CHAINS; it dreams one) or a grid's chains (16-256; that count is kept for
-        the next grid while a texture shows)."""
-        texture = s is not None and s.source == "sampler" and hasattr(s.model, "synthesize")
+        the next grid while a texture shows), also while a texture RBM trains."""
+        texture = _dreams_textures(s)
         spin = self.chains_spin
         if not texture and not self._texture_chains:
             return
@@ -592,7 +604,8 @@ class DreamsView(DreamsBuilder, DreamsControls, FollowRun, QWidget):
         if texture:
             spin.setRange(1, TEXTURE_MAX_CHAINS)
             spin.setSingleStep(1)
-            spin.setValue(s.settings.n_chains)
+            # a training run shows its chains' crops; its model opens dreaming one texture (DreamSession.from_model)
+            spin.setValue(s.settings.n_chains if s.source == "sampler" else 1)
             spin.setToolTip(f"How many {TEXTURE_DREAM_SIDE}×{TEXTURE_DREAM_SIDE} seamless textures dream side by side "
                             f"(1-{TEXTURE_MAX_CHAINS}): a texture RBM dreams one large texture, not a grid of chains.")
         else:
