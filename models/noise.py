@@ -79,6 +79,29 @@ class NoiseSource:
             o += 4 * w
         return out
 
+    def words16(self, words: int) -> Tensor:
+        """The next `words` 64-bit words of the stream as int16 [4 · words]: the 16-bit
+        integers r in [-2^15, 2^15) that `uniforms16` cuts them into. CPU streams only."""
+        return torch.from_numpy(self._bits.random_raw(words).view(np.int16))
+
+    def raw16_into(self, out: Tensor, *sizes: int) -> Tensor:
+        """Write into consecutive parts of the flat float32 tensor `out` the 16-bit integers
+        r in [-2^15, 2^15) (as float32, exact) that `uniforms16(*sizes)` would return, from
+        one call into the stream; `to_uniform` turns them into the uniforms. One copy for the
+        whole call when every size but the last fills its 64-bit words (a Gibbs step of
+        32 chains, 1,024 visible x 256 hidden: 82k draws in one pass). CPU streams only."""
+        words = [(int(n) + 3) >> 2 for n in sizes]
+        raw = self._bits.random_raw(sum(words)).view(np.int16)
+        total = sum(sizes)
+        if all(4 * w == n for w, n in zip(words[:-1], sizes[:-1])):  # no gaps between the parts
+            out[:total].copy_(torch.from_numpy(raw[:total]))
+            return out
+        o = i = 0
+        for n, w in zip(sizes, words):
+            out[o : o + n].copy_(torch.from_numpy(raw[i : i + n]))
+            o, i = o + n, i + 4 * w
+        return out
+
     # ------------------------------------------------------------------------ persistence
     def state_tensor(self) -> Tensor:
         """The CPU stream's state as int64 [6] (4 state words, the buffered half-word flag and

@@ -204,7 +204,6 @@ class GibbsSampler(ChainStates, Clamping):
         self._apply_clamp()
 
     # ------------------------------------------------------------------------------ moving
-    @torch.no_grad()
     def step(self, k: int | None = None) -> "GibbsSampler":
         """Advance every chain k Gibbs steps (v -> h -> v), keeping clamped units fixed."""
         k = self.k if k is None else int(k)
@@ -212,10 +211,11 @@ class GibbsSampler(ChainStates, Clamping):
             self._bernoulli_steps(k)
         else:
             model, t, g = self.model, self.temperature, self.generator
-            for _ in range(k):
-                _, self.hidden = model.sample_hidden(self.visible, t, g)
-                self.mean, self.visible = model.sample_visible(self.hidden, t, g)
-                self._apply_clamp()
+            with torch.no_grad():
+                for _ in range(k):
+                    _, self.hidden = model.sample_hidden(self.visible, t, g)
+                    self.mean, self.visible = model.sample_visible(self.hidden, t, g)
+                    self._apply_clamp()
         self.steps_taken += k
         return self
 
@@ -230,16 +230,18 @@ class GibbsSampler(ChainStates, Clamping):
         chain group on its own core: their weights sit still, and every core reads them. A
         trainer's chains (weights that change every step) step all together in the calling
         thread, whose own BLAS threads split the work best."""
-        n, V, H = self.n_chains, self.model.n_visible, self.model.n_hidden
+        groups, parallel, packed, sc = self._setup(k)
+        if (packed is None or sc is None) and torch.is_grad_enabled():
+            # the model's own products (or worker threads): no autograd graph. Packed weights
+            # are detached copies, so the viewer's path skips the context's few µs per call.
+            with torch.no_grad():
+                return self._bernoulli_steps(k)
+        n, V, H = self.visible.shape[0], self.model.n_visible, self.model.n_hidden
         dev = self.visible.device
         # new tensors every call: a viewer may still hold the previous ones
         out_h = torch.empty(n, H, device=dev)
         out_mean = torch.empty(n, V, device=dev)
         out_v = torch.empty(n, V, device=dev)
-        groups = self.groups()
-        path, parallel = self._plan(k, len(groups)) if dev.type == "cpu" else ("addmm", False)
-        rows = min(n, CHAIN_GROUP) if parallel else n  # rows of each matrix product
-        packed = self._packed_model(torch.bfloat16 if path == "packed_bf16" else torch.float32, rows) if path.startswith("packed") else None
 
         def run(part: list[tuple[int, int, NoiseSource]]) -> None:
             with torch.no_grad():
@@ -249,8 +251,41 @@ class GibbsSampler(ChainStates, Clamping):
         if parallel:
             run_groups(groups, run)
         else:
-            self._rows_steps(k, groups, out_h, out_mean, out_v, packed)
+            self._rows_steps(k, groups, out_h, out_mean, out_v, packed, sc)
         self.hidden, self.mean, self.visible = out_h, out_mean, out_v
+
+    def _setup(self, k: int) -> tuple[list, bool, PackedRBM | None, "_Scratch | None"]:
+        """(the chain groups, whether they step on worker threads, the packed model or None,
+        the scratch of a call that steps them all here) for a call of k steps: worked out from
+        the groups, the plan and the packing, and remembered until any of what they depend on
+        changes (the number of chains, the streams, the calibration, the threads, the
+        precision allowed, the temperature, the weights). A viewer's one-step calls find it
+        again every frame for a few cheap comparisons, not a few µs of Python each."""
+        m = self.model
+        cal = calibrate.calibration()
+        params = m._parameters
+        wts = (params["weight"], params["visible_bias"], params["hidden_bias"])
+        key = (k, self.visible.shape[0], self.visible.is_cpu, id(self._noises), len(self._noises), id(cal),
+               torch.get_num_threads(), self.free_running, calibrate.bf16_allowed(), self.temperature,
+               *[(id(w), w.data_ptr(), w._version) for w in wts])
+        last = self.__dict__.get("_last_setup")
+        if last is not None and last[0] == key:
+            return last[2]
+        groups = self.groups()
+        n, V, H = self.n_chains, m.n_visible, m.n_hidden
+        cpu = self.visible.device.type == "cpu"
+        path, parallel = self._plan(k, len(groups)) if cpu else ("addmm", False)
+        rows = min(n, CHAIN_GROUP) if parallel else n  # rows of each matrix product
+        packed = self._packed_model(torch.bfloat16 if path == "packed_bf16" else torch.float32, rows) if path.startswith("packed") else None
+        sc = None
+        if cpu and not parallel and groups[0][2]._bits is not None:
+            dt = packed.dtype if packed is not None else torch.float32
+            if _Scratch.kept(n, H, V):  # (larger ones: each call makes its own)
+                sc = self._scratch(0, n, H, V, dt, tuple(j - i for i, j, _ in groups))
+        setup = (groups, parallel, packed, sc)
+        # the objects whose ids the key holds stay referenced, so that no id is reused
+        self._last_setup = (key, (self._noises, cal, wts), setup)
+        return setup
 
     def _plan(self, k: int, n_groups: int) -> tuple[str, bool]:
         """(the product path, whether chain groups step side by side on worker threads) for a
@@ -294,24 +329,27 @@ class GibbsSampler(ChainStates, Clamping):
         return self._packed
 
     def _rows_steps(self, k: int, groups: list[tuple[int, int, NoiseSource]], out_h: Tensor, out_mean: Tensor, out_v: Tensor,
-                    packed: PackedRBM | None = None) -> None:
+                    packed: PackedRBM | None = None, sc: "_Scratch | None" = None) -> None:
         """k Gibbs steps of the chains of consecutive `groups` (rows a..b in all), each group
         drawing from its own stream; the last step writes rows a..b of the out_* tensors.
 
-        Each half-step is its product and, on the CPU, two to four passes over memory with no
+        Each half-step is its product and, on the CPU, a few passes over memory with no
         temporaries (`_Scratch`): the step's uniforms of every group into one float32 buffer
-        (one call into each stream for both halves), bfloat16 probabilities copied to float32,
-        the comparison, and for bfloat16 products the sample converted to their input. A few
-        buffers reused from call to call: the weights (a megabyte for 1,024×256 in both
-        layouts) stay in the core's cache, where fresh temporaries evicted them."""
+        (one call into each stream and one copy per group for both halves, one scaling for
+        all), bfloat16 probabilities copied to float32, one comparison over every group, and
+        for bfloat16 products the sample converted to their input. A few buffers reused from
+        call to call: the weights (a megabyte for 1,024×256 in both layouts) stay in the
+        core's cache, where fresh temporaries evicted them; and little Python per call, which
+        a viewer's one-step calls pay every frame."""
         m, t = self.model, self.temperature
         a, b = groups[0][0], groups[-1][1]
-        out_h, out_mean, out_v = out_h[a:b], out_mean[a:b], out_v[a:b]
+        whole = a == 0 and b == self.n_chains
+        if not whole:
+            out_h, out_mean, out_v = out_h[a:b], out_mean[a:b], out_v[a:b]
         mask = vals = None
         if self.clamp_mask is not None:
-            mask, vals = self.clamp_mask[a:b], self.clamp_values[a:b]
-        v = self.visible[a:b]  # [g, V]
-        g, V, H = v.shape[0], m.n_visible, m.n_hidden
+            mask, vals = (self.clamp_mask, self.clamp_values) if whole else (self.clamp_mask[a:b], self.clamp_values[a:b])
+        v = self.visible if whole else self.visible[a:b]  # [g, V]
         if groups[0][2]._bits is None:  # noise from torch's generator (CUDA, MPS): the generic draws
             self._device_steps(k, groups[0][2], v, out_h, out_mean, out_v, mask, vals)
             return
@@ -322,30 +360,26 @@ class GibbsSampler(ChainStates, Clamping):
             hidden_probs, visible_mean = (lambda x: m.hidden_probs(x, t)), (lambda x: m.visible_mean(x, t))
         else:
             hidden_probs, visible_mean = packed.hidden_probs, packed.visible_probs
-        sc = self._scratch(a, b, H, V, dt)
-        rows = [(i - a, j - a, noise) for i, j, noise in groups]  # rows of each stream, from a
-        x = v if dt == torch.float32 else sc.x_v.copy_(v)  # the visible input of the next product
+        if sc is None:
+            sc = self._scratch(a, b, m.n_hidden, m.n_visible, dt, tuple(j - i for i, j, _ in groups))
+        bf16 = sc.bf16
+        x = sc.x_v.copy_(v) if bf16 else v  # the visible input of the next product
         for step in range(k):
             last = step == k - 1
-            for i, j, noise in rows:  # this step's uniforms, hidden half then visible half
-                rh, rv = noise.uniforms16((j - i) * H, (j - i) * V)
-                sc.u_h[i:j].copy_(rh.view(j - i, H))  # int16 -> float32, exact
-                sc.u_v[i:j].copy_(rv.view(j - i, V))
-            to_uniform(sc.u_h, sc.u_h)  # in place: one pass over each (a conversion and
-            to_uniform(sc.u_v, sc.u_v)  # the scaling in one op take longer than two)
-            h = sc.sample(hidden_probs(x), sc.u_h, out_h if last else sc.h)  # h ~ p(h | v), 0/1 float32
-            h_in = h if dt == torch.float32 else sc.h_in.copy_(h)
+            sc.draw(groups)  # this step's uniforms, hidden half then visible half of each group
+            h = sc.sample_h(hidden_probs(x), out_h if last else sc.h)  # h ~ p(h | v), 0/1 float32
+            h_in = sc.h_in.copy_(h) if bf16 else h
             if last:
                 mean = out_mean.copy_(visible_mean(h_in))  # E[v | h]
-                v = torch.lt(sc.u_v, mean, out=out_v)  # v ~ E[v | h]
+                sc.sample_v(mean, out_v)  # v ~ E[v | h]
                 if mask is not None:
-                    out_v.copy_(torch.where(mask, vals, v))
-                    out_mean.copy_(torch.where(mask, vals, mean))
+                    torch.where(mask, vals, out_v, out=out_v)
+                    torch.where(mask, vals, out_mean, out=out_mean)
             else:
-                v = sc.sample(visible_mean(h_in), sc.u_v, sc.v)
+                v = sc.sample_v(visible_mean(h_in), sc.v)
                 if mask is not None:
                     torch.where(mask, vals, v, out=v)
-                x = v if dt == torch.float32 else sc.x_v.copy_(v)
+                x = sc.x_v.copy_(v) if bf16 else v
 
     def _device_steps(self, k: int, noise: NoiseSource, v: Tensor, out_h: Tensor, out_mean: Tensor, out_v: Tensor,
                       mask: Tensor | None, vals: Tensor | None) -> None:
@@ -363,18 +397,18 @@ class GibbsSampler(ChainStates, Clamping):
             out_v.copy_(v)
             out_mean.copy_(torch.where(mask, vals, mean))
 
-    def _scratch(self, a: int, b: int, H: int, V: int, dt: torch.dtype) -> "_Scratch":
-        """The buffers of rows a..b's steps (one set per chain group stepping in a worker),
-        kept for the next call while they are small (up to 32 MB for all the chains: a
-        viewer's one-step calls); larger ones are made for the call and dropped."""
-        key = (a, b, H, V, dt, self.visible.device, self.n_chains)
+    def _scratch(self, a: int, b: int, H: int, V: int, dt: torch.dtype, sizes: tuple[int, ...]) -> "_Scratch":
+        """The buffers of rows a..b's steps, chain groups of `sizes` rows (one set per chain
+        group stepping in a worker), kept for the next call while they are small
+        (`_Scratch.kept`); larger ones are made for the call and dropped."""
+        key = (a, b, H, V, dt, self.visible.device, sizes, self.n_chains)
         cache = self.__dict__.setdefault("_scratches", {})
         sc = cache.get(key)
         if sc is None:
-            sc = _Scratch(b - a, H, V, dt, self.visible.device)
+            sc = _Scratch(sizes, H, V, dt, self.visible.device)
             if any(k[-1] != self.n_chains or k[2:4] != (H, V) for k in list(cache)):  # (workers add theirs meanwhile)
                 cache.clear()  # another number of chains (or model) now: the old buffers go
-            if 24 * self.n_chains * (H + V) <= 32 << 20:
+            if _Scratch.kept(self.n_chains, H, V):
                 cache[key] = sc
         return sc
 
@@ -418,20 +452,71 @@ class GibbsSampler(ChainStates, Clamping):
 
 
 class _Scratch:
-    """Reused buffers of one block of chains' Gibbs steps: the uniforms of each half-step
-    (`u_h`, `u_v`), the samples before the last step's (`h`, `v`), and for bfloat16 products
-    the inputs converted (`h_in`, `x_v`)."""
+    """Reused buffers of one block of chains' Gibbs steps, whose chain groups have `sizes` rows:
+    the uniforms of a step (`u`: each group's hidden half, then its visible half, in the order
+    its stream draws them), the samples before the last step's (`h`, `v`), and for bfloat16
+    products the inputs converted (`h_in`, `x_v`). Groups of one size (64 chains: two of 32)
+    are compared in one op over [groups, rows, units] views; others one group at a time."""
 
-    def __init__(self, g: int, H: int, V: int, dt: torch.dtype, device: torch.device):
+    def __init__(self, sizes: tuple[int, ...], H: int, V: int, dt: torch.dtype, device: torch.device):
         new = lambda *shape, dtype=torch.float32: torch.empty(*shape, device=device, dtype=dtype)  # noqa: E731
-        self.u_h, self.u_v, self.h, self.v = new(g, H), new(g, V), new(g, H), new(g, V)
+        g = sum(sizes)
+        self.H, self.V = H, V
+        self.u = new(g * (H + V))
+        self.h, self.v = new(g, H), new(g, V)
         self.bf16 = dt != torch.float32
         self.h_in, self.x_v = (new(g, H, dtype=dt), new(g, V, dtype=dt)) if self.bf16 else (None, None)
+        # each group's part of `u` (flat), and its rows
+        exact = all(s * H % 4 == 0 and s * V % 4 == 0 for s in sizes)
+        self.words = [s * (H + V) // 4 for s in sizes] if exact else None
+        self.parts, self.rows, o, r = [], [], 0, 0
+        for s in sizes:
+            self.parts.append(self.u[o : o + s * (H + V)])
+            self.rows.append((r, r + s))
+            o, r = o + s * (H + V), r + s
+        if len(set(sizes)) == 1:  # one op per comparison: [groups, rows, units] views
+            n_g, s = len(sizes), sizes[0]
+            u2 = self.u.view(n_g, s * (H + V))
+            self.u_h, self.u_v = u2[:, : s * H].view(n_g, s, H), u2[:, s * H :].view(n_g, s, V)
+            self.shape_h, self.shape_v = (n_g, s, H), (n_g, s, V)
+        else:
+            self.u_h = [p[: (j - i) * H].view(j - i, H) for p, (i, j) in zip(self.parts, self.rows)]
+            self.u_v = [p[(j - i) * H :].view(j - i, V) for p, (i, j) in zip(self.parts, self.rows)]
+            self.shape_h = self.shape_v = None
 
     @staticmethod
-    def sample(p: Tensor, u: Tensor, out: Tensor) -> Tensor:
-        """out ← [u < p], binary draws with P(1) = p (float32, or bfloat16 copied in first:
+    def kept(n: int, H: int, V: int) -> bool:
+        """Whether the buffers of n chains stay between calls: up to 32 MB for all of them (a
+        viewer's one-step calls)."""
+        return 24 * n * (H + V) <= 32 << 20
+
+    def draw(self, groups: list[tuple[int, int, NoiseSource]]) -> None:
+        """A step's uniforms: one call into each group's stream for both halves, then one
+        scaling of them all."""
+        if self.words is not None:  # each half fills whole 64-bit words: one copy per stream
+            for part, w, group in zip(self.parts, self.words, groups):
+                part.copy_(group[2].words16(w))
+        else:
+            H, V = self.H, self.V
+            for part, (i, j, noise) in zip(self.parts, groups):
+                noise.raw16_into(part, (j - i) * H, (j - i) * V)
+        to_uniform(self.u, self.u)
+
+    def sample_h(self, p: Tensor, out: Tensor) -> Tensor:
+        """out ← [u_h < p], hidden draws with P(1) = p (bfloat16 p copied into `out` first:
         exact; comparing bfloat16 with float32 in one op takes three times as long)."""
+        return self._lt(self.u_h, self.shape_h, p, out)
+
+    def sample_v(self, p: Tensor, out: Tensor) -> Tensor:
+        """out ← [u_v < p] (p may be `out` itself), visible draws with P(1) = p."""
+        return self._lt(self.u_v, self.shape_v, p, out)
+
+    def _lt(self, u, shape, p: Tensor, out: Tensor) -> Tensor:
         if p.dtype != torch.float32:
             p = out.copy_(p)
-        return torch.lt(u, p, out=out)
+        if shape is not None:
+            torch.lt(u, p.view(shape), out=out.view(shape))
+        else:
+            for (i, j), ug in zip(self.rows, u):
+                torch.lt(ug, p[i:j], out=out[i:j])
+        return out
