@@ -399,7 +399,8 @@ def test_fast_sweeps_draw_each_pooling_block_state_at_its_exact_probability(visi
     one visible state, each block's states (each unit on, all off) come up at p(h | v) of the
     float32 model within 5 binomial standard errors. Weights, biases and pixels are multiples
     of ½ with σ² = 1, so the bfloat16 logits are exact and any gap is the sampler's. Also
-    E[v | h] of the split 1×f convolutions against the model's (3 channels, 5 px filters)."""
+    E[v | h] of the split 1×f convolutions against the model's (3 channels, 5 px filters), the
+    sweep cut into strips of rows (the last one shorter with pooling 2)."""
     from models.conv_rbm import _FastSweeps
     from models.noise import NoiseSource
 
@@ -424,6 +425,7 @@ def test_fast_sweeps_draw_each_pooling_block_state_at_its_exact_probability(visi
 
     g = torch.Generator().manual_seed(0)
     fast, noise = _FastSweeps(m), NoiseSource(g)
+    fast.strip_units = 4 * n * 6 * max(2, channels * f)  # strips of whole blocks, about 4 rows: 4 + 2 rows (pooling 2), 3 + 3 (pooling 3)
     counts = torch.zeros_like(exact)
     vs = v.expand(n, -1, -1, -1).contiguous()
     for i in range(sweeps):

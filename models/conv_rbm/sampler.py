@@ -111,10 +111,16 @@ class _FastSweeps:
     as its input channels, the visible side writes one output channel per filter row and sums
     those f maps each shifted by its row. The hidden draws (`draw_pooled`, or a Bernoulli
     draw without pooling) go straight into the middle of a padded bfloat16 buffer whose
-    borders are then copied from the opposite edges (the torus). The maps (n × K × H × W:
-    268 M units for 2048² and K = 32) live in buffers kept between sweeps, so no big tensor
+    borders are then copied from the opposite edges (the torus). Both halves run a strip of
+    rows at a time (`strip_units`), whose buffers are kept between sweeps: only the padded
+    hidden map (n × K × H × W: 268 M units for 2048² and K = 32) is whole, and no big tensor
     is allocated per sweep. Only the generic path trains (its weights change every step; this
     one caches them converted)."""
+
+    #: Hidden units per strip of rows that a sweep computes at a time (about 7 MB of buffers:
+    #: the strip stays in the CPU's caches through its dozen passes instead of streaming a
+    #: 2048² map through memory for each).
+    strip_units = 1 << 20
 
     def __init__(self, model: ConvRBM):
         self.model = model
@@ -142,64 +148,88 @@ class _FastSweeps:
         b = self._buffers.get(name)
         if b is None or tuple(b.shape) != shape or b.dtype != dtype:
             b = torch.zeros(shape, dtype=dtype)
-            if channels_last:
+            if channels_last and b.dim() == 4:
                 b = b.contiguous(memory_format=torch.channels_last)
             self._buffers[name] = b
         return b
+
+    def _strip(self, n: int, height: int, width: int) -> int:
+        """Rows per strip: whole pooling blocks, at most the height, about `strip_units` values in
+        its largest map (the hidden units', or the row-shifted input's: C·f channels)."""
+        m = self.model
+        k = m.pooling
+        per_row = n * width * max(m.n_filters, m.channels * m.filter_size)
+        return min(height, max(k, self.strip_units // per_row // k * k))
 
     def sweep(self, v: Tensor, t: float, noise: NoiseSource, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
         """One sweep from visible states v [n, C, H, W]: (hidden draw (a bfloat16 view), E[v | h], v)."""
         m = self.model
         wh, wv = self._weights()
         n, C, H, W = v.shape
-        K, f, k = m.n_filters, m.filter_size, m.pooling
+        K, f = m.n_filters, m.filter_size
         before, after = _pads(f)
         # the temperature divides the logits: scale the (small) visible input and the bias instead
         scale = m._channel(1.0 / (m.variance.detach() * t)) if not m.binary_visible else 1.0 / t
         x = circular_pad(v * scale, f).to(torch.bfloat16)  # [n, C, H+f-1, W+f-1]
-        rows = self._buffer("rows", (n, C * f, H, W + f - 1), torch.bfloat16)
-        for c in range(C):
-            for i in range(f):
-                rows[:, c * f + i] = x[:, c, i : i + H]
-        logits = F.conv2d(rows, wh, (m.hidden_bias.detach() / t).to(torch.bfloat16))  # [n, K, H, W] channels-last
+        bias = (m.hidden_bias.detach() / t).to(torch.bfloat16)
         hp = self._buffer("hp", (n, K, H + f - 1, W + f - 1), torch.bfloat16)
         a, b = after, before
-        h = hp[:, :, a : a + H, a : a + W]
-        flags = self._buffer("flags", (n, K, H, W), torch.bool)
-        if k == 1:
-            # Uniform noise as models.noise.NoiseSource draws it (16-bit integers r from its
-            # fast stream), in channels-last order: the integers are independent, so laying
-            # them out [n, H, W, K] changes nothing but the memory order. On when
-            # r < p·2¹⁶ - 2¹⁵ (NoiseSource.bernoulli).
-            u = self._buffer("u", (n, K, H, W), torch.float32)
-            count = n * K * H * W
-            r = torch.from_numpy(noise._bits.random_raw((count + 3) >> 2).view(np.int16)[:count])
-            u.copy_(r.view(n, H, W, K).permute(0, 3, 1, 2))
-            z = self._buffer("z", (n, K, H, W), torch.float32)
-            torch.lt(u, z.copy_(logits).sigmoid_().mul_(65536.0).sub_(32768.0), out=flags)
-            h.copy_(flags.view(torch.uint8))  # (bool to bfloat16 copies 10× slower than uint8)
-        else:
-            # one float32 uniform per block (24 bits), in the maps' channels-last order
-            u = self._buffer("u", (n, H // k, W // k, K), torch.float32, channels_last=False)
-            np.random.Generator(noise._bits).random(out=u.numpy(), dtype=np.float32)
-            draw_pooled(logits, k, u.permute(0, 3, 1, 2), h, self._buffer("z", (n, K, H, W), torch.float32), flags)
-        del logits
+        rows = self._strip(n, H, W)
+        for y in range(0, H, rows):
+            self._draw_hidden(x, y, min(rows, H - y), rows, wh, bias, noise, hp[:, :, a + y : a + min(y + rows, H), a : a + W])
         # the torus: the padded map's borders are the opposite edges (rows, then columns over all rows)
         hp[:, :, :a, a : a + W] = hp[:, :, H : H + a, a : a + W]
         hp[:, :, a + H :, a : a + W] = hp[:, :, a : a + b, a : a + W]
         hp[:, :, :, :a] = hp[:, :, :, W : W + a]
         hp[:, :, :, a + W :] = hp[:, :, :, a : a + b]
-        o = F.conv2d(hp, wv)  # [n, C·f, H+f-1, W]: channel (c, i) is filter row i's part, i rows too low
         mean = torch.empty(n, C, H, W)
-        for c in range(C):
-            mc = mean[:, c]
-            mc.copy_(o[:, c * f, :H])
-            for i in range(1, f):
-                mc.add_(o[:, c * f + i, i : i + H])
+        for y in range(0, H, rows):
+            s = min(rows, H - y)
+            o = F.conv2d(hp[:, :, y : y + s + f - 1], wv)  # [n, C·f, s+f-1, W]: channel (c, i) is filter row i's part, i rows low
+            for c in range(C):
+                mc = mean[:, c, y : y + s]
+                mc.copy_(o[:, c * f, :s])
+                for i in range(1, f):
+                    mc.add_(o[:, c * f + i, i : i + s])
         mean.add_(m._channel(m.visible_bias.detach()))
         if m.binary_visible:
             mean = torch.sigmoid(mean if t == 1.0 else mean / t)
-        return h, mean, m.draw_visible(mean, t, generator)
+        return hp[:, :, a : a + H, a : a + W], mean, m.draw_visible(mean, t, generator)
+
+    def _draw_hidden(self, x: Tensor, y: int, s: int, rows: int, wh: Tensor, bias: Tensor, noise: NoiseSource,
+                     out: Tensor) -> None:
+        """The hidden draws of rows y … y+s-1 (whole pooling blocks) into `out` [n, K, s, W] (a view
+        of the padded buffer), from the padded scaled input x [n, C, H+f-1, W+f-1]. The buffers
+        hold a full strip (`rows` rows); the last strip of a sweep may use fewer of them."""
+        m = self.model
+        n, C = x.shape[:2]
+        K, f, k = m.n_filters, m.filter_size, m.pooling
+        W = out.shape[-1]
+        shifted = self._buffer("rows", (n, C * f, rows, x.shape[-1]), torch.bfloat16)[:, :, :s]
+        for c in range(C):
+            for i in range(f):
+                shifted[:, c * f + i] = x[:, c, y + i : y + i + s]
+        logits = F.conv2d(shifted, wh, bias)  # [n, K, s, W] channels-last
+        flags = self._buffer("flags", (n, K, rows, W), torch.bool)[:, :, :s]
+        scratch = self._buffer("z", (n, K, rows, W), torch.float32)[:, :, :s]
+        if k == 1:
+            # Uniform noise as models.noise.NoiseSource draws it (16-bit integers r from its
+            # fast stream), in channels-last order: the integers are independent, so laying
+            # them out [n, s, W, K] changes nothing but the memory order. On when
+            # r < p·2¹⁶ - 2¹⁵ (NoiseSource.bernoulli).
+            u = self._buffer("u", (n, K, rows, W), torch.float32)[:, :, :s]
+            count = n * K * s * W
+            r = torch.from_numpy(noise._bits.random_raw((count + 3) >> 2).view(np.int16)[:count])
+            u.copy_(r.view(n, s, W, K).permute(0, 3, 1, 2))
+            torch.lt(u, scratch.copy_(logits).sigmoid_().mul_(65536.0).sub_(32768.0), out=flags)
+            out.copy_(flags.view(torch.uint8))  # (bool to bfloat16 copies 10× slower than uint8)
+        else:
+            # one float32 uniform per block (24 bits), in the maps' channels-last order
+            count = n * (s // k) * (W // k) * K  # (numpy fills C-contiguous arrays only: the first `count` of a flat buffer)
+            u = self._buffer("u", (n * (rows // k) * (W // k) * K,), torch.float32, channels_last=False)[:count]
+            np.random.Generator(noise._bits).random(out=u.numpy(), dtype=np.float32)
+            u = u.view(n, s // k, W // k, K)
+            draw_pooled(logits, k, u.permute(0, 3, 1, 2), out, scratch, flags)
 
 
 class ConvGibbsSampler(ChainStates, Clamping):
@@ -255,8 +285,7 @@ class ConvGibbsSampler(ChainStates, Clamping):
         """(height, width) when n chains of that size can be run, else ConvRBMError."""
         m = self.model
         h, w = _side("height", height, m), _side("width", width, m)
-        # bytes: the hidden maps' buffers, the images', the bfloat16 sweeps' f row-shifted copies in and out
-        need = n * h * w * (20 * m.n_filters + 24 * m.channels + 4 * m.channels * m.filter_size)
+        need = n * h * w * (20 * m.n_filters + 24 * m.channels)  # bytes: the hidden maps' buffers, the images'
         if need > MAX_SAMPLER_BYTES:
             raise ConvRBMError(f"{n} chain(s) of {w}×{h} px with {m.n_filters} filters would take {need / 2**30:.0f} GiB "
                                f"(at most {MAX_SAMPLER_BYTES / 2**30:.0f}): fewer chains or a smaller size")
