@@ -393,14 +393,15 @@ def _binomial_ok(freq: torch.Tensor, p: torch.Tensor, draws: int, sigmas: float 
 
 @pytest.mark.skipif(not __import__("models.conv_rbm", fromlist=["x"]).bf16_convolutions_available(torch.device("cpu")),
                     reason="this CPU has no bfloat16 convolutions")
-@pytest.mark.parametrize("visible,channels,pooling,f", [("gaussian", 1, 2, 3), ("binary", 3, 3, 5)])
+@pytest.mark.parametrize("visible,channels,pooling,f", [("gaussian", 1, 2, 3), ("binary", 3, 3, 5), ("gaussian", 2, 1, 3)])
 def test_fast_sweeps_draw_each_pooling_block_state_at_its_exact_probability(visible, channels, pooling, f):
-    """The bfloat16 sweeps' one-uniform-per-block draw (`draw_pooled`): over 20,000 draws from
-    one visible state, each block's states (each unit on, all off) come up at p(h | v) of the
-    float32 model within 5 binomial standard errors. Weights, biases and pixels are multiples
-    of ½ with σ² = 1, so the bfloat16 logits are exact and any gap is the sampler's. Also
-    E[v | h] of the split 1×f convolutions against the model's (3 channels, 5 px filters), the
-    sweep cut into strips of rows (the last one shorter with pooling 2)."""
+    """The bfloat16 sweeps' one-uniform-per-block draw (`draw_pooled`; without pooling, one
+    Bernoulli draw per unit): over 20,000 draws from one visible state, each block's states
+    (each unit on, all off) come up at p(h | v) of the float32 model within 5 binomial
+    standard errors. Weights, biases and pixels are multiples of ¼ with σ² = 1, so the
+    bfloat16 logits are exact and any gap is the sampler's. Also E[v | h] of the split 1×f
+    convolutions against the model's (1 to 3 channels), the sweep cut into strips of rows
+    (the last one shorter with pooling 1 and 2)."""
     from models.conv_rbm import _FastSweeps
     from models.noise import NoiseSource
 
