@@ -8,6 +8,7 @@ model trains costs nothing extra: the chains are computed for the gradient anywa
 """
 from __future__ import annotations
 
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
@@ -28,6 +29,9 @@ from .rbm import BernoulliRBM
 CHAIN_GROUP = 32
 #: the products a sampler's step may use on the CPU (see `models.calibrate.PATHS`)
 SAMPLER_PATHS = ("addmm", "fused", "packed", "packed_bf16")
+
+#: how many tensors and storage objects use a storage (private: None where this torch lacks it)
+_storage_use_count = getattr(torch._C, "_storage_Use_Count", None)
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
@@ -237,11 +241,15 @@ class GibbsSampler(ChainStates, Clamping):
             with torch.no_grad():
                 return self._bernoulli_steps(k)
         n, V, H = self.visible.shape[0], self.model.n_visible, self.model.n_hidden
-        dev = self.visible.device
-        # new tensors every call: a viewer may still hold the previous ones
-        out_h = torch.empty(n, H, device=dev)
-        out_mean = torch.empty(n, V, device=dev)
-        out_v = torch.empty(n, V, device=dev)
+        if sc is not None and self._unshared(self.hidden, n, H) and self._unshared(self.mean, n, V) and self._unshared(self.visible, n, V):
+            # nobody else holds the previous state: the step writes over it (the visible
+            # input is read first), in the same few cache-warm buffers every call
+            out_h, out_mean, out_v = self.hidden, self.mean, self.visible
+        else:  # new tensors: a viewer may still hold the previous ones
+            dev = self.visible.device
+            out_h = torch.empty(n, H, device=dev)
+            out_mean = torch.empty(n, V, device=dev)
+            out_v = torch.empty(n, V, device=dev)
 
         def run(part: list[tuple[int, int, NoiseSource]]) -> None:
             with torch.no_grad():
@@ -254,6 +262,21 @@ class GibbsSampler(ChainStates, Clamping):
             self._rows_steps(k, groups, out_h, out_mean, out_v, packed, sc)
         self.hidden, self.mean, self.visible = out_h, out_mean, out_v
 
+    @staticmethod
+    def _unshared(t: Tensor, rows: int, cols: int) -> bool:
+        """Whether `t`, one of the chain states (`self.hidden`, `self.mean`, `self.visible`,
+        passed as such), is a [rows, cols] float32 CPU tensor that nothing but this sampler
+        holds: no other reference to it (sys.getrefcount: the attribute, this argument and
+        getrefcount's own) and no other tensor on its memory (a view, a numpy array, an image
+        made from it: torch's count of its storage's users, the tensor and the storage
+        object asked). A one-step call may then write the new state over it. False wherever
+        torch lacks that count (it is private): new tensors, as always."""
+        if _storage_use_count is None or sys.getrefcount(t) != 3:
+            return False
+        if t.shape != (rows, cols) or t.dtype != torch.float32 or not t.is_cpu or t.requires_grad or not t.is_contiguous():
+            return False
+        return _storage_use_count(t.untyped_storage()._cdata) == 2
+
     def _setup(self, k: int) -> tuple[list, bool, PackedRBM | None, "_Scratch | None"]:
         """(the chain groups, whether they step on worker threads, the packed model or None,
         the scratch of a call that steps them all here) for a call of k steps: worked out from
@@ -264,10 +287,11 @@ class GibbsSampler(ChainStates, Clamping):
         m = self.model
         cal = calibrate.calibration()
         params = m._parameters
-        wts = (params["weight"], params["visible_bias"], params["hidden_bias"])
-        key = (k, self.visible.shape[0], self.visible.is_cpu, id(self._noises), len(self._noises), id(cal),
-               torch.get_num_threads(), self.free_running, calibrate.bf16_allowed(), self.temperature,
-               *[(id(w), w.data_ptr(), w._version) for w in wts])
+        w, b, c = wts = (params["weight"], params["visible_bias"], params["hidden_bias"])
+        v = self.visible
+        key = (k, v.shape[0], v.is_cpu, id(self._noises), len(self._noises), id(cal), torch.get_num_threads(),
+               self.free_running, calibrate.bf16_allowed(), self.temperature, id(w), w.data_ptr(), w._version,
+               id(b), b.data_ptr(), b._version, id(c), c.data_ptr(), c._version)
         last = self.__dict__.get("_last_setup")
         if last is not None and last[0] == key:
             return last[2]

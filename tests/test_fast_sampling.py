@@ -271,3 +271,99 @@ def test_only_large_free_running_models_are_packed():
         trainer_chains = GibbsSampler(big_model, n_chains=64, seed=0)
         trainer_chains.free_running = False  # weights that change every step are never packed
         assert trainer_chains.step(1)._packed is None
+
+
+# ------------------------------------------------------------ the one-step call's fast path
+def test_words_drawn_into_a_buffer_are_the_integers_uniforms16_returns():
+    """`raw16_into` (and `words16`, one call of whole words) fill a float32 buffer with the
+    16-bit integers `uniforms16` returns for the same sizes (sizes that leave part of their
+    last 64-bit word unused included), and leave the stream where it leaves it."""
+    for sizes in ((32 * 8, 32 * 16), (7, 13), (5, 4), (6,)):
+        a, b = source(6), source(6)
+        want = torch.cat(a.uniforms16(*sizes)).float()
+        buf = torch.full((sum(sizes) + 3,), -1.0)
+        b.raw16_into(buf, *sizes)
+        assert torch.equal(buf[: sum(sizes)], want) and (buf[sum(sizes) :] == -1).all()
+        assert torch.equal(a.state_tensor(), b.state_tensor())
+    c, d = source(2), source(2)
+    assert torch.equal(c.words16(10), torch.cat(d.uniforms16(40)))
+
+
+def test_groups_whose_halves_leave_words_part_used_follow_the_generic_chain(one_thread):
+    """38 chains of an RBM with 3 hidden units: the second group's hidden half (6 × 3 = 18
+    draws) leaves half a 64-bit word unused, which the step's one call into the stream must
+    skip as `bernoulli` does; and groups of two sizes compare one at a time."""
+    m = rbm(V=5, H=3, seed=2)
+    a = GibbsSampler(m, n_chains=38, seed=9)
+    a.free_running = False
+    start = a.visible.clone()
+    a.step(5)
+    for x, y, noise in GibbsSampler(m, n_chains=38, seed=9).groups():
+        v = start[x:y]
+        with torch.no_grad():
+            for _ in range(5):
+                _, h = m.sample_hidden(v, 1.0, noise)
+                mean, v = m.sample_visible(h, 1.0, noise)
+        assert torch.equal(a.visible[x:y], v) and torch.equal(a.hidden[x:y], h) and torch.equal(a.mean[x:y], mean)
+
+
+@pytest.mark.parametrize("path", ["addmm", "packed_bf16"])
+def test_one_step_calls_write_over_the_state_only_when_nobody_else_holds_it(path, one_thread):
+    """A one-step call writes the new state into the previous state's tensors when nothing
+    else holds them (same buffers call after call), and into new ones when anything does (a
+    reference, a view, a numpy array, an image of the chains), which then keep their values.
+    Either way the chains are the same draw for draw."""
+    from models import calibrate
+    from models.sampling import onednn_available
+
+    if path == "packed_bf16" and not onednn_available():
+        pytest.skip("this torch has no oneDNN linear")
+    m = rbm(V=64, H=16)
+    with calibrate.use(calibrate.only(path)):
+        free, held = GibbsSampler(m, n_chains=64, seed=5), GibbsSampler(m, n_chains=64, seed=5)
+        free.step(1)
+        held.step(1)
+        ptrs = (free.hidden.data_ptr(), free.mean.data_ptr(), free.visible.data_ptr())
+        kept = []
+        for i in range(12):
+            free.step(1)
+            assert (free.hidden.data_ptr(), free.mean.data_ptr(), free.visible.data_ptr()) == ptrs
+            holders = [lambda: held.visible, lambda: held.mean.view(-1), lambda: held.hidden.numpy(), lambda: held.images("samples")]
+            h = holders[i % 4]()  # one holder at a time
+            kept.append((h, torch.as_tensor(h).clone()))
+            before = h.data_ptr() if isinstance(h, torch.Tensor) else h.ctypes.data
+            held.step(1)
+            assert before not in (held.hidden.data_ptr(), held.mean.data_ptr(), held.visible.data_ptr())
+        free.step(1)
+        held.step(1)
+        assert torch.equal(free.visible, held.visible) and torch.equal(free.mean, held.mean) and torch.equal(free.hidden, held.hidden)
+        for h, copy in kept:  # what the viewer held was never written over
+            assert torch.equal(torch.as_tensor(h), copy)
+
+
+@pytest.mark.parametrize("path", ["addmm", "packed_bf16"])
+def test_what_a_call_depends_on_is_taken_up_by_the_next_call(path, one_thread):
+    """The remembered setup of a call gives way when the temperature, the weights or the
+    number of chains change: the next call steps as a new sampler in that state would."""
+    from models import calibrate
+    from models.sampling import onednn_available
+
+    if path == "packed_bf16" and not onednn_available():
+        pytest.skip("this torch has no oneDNN linear")
+    m = rbm(V=64, H=16)
+    with calibrate.use(calibrate.only(path)):
+        a = GibbsSampler(m, n_chains=40, seed=1).step(1)
+        for change in ("temperature", "weights"):
+            state = {k: v.clone() for k, v in a.state_tensors().items()}
+            if change == "temperature":
+                a.temperature = 0.6
+            else:
+                with torch.no_grad():
+                    m.weight.mul_(-1.5)
+            a.step(1)
+            b = GibbsSampler(m, n_chains=40, seed=77, temperature=a.temperature)
+            b.load_state_tensors(state)
+            b.step(1)
+            assert torch.equal(a.visible, b.visible) and torch.equal(a.mean, b.mean)
+        a.reset(7)
+        assert a.step(1).visible.shape == (7, 64) and a.hidden.shape == (7, 16)
