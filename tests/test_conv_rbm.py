@@ -427,6 +427,7 @@ def test_fast_sweeps_draw_each_pooling_block_state_at_its_exact_probability(visi
     g = torch.Generator().manual_seed(0)
     fast, noise = _FastSweeps(m), NoiseSource(g)
     fast.strip_units = 4 * n * 6 * max(2, channels * f)  # strips of whole blocks, about 4 rows: 4 + 2 rows (pooling 2), 3 + 3 (pooling 3)
+    fast.strip_outputs = 4 * n * 6 * channels * f  # the visible half's strips: 4 + 2 rows
     counts = torch.zeros_like(exact)
     vs = v.expand(n, -1, -1, -1).contiguous()
     for i in range(sweeps):

@@ -117,10 +117,14 @@ class _FastSweeps:
     is allocated per sweep. Only the generic path trains (its weights change every step; this
     one caches them converted)."""
 
-    #: Hidden units per strip of rows that a sweep computes at a time (about 7 MB of buffers:
-    #: the strip stays in the CPU's caches through its dozen passes instead of streaming a
-    #: 2048² map through memory for each).
+    #: Values per strip of rows that a sweep's hidden half computes at a time (hidden units, or
+    #: row-shifted inputs when C·f > K: about 7 MB of buffers, so that the strip stays in the
+    #: CPU's caches through the draw's dozen passes instead of streaming a 2048² map through
+    #: memory for each), and values of the visible convolution's output (C·f per pixel) per
+    #: strip of its half (fewer, larger strips: each one's f - 1 extra rows cost; 2048²: 230
+    #: ms with 113 rows, 255 with 56, 330 with 16 or all 2048).
     strip_units = 1 << 20
+    strip_outputs = 1 << 21
 
     def __init__(self, model: ConvRBM):
         self.model = model
@@ -153,13 +157,11 @@ class _FastSweeps:
             self._buffers[name] = b
         return b
 
-    def _strip(self, n: int, height: int, width: int) -> int:
-        """Rows per strip: whole pooling blocks, at most the height, about `strip_units` values in
-        its largest map (the hidden units', or the row-shifted input's: C·f channels)."""
-        m = self.model
-        k = m.pooling
-        per_row = n * width * max(m.n_filters, m.channels * m.filter_size)
-        return min(height, max(k, self.strip_units // per_row // k * k))
+    @staticmethod
+    def _strip(height: int, per_row: int, budget: int, multiple: int = 1) -> int:
+        """Rows per strip: about `budget` values of `per_row` each, a multiple of `multiple` (the
+        pooling: whole blocks), at least one multiple and at most the height."""
+        return min(height, max(multiple, budget // per_row // multiple * multiple))
 
     def sweep(self, v: Tensor, t: float, noise: NoiseSource, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
         """One sweep from visible states v [n, C, H, W]: (hidden draw (a bfloat16 view), E[v | h], v)."""
@@ -174,7 +176,7 @@ class _FastSweeps:
         bias = (m.hidden_bias.detach() / t).to(torch.bfloat16)
         hp = self._buffer("hp", (n, K, H + f - 1, W + f - 1), torch.bfloat16)
         a, b = after, before
-        rows = self._strip(n, H, W)
+        rows = self._strip(H, n * W * max(K, C * f), self.strip_units, m.pooling)
         for y in range(0, H, rows):
             self._draw_hidden(x, y, min(rows, H - y), rows, wh, bias, noise, hp[:, :, a + y : a + min(y + rows, H), a : a + W])
         # the torus: the padded map's borders are the opposite edges (rows, then columns over all rows)
@@ -183,6 +185,7 @@ class _FastSweeps:
         hp[:, :, :, :a] = hp[:, :, :, W : W + a]
         hp[:, :, :, a + W :] = hp[:, :, :, a : a + b]
         mean = torch.empty(n, C, H, W)
+        rows = self._strip(H, n * W * C * f, self.strip_outputs)
         for y in range(0, H, rows):
             s = min(rows, H - y)
             o = F.conv2d(hp[:, :, y : y + s + f - 1], wv)  # [n, C·f, s+f-1, W]: channel (c, i) is filter row i's part, i rows low
