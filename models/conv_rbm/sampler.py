@@ -112,9 +112,9 @@ class _FastSweeps:
     those f maps each shifted by its row. The hidden draws (`draw_pooled`, or a Bernoulli
     draw without pooling) go straight into the middle of a padded bfloat16 buffer whose
     borders are then copied from the opposite edges (the torus). Both halves run a strip of
-    rows at a time (`strip_units`), whose buffers are kept between sweeps: only the padded
-    hidden map (n × K × H × W: 268 M units for 2048² and K = 32) is whole, and no big tensor
-    is allocated per sweep. Only the generic path trains (its weights change every step; this
+    rows at a time (`strip_units`, `strip_outputs`), whose buffers are kept between sweeps:
+    only the padded hidden map (n × K × H × W bfloat16: 134 M units, 268 MB, for 2048² and
+    K = 32) is whole, and no big tensor is allocated per sweep. Only the generic path trains (its weights change every step; this
     one caches them converted)."""
 
     #: Values per strip of rows that a sweep's hidden half computes at a time (hidden units, or
@@ -208,7 +208,7 @@ class _FastSweeps:
         n, C = x.shape[:2]
         K, f, k = m.n_filters, m.filter_size, m.pooling
         W = out.shape[-1]
-        shifted = self._buffer("rows", (n, C * f, rows, x.shape[-1]), torch.bfloat16)[:, :, :s]
+        shifted = self._buffer("shifted", (n, C * f, rows, x.shape[-1]), torch.bfloat16)[:, :, :s]
         for c in range(C):
             for i in range(f):
                 shifted[:, c * f + i] = x[:, c, y + i : y + i + s]
