@@ -240,12 +240,19 @@ class GibbsSampler(ChainStates, Clamping):
             # are detached copies, so the viewer's path skips the context's few µs per call.
             with torch.no_grad():
                 return self._bernoulli_steps(k)
-        n, V, H = self.visible.shape[0], self.model.n_visible, self.model.n_hidden
-        if sc is not None and self._unshared(self.hidden, n, H) and self._unshared(self.mean, n, V) and self._unshared(self.visible, n, V):
-            # nobody else holds the previous state: the step writes over it (the visible
-            # input is read first), in the same few cache-warm buffers every call
-            out_h, out_mean, out_v = self.hidden, self.mean, self.visible
-        else:  # new tensors: a viewer may still hold the previous ones
+        views = None
+        if sc is not None:
+            st, viewed = sc.state, sc.state3 is not None
+            if (st is not None and self.hidden is st[0] and self.mean is st[1] and self.visible is st[2]
+                    and self._unshared(self.hidden, viewed) and self._unshared(self.mean, viewed) and self._unshared(self.visible, viewed)):
+                # nobody else holds the previous state: the step writes over it (the visible
+                # input is read first), in the same few cache-warm buffers every call
+                out_h, out_mean, out_v = st
+            else:  # new tensors: a viewer may still hold the previous ones
+                out_h, out_mean, out_v = sc.new_state()
+            views = sc.state3
+        else:
+            n, V, H = self.visible.shape[0], self.model.n_visible, self.model.n_hidden
             dev = self.visible.device
             out_h = torch.empty(n, H, device=dev)
             out_mean = torch.empty(n, V, device=dev)
@@ -259,23 +266,22 @@ class GibbsSampler(ChainStates, Clamping):
         if parallel:
             run_groups(groups, run)
         else:
-            self._rows_steps(k, groups, out_h, out_mean, out_v, packed, sc)
+            self._rows_steps(k, groups, out_h, out_mean, out_v, packed, sc, views)
         self.hidden, self.mean, self.visible = out_h, out_mean, out_v
 
     @staticmethod
-    def _unshared(t: Tensor, rows: int, cols: int) -> bool:
+    def _unshared(t: Tensor, viewed: bool) -> bool:
         """Whether `t`, one of the chain states (`self.hidden`, `self.mean`, `self.visible`,
-        passed as such), is a [rows, cols] float32 CPU tensor that nothing but this sampler
-        holds: no other reference to it (sys.getrefcount: the attribute, this argument and
-        getrefcount's own) and no other tensor on its memory (a view, a numpy array, an image
-        made from it: torch's count of its storage's users, the tensor and the storage
-        object asked). A one-step call may then write the new state over it. False wherever
-        torch lacks that count (it is private): new tensors, as always."""
-        if _storage_use_count is None or sys.getrefcount(t) != 3:
+        passed as such) that the scratch made (`_Scratch.new_state`), is held by nothing but
+        this sampler: no other reference to it (sys.getrefcount: the attribute, the scratch's
+        tuple, the scratch's view of it if `viewed`, this argument and getrefcount's own) and
+        no other tensor on its memory (a view, a numpy array, an image made from it: torch's
+        count of its storage's users: the tensor, the scratch's view if any, the storage
+        object asked). A call may then write the new state over it. False wherever torch
+        lacks that count (it is private): new tensors, as always."""
+        if _storage_use_count is None or sys.getrefcount(t) != 4 + viewed or t.requires_grad:
             return False
-        if t.shape != (rows, cols) or t.dtype != torch.float32 or not t.is_cpu or t.requires_grad or not t.is_contiguous():
-            return False
-        return _storage_use_count(t.untyped_storage()._cdata) == 2
+        return _storage_use_count(t.untyped_storage()._cdata) == 2 + viewed
 
     def _setup(self, k: int) -> tuple[list, bool, PackedRBM | None, "_Scratch | None"]:
         """(the chain groups, whether they step on worker threads, the packed model or None,
@@ -353,9 +359,10 @@ class GibbsSampler(ChainStates, Clamping):
         return self._packed
 
     def _rows_steps(self, k: int, groups: list[tuple[int, int, NoiseSource]], out_h: Tensor, out_mean: Tensor, out_v: Tensor,
-                    packed: PackedRBM | None = None, sc: "_Scratch | None" = None) -> None:
+                    packed: PackedRBM | None = None, sc: "_Scratch | None" = None, views: tuple | None = None) -> None:
         """k Gibbs steps of the chains of consecutive `groups` (rows a..b in all), each group
-        drawing from its own stream; the last step writes rows a..b of the out_* tensors.
+        drawing from its own stream; the last step writes rows a..b of the out_* tensors
+        (`views`: their [groups, rows, units] views where the scratch keeps them).
 
         Each half-step is its product and, on the CPU, a few passes over memory with no
         temporaries (`_Scratch`): the step's uniforms of every group into one float32 buffer
@@ -388,19 +395,22 @@ class GibbsSampler(ChainStates, Clamping):
             sc = self._scratch(a, b, m.n_hidden, m.n_visible, dt, tuple(j - i for i, j, _ in groups))
         bf16 = sc.bf16
         x = sc.x_v.copy_(v) if bf16 else v  # the visible input of the next product
+        h3, mean3, v3 = views if views is not None else (None, None, None)
         for step in range(k):
             last = step == k - 1
             sc.draw(groups)  # this step's uniforms, hidden half then visible half of each group
-            h = sc.sample_h(hidden_probs(x), out_h if last else sc.h)  # h ~ p(h | v), 0/1 float32
-            h_in = sc.h_in.copy_(h) if bf16 else h
             if last:
+                h = sc.sample_h(hidden_probs(x), out_h, h3)  # h ~ p(h | v), 0/1 float32
+                h_in = sc.h_in.copy_(h) if bf16 else h
                 mean = out_mean.copy_(visible_mean(h_in))  # E[v | h]
-                sc.sample_v(mean, out_v)  # v ~ E[v | h]
+                sc.sample_v(mean, out_v, v3, mean3)  # v ~ E[v | h]
                 if mask is not None:
                     torch.where(mask, vals, out_v, out=out_v)
                     torch.where(mask, vals, out_mean, out=out_mean)
             else:
-                v = sc.sample_v(visible_mean(h_in), sc.v)
+                h = sc.sample_h(hidden_probs(x), sc.h, sc.h3)
+                h_in = sc.h_in.copy_(h) if bf16 else h
+                v = sc.sample_v(visible_mean(h_in), sc.v, sc.v3)
                 if mask is not None:
                     torch.where(mask, vals, v, out=v)
                 x = sc.x_v.copy_(v) if bf16 else v
@@ -485,7 +495,7 @@ class _Scratch:
     def __init__(self, sizes: tuple[int, ...], H: int, V: int, dt: torch.dtype, device: torch.device):
         new = lambda *shape, dtype=torch.float32: torch.empty(*shape, device=device, dtype=dtype)  # noqa: E731
         g = sum(sizes)
-        self.H, self.V = H, V
+        self.H, self.V, self.device = H, V, device
         self.u = new(g * (H + V))
         self.h, self.v = new(g, H), new(g, V)
         self.bf16 = dt != torch.float32
@@ -503,10 +513,26 @@ class _Scratch:
             u2 = self.u.view(n_g, s * (H + V))
             self.u_h, self.u_v = u2[:, : s * H].view(n_g, s, H), u2[:, s * H :].view(n_g, s, V)
             self.shape_h, self.shape_v = (n_g, s, H), (n_g, s, V)
+            self.h3, self.v3 = self.h.view(self.shape_h), self.v.view(self.shape_v)
         else:
             self.u_h = [p[: (j - i) * H].view(j - i, H) for p, (i, j) in zip(self.parts, self.rows)]
             self.u_v = [p[(j - i) * H :].view(j - i, V) for p, (i, j) in zip(self.parts, self.rows)]
-            self.shape_h = self.shape_v = None
+            self.shape_h = self.shape_v = self.h3 = self.v3 = None
+        # the chain state tensors this scratch made (hidden, mean, visible) and, for groups of
+        # one size, their views as [groups, rows, units]: while nothing else holds them, the
+        # next call writes over them (`GibbsSampler._unshared`)
+        self.state: tuple[Tensor, Tensor, Tensor] | None = None
+        self.state3: tuple[Tensor, Tensor, Tensor] | None = None
+
+    def new_state(self) -> tuple[Tensor, Tensor, Tensor]:
+        """New chain state tensors (hidden [g, H], mean and visible [g, V], float32), kept as
+        `state` (with their views, `state3`)."""
+        g = self.h.shape[0]
+        st = self.state = (torch.empty(g, self.H, device=self.device), torch.empty(g, self.V, device=self.device),
+                           torch.empty(g, self.V, device=self.device))
+        if self.shape_h is not None:
+            self.state3 = (st[0].view(self.shape_h), st[1].view(self.shape_v), st[2].view(self.shape_v))
+        return st
 
     @staticmethod
     def kept(n: int, H: int, V: int) -> bool:
@@ -526,20 +552,26 @@ class _Scratch:
                 noise.raw16_into(part, (j - i) * H, (j - i) * V)
         to_uniform(self.u, self.u)
 
-    def sample_h(self, p: Tensor, out: Tensor) -> Tensor:
+    def sample_h(self, p: Tensor, out: Tensor, out3: Tensor | None = None) -> Tensor:
         """out ← [u_h < p], hidden draws with P(1) = p (bfloat16 p copied into `out` first:
-        exact; comparing bfloat16 with float32 in one op takes three times as long)."""
-        return self._lt(self.u_h, self.shape_h, p, out)
+        exact; comparing bfloat16 with float32 in one op takes three times as long). `out3`:
+        out's [groups, rows, units] view where one is kept."""
+        return self._lt(self.u_h, self.shape_h, p, out, out3)
 
-    def sample_v(self, p: Tensor, out: Tensor) -> Tensor:
-        """out ← [u_v < p] (p may be `out` itself), visible draws with P(1) = p."""
-        return self._lt(self.u_v, self.shape_v, p, out)
+    def sample_v(self, p: Tensor, out: Tensor, out3: Tensor | None = None, p3: Tensor | None = None) -> Tensor:
+        """out ← [u_v < p] (p may be `out` itself), visible draws with P(1) = p; `out3`, `p3`:
+        their kept views, if any."""
+        return self._lt(self.u_v, self.shape_v, p, out, out3, p3)
 
-    def _lt(self, u, shape, p: Tensor, out: Tensor) -> Tensor:
+    def _lt(self, u, shape, p: Tensor, out: Tensor, out3: Tensor | None = None, p3: Tensor | None = None) -> Tensor:
         if p.dtype != torch.float32:
-            p = out.copy_(p)
+            p, p3 = out.copy_(p), out3
         if shape is not None:
-            torch.lt(u, p.view(shape), out=out.view(shape))
+            if out3 is None:
+                out3 = out.view(shape)
+            if p3 is None:
+                p3 = out3 if p is out else p.view(shape)
+            torch.lt(u, p3, out=out3)
         else:
             for (i, j), ug in zip(self.rows, u):
                 torch.lt(ug, p[i:j], out=out[i:j])
