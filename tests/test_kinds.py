@@ -15,6 +15,7 @@ from models.checkpoint import Rule, load_checkpoint, save_checkpoint
 from models.factory import Options, build, evaluate, make_sampler
 from models.kinds import KINDS, ModelKind
 from models.rbm import BernoulliRBM
+from models.vae import default_latent
 from models.training import Trainer
 from studio.jobs import Session, TrainingJob, hyperparameters
 
@@ -95,7 +96,9 @@ def test_forms_and_builds_take_their_defaults_from_the_record(key):
     form = {p.key: p.default for p in hyperparameters(key)}
     trainer = tiny(key)
     assert form["learning_rate"] == record.default("learning_rate") == trainer.config.learning_rate
-    if "latent" in form:
+    if key == "vae":  # "auto": the latent size follows the number of images (models.vae.default_latent)
+        assert form["latent"] == 0 and trainer.model.latent == default_latent(len(images()))
+    elif "latent" in form:
         assert form["latent"] == record.default("latent") == int(getattr(trainer.model, "latent", None)
                                                                   or trainer.model.config.latent)
     for name in ("k", "persistent", "beta", "kl_warmup_epochs", "loss", "n_hidden"):

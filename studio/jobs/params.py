@@ -106,8 +106,9 @@ def hyperparameters(kind: str) -> list[HyperParam]:
         ]
     if kind == "vae":
         return [
-            HyperParam("latent", "Latent size", "int", default("latent"), 1, 4096,
-                       tooltip="Dimensions of the latent space the Latent explorer walks."),
+            HyperParam("latent", "Latent size", "int", 0, 0, 4096, special="auto",
+                       tooltip="Dimensions of the latent space the Latent explorer walks. "
+                               "Auto: about one per eight images, 8 to 32."),
             *_common_params(lr),
             HyperParam("beta", "β (KL weight)", "float", default("beta"), 0.0, 100.0,
                        step=0.1, decimals=2, target="extra",
