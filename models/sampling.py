@@ -233,7 +233,12 @@ class GibbsSampler(ChainStates, Clamping):
         float32 or bfloat16) and, with more than one thread and enough work per call, step each
         chain group on its own core: their weights sit still, and every core reads them. A
         trainer's chains (weights that change every step) step all together in the calling
-        thread, whose own BLAS threads split the work best."""
+        thread, whose own BLAS threads split the work best.
+
+        The new state goes into new tensors whenever anything else holds the previous ones (a
+        viewer's frame, a view, a numpy array), else over them (`_unshared`). So a reader in
+        another thread holds what it reads, or the lock its stepping thread holds (the Dreams
+        session's): `sampler.mean` taken while a step runs may be written as it is read."""
         groups, parallel, packed, sc = self._setup(k)
         if (packed is None or sc is None) and torch.is_grad_enabled():
             # the model's own products (or worker threads): no autograd graph. Packed weights
