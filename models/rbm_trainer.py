@@ -18,6 +18,11 @@ difference F(v_data) - F(v_model), with a floor on σ² (Liao et al. 2022). Its 
 in size by orders of magnitude between W, the biases and log σ² (Cho, Ilin & Raiko 2011 adapt
 the learning rate for this reason), so it trains with Adam by default: a step size per
 parameter. Plain SGD is available and then clips the gradient norm at 10 (Liao et al.).
+
+PCD's chains can restart from noise in turn (`restart_every`, see `RBMTrainer._restart_chains`:
+the chains a sampler of the dreams starts from noise must land where the model was trained),
+and a Gaussian RBM's chains can take Gibbs-Langevin steps instead of Gibbs steps
+(`sampler="langevin"`, `models.langevin`).
 """
 from __future__ import annotations
 
@@ -60,6 +65,11 @@ class RBMTrainConfig(TrainConfig):
     # toward the data's base rate (models/tempering.py; Desjardins et al. 2010)
     tempering: int = 0
     optimizer: str = "sgd"  # "sgd" (momentum) | "adam" (Gaussian RBM only: per-parameter step sizes)
+    # each of PCD's chains restarts from the model's own starting state (noise) once every this
+    # many updates, in turn (0: never; 1: all of them every update, short-run chains): see
+    # `RBMTrainer._restart_chains`
+    restart_every: int = 0
+    sampler: str = "gibbs"  # the chains' moves: "gibbs" | "langevin" (Gaussian RBM: models/langevin.py)
     frame_every: int = 10
 
 
@@ -84,9 +94,21 @@ class RBMTrainer(Trainer):
         if chain_bytes > MAX_CHAIN_BYTES:
             raise ValueError(f"{rows:,} chains (chains × replicas) of {model.n_visible + model.n_hidden:,} units would take "
                              f"{chain_bytes / 2**30:.0f} GiB (at most {MAX_CHAIN_BYTES / 2**30:.0f}): fewer chains or replicas")
+        if config.sampler not in ("gibbs", "langevin"):
+            raise ValueError(f"unknown sampler {config.sampler!r} (gibbs, langevin)")
+        if config.sampler == "langevin" and not isinstance(model, GaussianBernoulliRBM):
+            raise ValueError("Langevin chains need a Gaussian RBM (sampler='gibbs' for a binary RBM)")
+        if config.restart_every < 0:
+            raise ValueError(f"restart_every must be 0 (never) or more (got {config.restart_every})")
+        if config.restart_every and config.persistent and config.tempering > 1:
+            raise ValueError("restart_every restarts plain PCD chains; tempered chains (tempering > 1) keep theirs")
         if config.persistent and config.tempering > 1:
             # the base (the data's base rate) is set at the first update, after `prepare`
             self.sampler = TemperedSampler(model, n_chains=n_chains, k=config.k, seed=self.seed, replicas=config.tempering)
+        elif config.sampler == "langevin":
+            from .langevin import GibbsLangevinSampler
+
+            self.sampler = GibbsLangevinSampler(model, n_chains=n_chains, k=config.k, seed=self.seed)
         else:
             self.sampler = GibbsSampler(model, n_chains=n_chains, k=config.k, seed=self.seed)
         self.sampler.free_running = False  # the weights change every step: step the chains in this thread
@@ -144,6 +166,8 @@ class RBMTrainer(Trainer):
                 self.sampler.set_base(base_from_data(self.model, self.data))
                 if self.step == 0:
                     self.sampler.reset()
+            if self.config.restart_every:
+                self._restart_chains()
             self.sampler.step(self.config.k)
             return self.sampler.visible
         m, g = self.model, self.sampler.generator
@@ -155,6 +179,37 @@ class RBMTrainer(Trainer):
                 return m.visible_mean(h)
             mean, v = m.sample_visible(h, generator=g)
         return v
+
+    @torch.no_grad()
+    def _restart_chains(self) -> None:
+        """Restart every `restart_every`-th chain (a different share at each update, so each chain
+        lives `restart_every` updates and their ages are spread evenly) from the model's own
+        starting state, the one a sampler of its dreams starts from.
+
+        Persistent chains follow the model to its data's modes and stay there, while chains
+        started from noise can fall into modes the persistent chains never visit, so that the
+        gradient never pushes them up: a Gaussian RBM on 40 colour photos (PCD) kept its training
+        images in chains started from them (MMD² of E[v | h] 0.052 after 1,000 steps) but chains from noise
+        settled within two steps on blends of a few images (0.37). Restarting every chain at
+        every update instead (short-run chains, Nijkamp et al. 2019; Liao et al. 2022 start
+        theirs from noise at every update) learns where noise goes in k steps and no further:
+        on 70 faces its chains scored 0.020 after 5 steps and 0.092 after 1,000."""
+        every, n = self.config.restart_every, self.sampler.n_chains
+        if self.step == 0:  # a fresh run's chains are all new
+            return
+        if every == 1:
+            self.sampler.reset()
+            return
+        first = self.step % every
+        if first >= n:  # more updates than chains between restarts: none this time
+            return
+        idx = torch.arange(first, n, every, device=self.sampler.visible.device)
+        s = self.sampler
+        fresh = self.model.initial_visible(len(idx), generator=s.generator)
+        s.visible = s.visible.index_copy(0, idx, fresh)
+        s.mean = s.mean.index_copy(0, idx, fresh)
+        s.hidden = s.hidden.index_fill(0, idx, 0.0)
+        s._apply_clamp()
 
     def train_step(self, batch: Tensor) -> dict[str, float]:
         for group in self.optimizer.param_groups:

@@ -202,6 +202,81 @@ def test_gaussian_rbm_trains_on_real_data_without_nan():
     assert dist.median() < 0.5
 
 
+def _two_patterns(n: int = 64) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    base = torch.stack([torch.linspace(0, 1, 16), torch.linspace(1, 0, 16)])
+    x = (base[torch.randint(0, 2, (n,), generator=g)] + 0.08 * torch.randn(n, 16, generator=g)).clamp(0, 1)
+    return (x * 255).round().to(torch.uint8).reshape(n, 1, 4, 4)
+
+
+def test_chains_restart_from_noise_in_turn():
+    """restart_every = N: at each update one chain in N starts again from the model's own
+    starting state (each chain once in N updates, their ages spread evenly); N = 1: every chain
+    every update (short-run chains: the step count never passes k); 0: plain PCD."""
+    data = _two_patterns()
+    torch.manual_seed(0)
+    m = GaussianBernoulliRBM(RBMConfig(16, 8, (1, 4, 4)))
+    tr = RBMTrainer(m, data, RBMTrainConfig(epochs=1, batch_size=16, k=3, n_chains=10, restart_every=4, seed=0,
+                                            optimizer="adam", learning_rate=1e-3))
+    restarted = []
+    for step in range(1, 5):
+        tr.step = step
+        tr.sampler.visible = torch.full((10, 16), 1e3)
+        tr.sampler.mean = tr.sampler.visible.clone()
+        tr._restart_chains()
+        fresh = (tr.sampler.visible != 1e3).all(1)
+        assert torch.equal(fresh, (tr.sampler.mean != 1e3).all(1))
+        assert (tr.sampler.visible[fresh].abs() < 10).all()  # draws around the visible biases
+        restarted.append(fresh.nonzero().flatten().tolist())
+    assert restarted == [[1, 5, 9], [2, 6], [3, 7], [0, 4, 8]]
+
+    counts = {}
+    for every in (0, 1):
+        torch.manual_seed(0)
+        m = GaussianBernoulliRBM(RBMConfig(16, 8, (1, 4, 4)))
+        tr = RBMTrainer(m, data, RBMTrainConfig(epochs=1, batch_size=16, k=3, n_chains=8, restart_every=every,
+                                                optimizer="adam", learning_rate=1e-3, seed=0))
+        counts[every] = [tr.sampler.steps_taken for event in tr.run() if event.kind == "step"]
+    assert counts[0] == [3, 6, 9, 12]
+    assert counts[1] == [3, 3, 3, 3]
+
+
+def test_a_default_gaussian_rbm_restarts_its_chains_on_large_images_only():
+    """`default_restart`: 64 px colour (12,288 visible units) restarts a chain every 100 updates;
+    32 px grey keeps plain PCD; the binary RBM never restarts; a user's choice wins."""
+    from models.factory import Options, build
+
+    def restart(kind, shape, **extra):
+        data = torch.randint(0, 256, (16, *shape), dtype=torch.uint8)
+        return build(Options(kind=kind, image_shape=shape, seed=0, frame_every=0, extra=extra), data).config.restart_every
+
+    assert restart("grbm", (3, 64, 64)) == 100
+    assert restart("grbm", (1, 32, 32)) == 0
+    assert restart("rbm", (3, 64, 64)) == 0
+    assert restart("grbm", (3, 64, 64), restart_every=7) == 7
+
+
+def test_the_trainer_takes_gibbs_langevin_chains_for_a_gaussian_rbm_only():
+    from models.langevin import GibbsLangevinSampler
+
+    data = _two_patterns(32)
+    m = GaussianBernoulliRBM(RBMConfig(16, 8, (1, 4, 4)))
+    tr = RBMTrainer(m, data, RBMTrainConfig(epochs=2, batch_size=16, k=2, n_chains=8, sampler="langevin", seed=0,
+                                            optimizer="adam", learning_rate=1e-3))
+    assert isinstance(tr.sampler, GibbsLangevinSampler)
+    tr.fit()
+    assert tr.sampler.proposed == 4 * 2 * 8 * tr.sampler.langevin_steps  # 4 updates of k sweeps over 8 chains
+    assert all(torch.isfinite(p).all() for p in m.parameters())
+    with pytest.raises(ValueError, match="Gaussian RBM"):
+        RBMTrainer(BernoulliRBM(RBMConfig(16, 8)), data, RBMTrainConfig(sampler="langevin"))
+    with pytest.raises(ValueError, match="unknown sampler"):
+        RBMTrainer(m, data, RBMTrainConfig(sampler="hmc"))
+    with pytest.raises(ValueError, match="restart_every"):
+        RBMTrainer(m, data, RBMTrainConfig(restart_every=-1))
+    with pytest.raises(ValueError, match="tempered"):
+        RBMTrainer(m, data, RBMTrainConfig(restart_every=5, tempering=4))
+
+
 # --------------------------------------------------------------------------- sampling
 def test_clamped_units_never_change_and_free_units_do():
     m = tiny_rbm(16, 8, seed=1, scale=0.5)
