@@ -8,7 +8,6 @@ model trains costs nothing extra: the chains are computed for the gradient anywa
 """
 from __future__ import annotations
 
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
@@ -29,9 +28,6 @@ from .rbm import BernoulliRBM
 CHAIN_GROUP = 32
 #: the products a sampler's step may use on the CPU (see `models.calibrate.PATHS`)
 SAMPLER_PATHS = ("addmm", "fused", "packed", "packed_bf16")
-
-#: how many tensors and storage objects use a storage (private: None where this torch lacks it)
-_storage_use_count = getattr(torch._C, "_storage_Use_Count", None)
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
@@ -235,10 +231,10 @@ class GibbsSampler(ChainStates, Clamping):
         trainer's chains (weights that change every step) step all together in the calling
         thread, whose own BLAS threads split the work best.
 
-        The new state goes into new tensors whenever anything else holds the previous ones (a
-        viewer's frame, a view, a numpy array), else over them (`_unshared`). So a reader in
-        another thread holds what it reads, or the lock its stepping thread holds (the Dreams
-        session's): `sampler.mean` taken while a step runs may be written as it is read."""
+        The new state always goes into new tensors: what a viewer holds of the previous one (a
+        frame, a view, a numpy array) is never written over, in any thread. (Writing over the
+        previous state when nothing else held it was measured at 1-3 % of a step, and telling
+        "nothing else holds it" took sys.getrefcount and a private torch count: not worth it.)"""
         groups, parallel, packed, sc = self._setup(k)
         if (packed is None or sc is None) and torch.is_grad_enabled():
             # the model's own products (or worker threads): no autograd graph. Packed weights
@@ -247,14 +243,7 @@ class GibbsSampler(ChainStates, Clamping):
                 return self._bernoulli_steps(k)
         views = None
         if sc is not None:
-            st, viewed = sc.state, sc.state3 is not None
-            if (st is not None and self.hidden is st[0] and self.mean is st[1] and self.visible is st[2]
-                    and self._unshared(self.hidden, viewed) and self._unshared(self.mean, viewed) and self._unshared(self.visible, viewed)):
-                # nobody else holds the previous state: the step writes over it (the visible
-                # input is read first), in the same few cache-warm buffers every call
-                out_h, out_mean, out_v = st
-            else:  # new tensors: a viewer may still hold the previous ones
-                out_h, out_mean, out_v = sc.new_state()
+            out_h, out_mean, out_v = sc.new_state()  # a viewer may still hold the previous ones
             views = sc.state3
         else:
             n, V, H = self.visible.shape[0], self.model.n_visible, self.model.n_hidden
@@ -273,20 +262,6 @@ class GibbsSampler(ChainStates, Clamping):
         else:
             self._rows_steps(k, groups, out_h, out_mean, out_v, packed, sc, views)
         self.hidden, self.mean, self.visible = out_h, out_mean, out_v
-
-    @staticmethod
-    def _unshared(t: Tensor, viewed: bool) -> bool:
-        """Whether `t`, one of the chain states (`self.hidden`, `self.mean`, `self.visible`,
-        passed as such) that the scratch made (`_Scratch.new_state`), is held by nothing but
-        this sampler: no other reference to it (sys.getrefcount: the attribute, the scratch's
-        tuple, the scratch's view of it if `viewed`, this argument and getrefcount's own) and
-        no other tensor on its memory (a view, a numpy array, an image made from it: torch's
-        count of its storage's users: the tensor, the scratch's view if any, the storage
-        object asked). A call may then write the new state over it. False wherever torch
-        lacks that count (it is private): new tensors, as always."""
-        if _storage_use_count is None or sys.getrefcount(t) != 4 + viewed or t.requires_grad:
-            return False
-        return _storage_use_count(t.untyped_storage()._cdata) == 2 + viewed
 
     def _setup(self, k: int) -> tuple[list, bool, PackedRBM | None, "_Scratch | None"]:
         """(the chain groups, whether they step on worker threads, the packed model or None,
@@ -523,9 +498,8 @@ class _Scratch:
             self.u_h = [p[: (j - i) * H].view(j - i, H) for p, (i, j) in zip(self.parts, self.rows)]
             self.u_v = [p[(j - i) * H :].view(j - i, V) for p, (i, j) in zip(self.parts, self.rows)]
             self.shape_h = self.shape_v = self.h3 = self.v3 = None
-        # the chain state tensors this scratch made (hidden, mean, visible) and, for groups of
-        # one size, their views as [groups, rows, units]: while nothing else holds them, the
-        # next call writes over them (`GibbsSampler._unshared`)
+        # the chain state tensors this scratch made last (hidden, mean, visible) and, for groups
+        # of one size, their views as [groups, rows, units], through which the steps write them
         self.state: tuple[Tensor, Tensor, Tensor] | None = None
         self.state3: tuple[Tensor, Tensor, Tensor] | None = None
 

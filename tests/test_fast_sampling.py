@@ -308,11 +308,10 @@ def test_groups_whose_halves_leave_words_part_used_follow_the_generic_chain(one_
 
 
 @pytest.mark.parametrize("path", ["addmm", "packed_bf16"])
-def test_one_step_calls_write_over_the_state_only_when_nobody_else_holds_it(path, one_thread):
-    """A one-step call writes the new state into the previous state's tensors when nothing
-    else holds them (same buffers call after call), and into new ones when anything does (a
-    reference, a view, a numpy array, an image of the chains), which then keep their values.
-    Either way the chains are the same draw for draw."""
+def test_one_step_calls_never_write_over_what_a_viewer_holds(path, one_thread):
+    """A one-step call writes the new state into new tensors: what a viewer held of the
+    previous one (a reference, a view, a numpy array, an image of the chains) keeps its
+    values. Held or not, the chains are the same draw for draw."""
     from models import calibrate
     from models.sampling import onednn_available
 
@@ -323,11 +322,9 @@ def test_one_step_calls_write_over_the_state_only_when_nobody_else_holds_it(path
         free, held = GibbsSampler(m, n_chains=64, seed=5), GibbsSampler(m, n_chains=64, seed=5)
         free.step(1)
         held.step(1)
-        ptrs = (free.hidden.data_ptr(), free.mean.data_ptr(), free.visible.data_ptr())
         kept = []
         for i in range(12):
             free.step(1)
-            assert (free.hidden.data_ptr(), free.mean.data_ptr(), free.visible.data_ptr()) == ptrs
             holders = [lambda: held.visible, lambda: held.mean.view(-1), lambda: held.hidden.numpy(), lambda: held.images("samples")]
             h = holders[i % 4]()  # one holder at a time
             kept.append((h, torch.as_tensor(h).clone()))
