@@ -205,12 +205,14 @@ def default_restart(n_visible: int, large: int = 4096, every: int = 100) -> int:
     From noise a chain's hidden units see the noise's projection on their filters, which grows
     with the number of pixels (~ √V): on 64 px colour photos (12,288 units) fresh chains fell in
     two steps into blends of a few images that persistent chains never visit, so training never
-    pushed them up: 40 photos scored MMD² 0.30 with plain PCD (PCA + GMM: 0.047), 0.061 with a
-    chain restarting every 100 updates in turn, 0.21 every 1,000, 0.031 with short-run chains
-    (all restarted every update, 5 steps each: 2-3× the time). At 32 px (1,024 units) restarts
-    cost more than they give: 300 texture patches 0.011 plain, 0.030 every 100 updates (their
-    chains drift away after the ages they trained at), 0.017 every 1,000; 70 faces 0.028 and
-    0.029 (bench/quality.py, seed 0, 64-240 samples after 1,000 Gibbs steps)."""
+    pushed them up. 40 photos, MMD² against PCA + GMM's (split and training seeds 0, 1, 2):
+    plain PCD 6.4× (seed 0); each chain restarting every 100 updates in turn 1.32×, 1.59×,
+    1.31×; every 10 updates 0.62×, 1.86×, 1.33× (chains that live 10 steps, while the dreams
+    run 1,000: kept to 100); every 1,000 4.6× (seed 0); short-run chains (all restarted every
+    update, 5 steps each) 0.67× at 2-3× the time. At 32 px (1,024 units) restarts cost more
+    than they give: 300 texture patches 0.011 plain, 0.030 every 100 updates (their chains
+    drift away after the ages they trained at), 0.017 every 1,000; 70 faces 0.028 and 0.029
+    (bench/quality.py, 64-240 samples after 1,000 Gibbs steps)."""
     return every if n_visible > large else 0
 
 

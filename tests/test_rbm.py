@@ -242,7 +242,7 @@ def test_chains_restart_from_noise_in_turn():
 
 
 def test_a_default_gaussian_rbm_restarts_its_chains_on_large_images_only():
-    """`default_restart`: 64 px colour (12,288 visible units) restarts a chain every 100 updates;
+    """`default_restart`: 64 px colour (12,288 visible units) restarts each chain every 100 updates;
     32 px grey keeps plain PCD; the binary RBM never restarts; a user's choice wins."""
     from models.factory import Options, build
 
