@@ -253,6 +253,8 @@ def _build_rbm(kind: ModelKind, options: Options, data: Tensor, device) -> Train
     if options.learning_rate:
         train["learning_rate"] = options.learning_rate
     train.update(options.extra)
+    if "restart_every" not in options.extra and (int(train.get("tempering") or 0) > 1 or train.get("persistent") is False):
+        train["restart_every"] = 0  # the default restarts plain PCD chains; tempered or CD chains keep theirs
     return kind.resume(model, data, train, device)
 
 

@@ -90,6 +90,7 @@ TRAIN_FLAGS: dict[str, tuple[str, dict[str, str]]] = {
                                          "vae": "weight_decay", "hybrid": "rbm_weight_decay", "texture": "weight_decay"}),
     "centering": ("centering of the binary RBM", {"rbm": "centering"}),
     "tempering": ("parallel tempering of PCD's chains", {"rbm": "tempering", "grbm": "tempering"}),
+    "restart": ("restarts of PCD's chains from noise", {"rbm": "restart_every", "grbm": "restart_every"}),
     "optimizer": ("the RBM's optimiser", {"rbm": "optimizer", "grbm": "optimizer"}),
     "rbm_epochs": ("epochs of the hybrid's RBM phase", {"hybrid": "rbm_epochs"}),
     "beta": ("the VAE's KL weight", {"vae": "beta"}),
@@ -142,6 +143,7 @@ def train_settings(args: argparse.Namespace, kind: str) -> dict[str, object]:
         ("k", lambda v: 1 <= v <= 1000, "1 to 1,000"), ("chains", lambda v: 1 <= v <= 1 << 16, "1 to 65,536"),
         ("momentum", lambda v: 0 <= v < 1, "in [0, 1)"), ("weight_decay", lambda v: 0 <= v <= 1e6, "0 to 1e6"),
         ("tempering", lambda v: v == 0 or 2 <= v <= 128, "0 (off) or 2 to 128 replicas"),
+        ("restart", lambda v: 0 <= v <= 10**9, "0 (never) or a number of updates"),
         ("lr", lambda v: 0 < v <= 1e6 or v == math.inf, "above 0 and at most 1e6"),
         ("rbm_epochs", lambda v: v >= 1, "at least 1"), ("beta", lambda v: v >= 0, "0 or more"),
         ("hidden", lambda v: v >= 1, "at least 1"), ("latent", lambda v: v >= 1, "at least 1"),
@@ -212,6 +214,8 @@ def _check_chains(settings: dict[str, object], persistent: bool) -> None:
         raise ValueError("--chains sets PCD's persistent chains; with --cd there are none")
     if int(settings.get("tempering") or 0) > 1:
         raise ValueError("--tempering mixes PCD's persistent chains; with --cd there are none")
+    if int(settings.get("restart_every") or 0) > 0:
+        raise ValueError("--restart restarts PCD's persistent chains; with --cd there are none")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -662,6 +666,9 @@ def parser() -> argparse.ArgumentParser:
                    help="centred gradients (binary rbm only)")
     a.add_argument("--tempering", type=int, default=None, metavar="N",
                    help="parallel tempering of PCD's chains over N replicas (0: off; rbm, grbm)")
+    a.add_argument("--restart", type=int, default=None, metavar="N",
+                   help="each of PCD's chains restarts from noise once every N updates, in turn (0: never; "
+                   "rbm, grbm; default: grbm on images of more than 4,096 values 100, else 0)")
     a.add_argument("--optimizer", choices=["sgd", "adam"], default=None,
                    help="rbm: sgd only; grbm: either")
     a.add_argument("--rbm-epochs", type=int, default=None, metavar="N",

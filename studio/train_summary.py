@@ -63,6 +63,9 @@ def _rbm_items(items: _Items, cfg: Any, n_visible: int, n_hidden: int, batch: in
             algo += ", " + items.mark(f"tempered over {replicas} replicas", "tempering")
         elif "tempering" in items.given:
             algo += ", " + items.mark("no tempering", "tempering")
+        restart = int(getattr(cfg, "restart_every", 0) or 0)
+        if restart:
+            algo += ", " + items.mark(f"each restarted from noise every {restart:,} updates", "restart_every")
     items.items.append(algo)
     items.items.append(_lr(items, cfg))
     items.add(f"batch {batch:,}", "batch_size")
