@@ -345,6 +345,9 @@ def _build_hybrid(kind: ModelKind, options: Options, data: Tensor, device) -> Tr
     share = min(1.0, train["ae_epochs"] / default_epochs(len(data), options.batch_size))
     rbm_per_epoch = max(1, len(data) // max(1, min(rbm_batch, len(data))))
     train["rbm_epochs"] = max(1, min(5000, math.ceil(HYBRID_RBM_UPDATES * share / rbm_per_epoch)))
+    # Named, so the saved config says so: a config without it is from a file saved before the
+    # code chains were tempered, and resumes plain (`HybridTrainConfig.from_dict`).
+    train["rbm_tempering"] = kind.default("rbm_tempering")
     train |= train_extra
     return kind.resume(model, data, train, device)
 

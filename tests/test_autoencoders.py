@@ -343,6 +343,22 @@ def test_hybrid_epochs_override_extends_the_rbm_phase():
     assert (cfg.ae_epochs, cfg.rbm_epochs, cfg.epochs) == (2, 8, 10)
 
 
+def test_hybrid_code_rbm_trains_with_tempered_chains_and_older_files_keep_plain_ones(data):
+    from models.hybrid import HybridTrainConfig
+    from models.tempering import TemperedSampler
+
+    tr = build(options("hybrid", epochs=1, rbm_epochs=2), data)
+    list(tr.run())
+    assert tr.config.rbm_tempering == 10
+    assert isinstance(tr.rbm_trainer.sampler, TemperedSampler) and tr.rbm_trainer.sampler.replicas == 10
+    plain = build(options("hybrid", epochs=1, rbm_epochs=2, rbm_tempering=0), data)
+    list(plain.run())
+    assert not isinstance(plain.rbm_trainer.sampler, TemperedSampler)
+    # A file saved before tempered training resumes with the plain chains it was trained with.
+    assert HybridTrainConfig.from_dict({"ae_epochs": 2, "rbm_epochs": 3}).rbm_tempering == 0
+    assert HybridTrainConfig.from_dict({"ae_epochs": 2, "rbm_epochs": 3, "rbm_tempering": 10}).rbm_tempering == 10
+
+
 def test_hybrid_optimizer_belongs_to_the_active_phase_and_never_drops_an_assignment(data):
     tr = build(options("hybrid", epochs=1, rbm_epochs=1), data)
     assert tr.phase == 1 and tr.optimizer is tr.ae_trainer.optimizer

@@ -348,7 +348,7 @@ def test_hybrid_and_vae_flags_reach_their_configs(folder, tmp_path, capsys):
     text = settings_line(capsys.readouterr().err)
     phase1, phase2 = text.splitlines()
     assert "30 images 1×28×28, phase 1, the autoencoder: latent 8* (conv width" in phase1 and "1 epoch* = " in phase1
-    assert phase2.startswith("  phase 2, the RBM on its codes: 8 visible × 12 hidden* · PCD-3*, 20 chains* · ")
+    assert phase2.startswith("  phase 2, the RBM on its codes: 8 visible × 12 hidden* · PCD-3*, 20 chains*, tempered over 10 replicas · ")
     assert "momentum 0.5→0.7*" in phase2 and "weight decay 0.001*" in phase2 and "2 epochs* = 6 updates" in phase2
     cfg = load_checkpoint(hyb).meta["trainer"]["train_config"]
     assert {k: cfg[k] for k in ("rbm_k", "rbm_n_chains", "rbm_final_momentum", "rbm_weight_decay", "rbm_epochs", "ae_epochs")} == \
