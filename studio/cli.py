@@ -642,7 +642,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--crop", choices=["center", "fit", "stretch"], default=None, help="default center")
     t.add_argument("--binarize", choices=["threshold", "dither"], default=None)
     t.add_argument("--hidden", type=int, default=None, help="hidden units (default from the set: rbm 300-500, grbm 100-500, fewer for large images; hybrid 64)")
-    t.add_argument("--latent", type=int, default=None, help="code size of the AE / VAE (32) / hybrid (16)")
+    t.add_argument("--latent", type=int, default=None, help="code size of the AE (32) / VAE (about one per 8 images, 8 to 32) / hybrid (16)")
     t.add_argument("--epochs", type=int, default=None, help="epochs (default: about 5,000 updates, 20-500 "
                    "epochs); resuming: the new total. For the hybrid, always its autoencoder phase's "
                    "(a resumed hybrid's too): its RBM phase takes --rbm-epochs")
