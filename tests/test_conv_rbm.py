@@ -317,22 +317,26 @@ def test_trainer_state_is_checked_when_loaded(stripe_model):
         fresh.load_state(tensors, meta)
 
 
-@pytest.mark.skipif(not __import__("models.conv_rbm", fromlist=["x"]).bf16_convolutions_available(torch.device("cpu")),
-                    reason="this CPU has no bfloat16 convolutions")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("pooling", [1, 2])
-def test_fast_bfloat16_sweeps_draw_from_the_same_conditionals(pooling):
-    """The free-running sampler's bfloat16 sweeps: hidden units drawn at p(h | v) (averaged
-    over 300 sweeps from one state), E[v | h] that of the float32 model within bfloat16's
-    rounding, and the torus's borders copied right (a 9 px filter on a 12×10 torus)."""
-    from models.conv_rbm import _FastSweeps
+def test_fast_sweeps_draw_from_the_same_conditionals(pooling, dtype):
+    """The free-running sampler's fast sweeps (bfloat16 where the CPU has it, float32 on any
+    CPU): hidden units drawn at p(h | v) (averaged over 300 sweeps from one state), E[v | h]
+    that of the float32 model within bfloat16's rounding, and the torus's borders copied right
+    (a 9 px filter on a 12×10 torus)."""
+    from models.conv_rbm import _FastSweeps, bf16_convolutions_available
     from models.noise import NoiseSource
+
+    if dtype == torch.bfloat16 and not bf16_convolutions_available(torch.device("cpu")):
+        pytest.skip("this CPU has no bfloat16 convolutions")
 
     m = random_model("gaussian", channels=1, n_filters=4, f=9, pooling=pooling, seed=4)
     with torch.no_grad():
         m.weight.mul_(0.3)
     g = torch.Generator().manual_seed(0)
     v = torch.randn(1, 1, 12, 10, generator=g)
-    fast, noise = _FastSweeps(m), NoiseSource(g)
+    fast, noise = _FastSweeps(m, dtype), NoiseSource(g)
+    assert fast.sweep(v, 1.0, noise, g)[0].dtype == dtype
     total = torch.zeros(1, 4, 12, 10)
     for _ in range(300):
         h, mean, sample = fast.sweep(v, 1.0, noise, g)
@@ -391,10 +395,9 @@ def _binomial_ok(freq: torch.Tensor, p: torch.Tensor, draws: int, sigmas: float 
     assert worst < sigmas, f"a frequency lies {worst:.1f} standard errors from its probability"
 
 
-@pytest.mark.skipif(not __import__("models.conv_rbm", fromlist=["x"]).bf16_convolutions_available(torch.device("cpu")),
-                    reason="this CPU has no bfloat16 convolutions")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("visible,channels,pooling,f", [("gaussian", 1, 2, 3), ("binary", 3, 3, 5), ("gaussian", 2, 1, 3)])
-def test_fast_sweeps_draw_each_pooling_block_state_at_its_exact_probability(visible, channels, pooling, f):
+def test_fast_sweeps_draw_each_pooling_block_state_at_its_exact_probability(visible, channels, pooling, f, dtype):
     """The bfloat16 sweeps' one-uniform-per-block draw (`draw_pooled`; without pooling, one
     Bernoulli draw per unit): over 20,000 draws from one visible state, each block's states
     (each unit on, all off) come up at p(h | v) of the float32 model within 5 binomial
@@ -402,9 +405,11 @@ def test_fast_sweeps_draw_each_pooling_block_state_at_its_exact_probability(visi
     bfloat16 logits are exact and any gap is the sampler's. Also E[v | h] of the split 1×f
     convolutions against the model's (1 to 3 channels), the sweep cut into strips of rows
     (the last one shorter with pooling 1 and 2)."""
-    from models.conv_rbm import _FastSweeps
+    from models.conv_rbm import _FastSweeps, bf16_convolutions_available
     from models.noise import NoiseSource
 
+    if dtype == torch.bfloat16 and not bf16_convolutions_available(torch.device("cpu")):
+        pytest.skip("this CPU has no bfloat16 convolutions")
     torch.manual_seed(1)
     m = ConvRBM(ConvRBMConfig(channels=channels, n_filters=2, filter_size=f, pooling=pooling, visible=visible))
     with torch.no_grad():
@@ -425,7 +430,7 @@ def test_fast_sweeps_draw_each_pooling_block_state_at_its_exact_probability(visi
     assert 0.02 < exact.max() and exact.min() < 0.5  # a range of probabilities, not all near 0 or 1
 
     g = torch.Generator().manual_seed(0)
-    fast, noise = _FastSweeps(m), NoiseSource(g)
+    fast, noise = _FastSweeps(m, dtype), NoiseSource(g)
     fast.strip_units = 4 * n * 6 * max(2, channels * f)  # strips of whole blocks, about 4 rows: 4 + 2 rows (pooling 2), 3 + 3 (pooling 3)
     fast.strip_outputs = 4 * n * 6 * channels * f  # the visible half's strips: 4 + 2 rows
     counts = torch.zeros_like(exact)
