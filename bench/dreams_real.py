@@ -127,7 +127,8 @@ def main() -> int:
     print(f"{job.kind} ({job.title}) opened, step {job.step}; dreaming")
 
     t_score = time.monotonic()
-    wait(lambda: job.quality_status not in ("", "scoring"), args.score_timeout)
+    if job.kind != "texture":  # a texture run gets no quality card (nothing of its size is held out)
+        wait(lambda: job.quality_status not in ("", "scoring"), args.score_timeout)
     print(f"quality: {job.quality_status or 'none'} after {time.monotonic() - t_score:.1f} s")
     if job.quality_status == "ready" and job.quality is not None:
         for line in job.quality.lines():
@@ -143,9 +144,10 @@ def main() -> int:
         moved = np.abs(b - a).reshape(len(a), -1).mean(1)
         flat = b.reshape(len(b), -1)
         apart = np.abs(flat[:, None] - flat[None]).mean(-1)[~np.eye(len(b), dtype=bool)]
+        pairs = (f"; chains differ from each other by {apart.mean():.3f} (closest pair {apart.min():.3f})"
+                 if apart.size else " (one chain)")
         print(f"over the last {after.time - before.time:.1f} s ({before.steps:,} -> {after.steps:,} steps): each chain changed "
-              f"by {moved.mean():.3f} mean |Δpixel| (min {moved.min():.3f}); chains differ from each other by "
-              f"{apart.mean():.3f} (closest pair {apart.min():.3f})")
+              f"by {moved.mean():.3f} mean |Δpixel| (min {moved.min():.3f}){pairs}")
     banner = w.dreams.quality_banner_text
     print(f"dreamt {time.monotonic() - t_dream:.1f} s: live step {s.steps:,}, {s.settings.n_chains} chains, "
           f"{s.settings.steps_per_frame} step(s)/frame; banner: {banner or 'none'}")
