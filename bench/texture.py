@@ -29,7 +29,8 @@ ones; same estimator, same numbers of patches, so the same bias); the seam measu
 (`conv_rbm.seam_ratio`: the mean |difference| across the wrap-around edge over the same across
 interior neighbours; about 1 = seamless); grain (mean |difference| of neighbouring pixels over the
 held-out region's: 1 = as sharp as the photograph; the patch MMD² with the median bandwidth
-hardly sees blur); seconds to train, to sample 512² and 2048². Beside them, as references:
+hardly sees blur); seconds to train, to sample 512² and 2048² (and 512² again with the sweeps in
+float32, as on a CPU without bfloat16 convolutions). Beside them, as references:
 the training region blurred by a 9-px box (on brick it scores BELOW the floor: the median
 bandwidth rewards blur, so a blurry baseline can beat the photograph itself), and every MMD²
 again at a quarter of that bandwidth, where fine structure counts, as a ratio to the floor.
@@ -180,6 +181,19 @@ def timed_synthesis(model: ConvRBM, size: int, seed: int) -> tuple[torch.Tensor,
     return x, time.perf_counter() - t0
 
 
+def timed_float32_synthesis(model: ConvRBM, size: int, seed: int) -> tuple[torch.Tensor, float]:
+    """`timed_synthesis` as on a CPU without bfloat16 convolutions: the fast sweeps in float32
+    (the sampler module told that bfloat16 is absent while the sampler is made)."""
+    from models.conv_rbm import sampler as sampler_module
+
+    real = sampler_module.bf16_convolutions_available
+    sampler_module.bf16_convolutions_available = lambda device: False
+    try:
+        return timed_synthesis(model, size, seed)
+    finally:
+        sampler_module.bf16_convolutions_available = real
+
+
 def grain(images: torch.Tensor) -> float:
     """Mean |difference| between neighbouring pixels (rows and columns) of images in [0, 1]
     (uint8 scaled): how much fine detail they have. Reported over the held-out region's, so 1
@@ -239,11 +253,13 @@ def main() -> None:
 
         model, trainer, secs, cut = train_texture(train, args.budget, args.threads, args.seed, **overrides)
         tex, t512 = timed_synthesis(model, SIZE, args.seed)
+        tex32, t512_f32 = timed_float32_synthesis(model, SIZE, args.seed)
         t2048 = float("nan")
         if not args.no_2048:
             big, t2048 = timed_synthesis(model, 2048, args.seed + 1)
             del big
         ours = mmd2(patches(tex, N_PATCHES, 3), hp, bw)
+        ours_f32 = mmd2(patches(tex32, N_PATCHES, 3), hp, bw)
 
         rbm, small, rbm_secs, rbm_cut = train_pixel_rbm(train, args.budget, args.threads, args.seed)
         canvases = pixel_rbm_canvases(rbm, small, args.seed)
@@ -268,6 +284,7 @@ def main() -> None:
             "grain_texture_rbm": grain(tex) / grain(held), "grain_pixel_rbm_canvas": grain(canvases) / grain(held),
             "grain_crops_tiled": grain(mosaic) / grain(held), "grain_floor": grain(train) / grain(held),
             "sample_512_s": t512, "sample_2048_s": t2048, "sigma": model.variance.sqrt().tolist(),
+            "sample_512_float32_s": t512_f32, "texture_rbm_float32": ours_f32,
         }
         r["targets"] = {"mmd_within_3x_floor": ours <= 3 * floor, "better_than_pixel_rbm": ours < rbm_mmd,
                         "seamless": r["seam_texture_rbm"] <= 1.25, "sample_512_le_5s": t512 <= 5.0}
@@ -283,12 +300,13 @@ def main() -> None:
               f"| texture | patch MMD² | × floor | × floor at ¼ bandwidth | seam ratio | grain |\n|---|---|---|---|---|---|\n"
               f"| floor (training region) | {floor:.4f} | 1.0 | 1.0 | | {r['grain_floor']:.2f} |\n"
               f"| texture RBM | {ours:.4f} | {ours / floor:.1f} {mark(t['mmd_within_3x_floor'])} | {fine['texture_rbm'] / fine['floor']:.1f} | {r['seam_texture_rbm']:.2f} {mark(t['seamless'])} | {r['grain_texture_rbm']:.2f} |\n"
+              f"| texture RBM, float32 sweeps (a CPU without bfloat16) | {ours_f32:.4f} | {ours_f32 / floor:.1f} | | | |\n"
               f"| pixel RBM 32 px ×4 mirror-tiled | {rbm_mmd:.4f} | {rbm_mmd / floor:.1f} | {fine['pixel_rbm_canvas'] / fine['floor']:.1f} | (mirror) | {r['grain_pixel_rbm_canvas']:.2f} |\n"
               f"| training crops tiled | {crops_mmd:.4f} | {crops_mmd / floor:.1f} | {fine['crops_tiled'] / fine['floor']:.1f} | {r['seam_crops_tiled']:.2f} | {r['grain_crops_tiled']:.2f} |\n"
               f"| training region, 9-px box blur (reference) | {r['floor_blurred']:.4f} | {r['floor_blurred'] / floor:.1f} | {fine['floor_blurred'] / fine['floor']:.1f} | | {grain(blurred) / grain(held):.2f} |\n"
               f"texture RBM {mark(t['better_than_pixel_rbm'])} better than the pixel RBM; trained {secs:.0f} s "
               f"({trainer.step} steps{', cut by --budget' if cut else ''}); pixel RBM trained {rbm_secs:.0f} s"
-              f"{' (cut)' if rbm_cut else ''}; sample 512² {t512:.2f} s {mark(t['sample_512_le_5s'])}, 2048² {t2048:.1f} s",
+              f"{' (cut)' if rbm_cut else ''}; sample 512² {t512:.2f} s {mark(t['sample_512_le_5s'])} (float32 sweeps {t512_f32:.2f} s), 2048² {t2048:.1f} s",
               flush=True)
     load_avg = os.getloadavg()
     print(f"\nload average at the end {load_avg[0]:.2f}, {load_avg[1]:.2f}")
