@@ -15,6 +15,18 @@ def source(seed: int = 0, stream: int = 0) -> NoiseSource:
     return NoiseSource(torch.Generator().manual_seed(seed), stream)
 
 
+def assert_follows_the_model(sampler, m, start, groups, k):
+    """The sampler's chains after k steps from `start` equal, group by group, k steps of the
+    model's own `sample_hidden` / `sample_visible` calls with that group's noise stream."""
+    for x, y, noise in groups:
+        v = start[x:y]
+        with torch.no_grad():
+            for _ in range(k):
+                _, h = m.sample_hidden(v, 1.0, noise)
+                mean, v = m.sample_visible(h, 1.0, noise)
+        assert torch.equal(sampler.visible[x:y], v) and torch.equal(sampler.mean[x:y], mean) and torch.equal(sampler.hidden[x:y], h)
+
+
 def test_bernoulli_frequencies_follow_p_and_the_ends_are_exact():
     p = torch.tensor([0.0, 1e-9, 0.1, 0.5, 0.73, 1.0 - 1e-9, 1.0]).repeat(200_000, 1)  # [200k, 7]
     x = source().bernoulli(p)
@@ -95,13 +107,7 @@ def test_each_chain_group_is_the_generic_chain_with_its_own_stream(one_thread):
     b = GibbsSampler(m, n_chains=2 * CHAIN_GROUP + 6, seed=4)
     groups = b.groups()
     assert [(x, y) for x, y, _ in groups] == [(0, 32), (32, 64), (64, 70)]
-    for x, y, noise in groups:
-        v = start[x:y]
-        with torch.no_grad():
-            for _ in range(7):
-                _, h = m.sample_hidden(v, 1.0, noise)
-                mean, v = m.sample_visible(h, 1.0, noise)
-        assert torch.equal(a.visible[x:y], v) and torch.equal(a.mean[x:y], mean) and torch.equal(a.hidden[x:y], h)
+    assert_follows_the_model(a, m, start, groups, 7)
 
 
 @pytest.fixture
@@ -298,13 +304,7 @@ def test_groups_whose_halves_leave_words_part_used_follow_the_generic_chain(one_
     a.free_running = False
     start = a.visible.clone()
     a.step(5)
-    for x, y, noise in GibbsSampler(m, n_chains=38, seed=9).groups():
-        v = start[x:y]
-        with torch.no_grad():
-            for _ in range(5):
-                _, h = m.sample_hidden(v, 1.0, noise)
-                mean, v = m.sample_visible(h, 1.0, noise)
-        assert torch.equal(a.visible[x:y], v) and torch.equal(a.hidden[x:y], h) and torch.equal(a.mean[x:y], mean)
+    assert_follows_the_model(a, m, start, GibbsSampler(m, n_chains=38, seed=9).groups(), 5)
 
 
 @pytest.mark.parametrize("path", ["addmm", "packed_bf16"])
