@@ -91,15 +91,14 @@ class NoiseSource:
         whole call when every size but the last fills its 64-bit words (a Gibbs step of
         32 chains, 1,024 visible x 256 hidden: 82k draws in one pass). CPU streams only."""
         words = [(int(n) + 3) >> 2 for n in sizes]
-        raw = self._bits.random_raw(sum(words)).view(np.int16)
-        total = sum(sizes)
         if all(4 * w == n for w, n in zip(words[:-1], sizes[:-1])):  # no gaps between the parts
-            out[:total].copy_(torch.from_numpy(raw[:total]))
+            total = sum(sizes)
+            out[:total].copy_(torch.from_numpy(self._bits.random_raw(sum(words)).view(np.int16)[:total]))
             return out
-        o = i = 0
-        for n, w in zip(sizes, words):
-            out[o : o + n].copy_(torch.from_numpy(raw[i : i + n]))
-            o, i = o + n, i + 4 * w
+        o = 0
+        for part in self.uniforms16(*sizes):  # the parts one by one, skipping the unused half-words
+            out[o : o + len(part)].copy_(part)
+            o += len(part)
         return out
 
     # ------------------------------------------------------------------------ persistence
