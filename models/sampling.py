@@ -243,8 +243,7 @@ class GibbsSampler(ChainStates, Clamping):
                 return self._bernoulli_steps(k)
         views = None
         if sc is not None:
-            out_h, out_mean, out_v = sc.new_state()  # a viewer may still hold the previous ones
-            views = sc.state3
+            (out_h, out_mean, out_v), views = sc.new_state()  # a viewer may still hold the previous ones
         else:
             n, V, H = self.visible.shape[0], self.model.n_visible, self.model.n_hidden
             dev = self.visible.device
@@ -498,20 +497,16 @@ class _Scratch:
             self.u_h = [p[: (j - i) * H].view(j - i, H) for p, (i, j) in zip(self.parts, self.rows)]
             self.u_v = [p[(j - i) * H :].view(j - i, V) for p, (i, j) in zip(self.parts, self.rows)]
             self.shape_h = self.shape_v = self.h3 = self.v3 = None
-        # the chain state tensors this scratch made last (hidden, mean, visible) and, for groups
-        # of one size, their views as [groups, rows, units], through which the steps write them
-        self.state: tuple[Tensor, Tensor, Tensor] | None = None
-        self.state3: tuple[Tensor, Tensor, Tensor] | None = None
-
-    def new_state(self) -> tuple[Tensor, Tensor, Tensor]:
-        """New chain state tensors (hidden [g, H], mean and visible [g, V], float32), kept as
-        `state` (with their views, `state3`)."""
+    def new_state(self) -> tuple[tuple[Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor] | None]:
+        """New chain state tensors (hidden [g, H], mean and visible [g, V], float32) and, for
+        groups of one size, their views as [groups, rows, units], through which the steps
+        write them (else None)."""
         g = self.h.shape[0]
-        st = self.state = (torch.empty(g, self.H, device=self.device), torch.empty(g, self.V, device=self.device),
-                           torch.empty(g, self.V, device=self.device))
-        if self.shape_h is not None:
-            self.state3 = (st[0].view(self.shape_h), st[1].view(self.shape_v), st[2].view(self.shape_v))
-        return st
+        st = (torch.empty(g, self.H, device=self.device), torch.empty(g, self.V, device=self.device),
+              torch.empty(g, self.V, device=self.device))
+        if self.shape_h is None:
+            return st, None
+        return st, (st[0].view(self.shape_h), st[1].view(self.shape_v), st[2].view(self.shape_v))
 
     @staticmethod
     def kept(n: int, H: int, V: int) -> bool:
