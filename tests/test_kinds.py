@@ -214,3 +214,21 @@ def test_the_binary_rbm_draws_binary_images_from_grey_ones_only():
     assert build(Options(**opts), binary).config.sample_data is False
     assert build(Options(**opts, extra={"sample_data": True}), binary).config.sample_data is True
     assert build(Options(**{**opts, "kind": "grbm"}), grey).config.sample_data is False
+
+
+def test_the_training_form_sets_how_often_pcd_chains_restart():
+    """The form's "Restart chains every": auto keeps the kind's default (a Gaussian RBM on more
+    than 4,096 pixel values restarts each chain every 100 updates), 0 never, N every N."""
+    from studio.dataset.records import Preprocess
+
+    session = Session(Preprocess(size=40, color=True))  # 4,800 values: above the threshold
+    session.open_images(None)  # the demo set
+    spec = {p.key: p for p in hyperparameters("grbm")}["restart_every"]
+    assert spec.default == -1 and spec.coerce(-1) is None and spec.coerce(0) == 0
+    got = {}
+    for shown in (-1, 0, 7):
+        options = session.options_for("grbm", {"restart_every": shown, "epochs": 1})
+        got[shown] = build(options, torch.from_numpy(session.images.images[:16])).config.restart_every
+    assert got == {-1: 100, 0: 0, 7: 7}
+    rbm = session.options_for("rbm", {"restart_every": 25, "epochs": 1})
+    assert build(rbm, torch.from_numpy(session.images.images[:16])).config.restart_every == 25

@@ -94,6 +94,11 @@ def hyperparameters(kind: str) -> list[HyperParam]:
                                "Off: plain CD-k started at the data."),
             HyperParam("n_chains", "Chains", "int", n_chains, 1, 4096,
                        tooltip="Persistent chains: how many dreams run alongside training."),
+            HyperParam("restart_every", "Restart chains every", "int", -1, -1, 1_000_000, special="auto",
+                       target="extra",
+                       tooltip="Each persistent chain starts again from noise once every this many updates, "
+                               "in turn, so training sees what dreams started from noise meet (0: never). "
+                               "Auto: every 100 for a Gaussian RBM on more than 4,096 pixel values, else never."),
         ]
     if kind == "ae":
         return [
