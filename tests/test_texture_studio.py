@@ -170,6 +170,7 @@ def test_the_studio_trains_a_texture_from_one_image_shows_its_filters_dreams_it_
     assert dreams.brush_button.isEnabled()
     dreams.temp_slider.setValue(0.8)
     qtbot.waitUntil(lambda: dreams.session.sampler.temperature == pytest.approx(0.8, abs=0.01), timeout=WAIT)
+    qtbot.waitUntil(lambda: dreams.status.text().startswith("1 texture · "), timeout=WAIT)  # not "1 chains"
     # the canvas: a layer of the canvas's size, seamless, nothing scaled
     choices = [c for c in model_choices(window.session) if c.kind == "texture"]
     assert choices

@@ -691,7 +691,8 @@ class DreamsView(DreamsBuilder, DreamsControls, FollowRun, QWidget):
             if s.source == "sampler":
                 st = s.settings
                 state = "paused" if self.runner is not None and self.runner.paused else "dreaming"
-                text = (f"{f.n_chains} chains · {st.steps_per_frame} step(s)/frame · T {f.temperature:.2f} · "
+                unit = ("texture" if s.meta.get("kind") == "texture" else "chain") + ("" if f.n_chains == 1 else "s")
+                text = (f"{f.n_chains} {unit} · {st.steps_per_frame} step(s)/frame · T {f.temperature:.2f} · "
                         f"{f.show} · {state} · {self.shown_fps:.0f} frames/s shown")
             else:
                 # Training frames come every few steps, often less than once in the half second
