@@ -85,6 +85,8 @@ def test_file_export_menu_runs_the_canvas_psd_export_in_the_remembered_folder(wi
     view = window.canvas_view
     labels = [a.text().split("\t")[0] for a in window.export_menu.actions() if a.text()]
     assert "Canvas as Photoshop (.psd)…" in labels and "Dreams Grid (PNG)…" in labels and "Latent Strip (PNG)…" in labels
+    keys = [a.text().split("\t")[1] for a in window.export_menu.actions() if "\t" in a.text()]
+    assert len(keys) == len(set(keys)) and "Ctrl+E in Dreams" in keys  # a key two tabs share names its tab
     window.export_menu.aboutToShow.emit()
     assert not menu_entry(window, "Canvas as Photoshop (.psd)…").isEnabled()  # nothing on the canvas yet
     view.add_layer(Layer(name="base", source=np.full((20, 30, 3), 200, np.uint8)))

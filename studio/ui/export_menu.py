@@ -16,15 +16,16 @@ from studio.images import EXPORT_SCALES
 from studio.ui.settings import export_prefs
 
 #: (label, the window's view attribute, the view's dialog method, shortcut shown) per entry;
-#: None: a separator.
+#: None: a separator. The shortcuts belong to the tabs (Ctrl+E exports what the current tab
+#: shows), so one the two tabs share names its tab.
 ENTRIES: tuple[tuple[str, str, str, str] | None, ...] = (
     ("Canvas Layers + Composite (PNG)…", "canvas_view", "export_layers_dialog", "Ctrl+Shift+E"),
-    ("Canvas Composite (PNG)…", "canvas_view", "export_composite_dialog", "Ctrl+E"),
+    ("Canvas Composite (PNG)…", "canvas_view", "export_composite_dialog", "Ctrl+E in Canvas"),
     ("Canvas as OpenRaster (.ora)…", "canvas_view", "export_ora_dialog", "Ctrl+Alt+E"),
     ("Canvas as Photoshop (.psd)…", "canvas_view", "export_psd_dialog", "Ctrl+Alt+Shift+E"),
     ("Canvas Animation (GIF / APNG)…", "canvas_view", "export_animation_dialog", ""),
     None,
-    ("Dreams Grid (PNG)…", "dreams", "export_grid_dialog", "Ctrl+E"),
+    ("Dreams Grid (PNG)…", "dreams", "export_grid_dialog", "Ctrl+E in Dreams"),
     ("Dreams Chain Animation (GIF / APNG)…", "dreams", "export_chain_dialog", ""),
     None,
     ("Latent Strip (PNG)…", "latent_view", "export_strip_png", ""),
