@@ -243,6 +243,9 @@ def main() -> int:
                    help="torch threads in the app (default: the thread policy's, models.device.default_threads)")
     p.add_argument("--free", action="store_true", help="also measure the free-running sampler's display")
     p.add_argument("--nice", type=int, default=0, help="niceness of the training thread (Linux; default 0)")
+    p.add_argument("--studio-threads-only", action="store_true",
+                   help="time the raw figures with the studio's threads only (not also with every core)")
+    p.add_argument("--repeats", type=int, default=15, help="repeats of each raw figure, the best counts (default 15)")
     p.add_argument("--skip-raw", action="store_true")
     p.add_argument("--skip-viewer", action="store_true")
     args = p.parse_args()
@@ -257,11 +260,11 @@ def main() -> int:
     ok = True
     if not args.skip_raw:
         best = 0.0
-        for threads in sorted({cores, app_threads}, reverse=True):
+        for threads in sorted({app_threads} if args.studio_threads_only else {cores, app_threads}, reverse=True):
             torch.set_num_threads(threads)
             calibrate.calibration()  # measured now if this machine has no table for these threads
             bound = Bound(time.thread_time if threads == 1 else time.perf_counter)
-            one, many, n, path = raw_steps(args.steps, bound)
+            one, many, n, path = raw_steps(args.steps, bound, args.repeats)
             b32 = bound.best["float32"]
             line = (f"  {threads} thread(s), path {path}: {one:,.0f} steps/s as step({n}), {many:,.0f} as {n} × step(1); "
                     f"the two float32 products alone allow {b32:,.0f} ({one / b32:.0%}, {many / b32:.0%})")

@@ -265,6 +265,14 @@ def _handoff(budget: float) -> float:
 _lock = threading.Lock()
 _tables: dict[int, Calibration] = {}
 _injected: list[Calibration] = []
+_generation = 0  # see generation()
+
+
+def generation() -> int:
+    """A number that changes whenever `calibration()` may answer otherwise than before in this
+    process (a table injected or withdrawn, made or forgotten; not the environment variables,
+    read when the engine makes its plans): for plans kept from call to call."""
+    return _generation
 
 
 def cache_path() -> Path:
@@ -335,6 +343,7 @@ def calibration(device: torch.device | str | None = None) -> Calibration:
     """The table for torch's current thread count on this machine: injected (`use`), else
     from this process's memory, else from the cache file, else measured now and saved. The
     plain float32 path (`REFERENCE`) off the CPU and with ``HARMONIUM_CALIBRATION=off``."""
+    global _generation
     if _injected:
         return _injected[-1]
     if device is not None and torch.device(device).type != "cpu":
@@ -355,23 +364,29 @@ def calibration(device: torch.device | str | None = None) -> Calibration:
                 except OSError as e:  # a read-only home: measured again next time
                     warnings.warn(f"could not save the calibration: {e.strerror or e}", RuntimeWarning, stacklevel=2)
             _tables.update(tables)
+            _generation += 1
         return _tables[threads]
 
 
 @contextlib.contextmanager
 def use(cal: Calibration) -> Iterator[Calibration]:
     """Make every engine decision from `cal` inside the block (tests; benches comparing paths)."""
+    global _generation
     _injected.append(cal)
+    _generation += 1
     try:
         yield cal
     finally:
         _injected.remove(cal)
+        _generation += 1
 
 
 def forget() -> None:
     """Drop the tables this process holds (the next `calibration()` reads the cache again)."""
+    global _generation
     with _lock:
         _tables.clear()
+        _generation += 1
 
 
 def only(*paths: str, threads: int = 1, handoff: float = math.inf) -> Calibration:

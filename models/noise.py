@@ -79,27 +79,10 @@ class NoiseSource:
             o += 4 * w
         return out
 
-    def words16(self, words: int) -> Tensor:
-        """The next `words` 64-bit words of the stream as int16 [4 · words]: the 16-bit
-        integers r in [-2^15, 2^15) that `uniforms16` cuts them into. CPU streams only."""
-        return torch.from_numpy(self._bits.random_raw(words).view(np.int16))
-
-    def raw16_into(self, out: Tensor, *sizes: int) -> Tensor:
-        """Write into consecutive parts of the flat float32 tensor `out` the 16-bit integers
-        r in [-2^15, 2^15) (as float32, exact) that `uniforms16(*sizes)` would return, from
-        one call into the stream; `to_uniform` turns them into the uniforms. One copy for the
-        whole call when every size but the last fills its 64-bit words (a Gibbs step of
-        32 chains, 1,024 visible x 256 hidden: 82k draws in one pass). CPU streams only."""
-        words = [(int(n) + 3) >> 2 for n in sizes]
-        if all(4 * w == n for w, n in zip(words[:-1], sizes[:-1])):  # no gaps between the parts
-            total = sum(sizes)
-            out[:total].copy_(torch.from_numpy(self._bits.random_raw(sum(words)).view(np.int16)[:total]))
-            return out
-        o = 0
-        for part in self.uniforms16(*sizes):  # the parts one by one, skipping the unused half-words
-            out[o : o + len(part)].copy_(part)
-            o += len(part)
-        return out
+    def raw16(self, words: int) -> np.ndarray:
+        """The next `words` 64-bit words of the stream as a numpy int16 array [4 · words]: the
+        16-bit integers r in [-2^15, 2^15) that `uniforms16` cuts them into. CPU streams only."""
+        return self._bits.random_raw(words).view(np.int16)
 
     # ------------------------------------------------------------------------ persistence
     def state_tensor(self) -> Tensor:

@@ -236,20 +236,20 @@ class GibbsSampler(ChainStates, Clamping):
         previous state when nothing else held it was measured at 1-3 % of a step, and telling
         "nothing else holds it" took sys.getrefcount and a private torch count: not worth it.)"""
         groups, parallel, packed, sc = self._setup(k)
-        if (packed is None or sc is None) and torch.is_grad_enabled():
+        if sc is not None and packed is not None:  # a viewer's calls: every group here, over packed weights
+            self.hidden, self.mean, self.visible = sc.steps(k, self.visible, groups, packed.hidden_probs, packed.visible_probs,
+                                                            self.clamp_mask, self.clamp_values)
+            return
+        if torch.is_grad_enabled():
             # the model's own products (or worker threads): no autograd graph. Packed weights
-            # are detached copies, so the viewer's path skips the context's few µs per call.
+            # are detached copies, so the viewer's path above skips the context's few µs per call.
             with torch.no_grad():
                 return self._bernoulli_steps(k)
-        views = None
-        if sc is not None:
-            (out_h, out_mean, out_v), views = sc.new_state()  # a viewer may still hold the previous ones
-        else:
-            n, V, H = self.visible.shape[0], self.model.n_visible, self.model.n_hidden
-            dev = self.visible.device
-            out_h = torch.empty(n, H, device=dev)
-            out_mean = torch.empty(n, V, device=dev)
-            out_v = torch.empty(n, V, device=dev)
+        n, V, H = self.visible.shape[0], self.model.n_visible, self.model.n_hidden
+        dev = self.visible.device
+        out_h = torch.empty(n, H, device=dev)
+        out_mean = torch.empty(n, V, device=dev)
+        out_v = torch.empty(n, V, device=dev)
 
         def run(part: list[tuple[int, int, NoiseSource]]) -> None:
             with torch.no_grad():
@@ -259,27 +259,25 @@ class GibbsSampler(ChainStates, Clamping):
         if parallel:
             run_groups(groups, run)
         else:
-            self._rows_steps(k, groups, out_h, out_mean, out_v, packed, sc, views)
+            self._rows_steps(k, groups, out_h, out_mean, out_v, packed, sc)
         self.hidden, self.mean, self.visible = out_h, out_mean, out_v
+
+    _last_setup: tuple | None = None
 
     def _setup(self, k: int) -> tuple[list, bool, PackedRBM | None, "_Scratch | None"]:
         """(the chain groups, whether they step on worker threads, the packed model or None,
         the scratch of a call that steps them all here) for a call of k steps: worked out from
         the groups, the plan and the packing, and remembered until any of what they depend on
         changes (the number of chains, the streams, the calibration, the threads, the
-        precision allowed, the temperature, the weights). A viewer's one-step calls find it
-        again every frame for a few cheap comparisons, not a few µs of Python each."""
-        m = self.model
-        cal = calibrate.calibration()
-        params = m._parameters
-        w, b, c = wts = (params["weight"], params["visible_bias"], params["hidden_bias"])
-        v = self.visible
-        key = (k, v.shape[0], v.is_cpu, id(self._noises), len(self._noises), id(cal), torch.get_num_threads(),
-               self.free_running, calibrate.bf16_allowed(), self.temperature, id(w), w.data_ptr(), w._version,
-               id(b), b.data_ptr(), b._version, id(c), c.data_ptr(), c._version)
-        last = self.__dict__.get("_last_setup")
+        temperature, the weights; the environment's precision setting is read when they are
+        worked out). A viewer's one-step calls find it again every frame for a few cheap
+        comparisons, not a few µs of Python each."""
+        key = self._setup_key(k)
+        last = self._last_setup
         if last is not None and last[0] == key:
             return last[2]
+        m = self.model
+        calibrate.calibration()  # (measures the machine now if it has no table for these threads)
         groups = self.groups()
         n, V, H = self.n_chains, m.n_visible, m.n_hidden
         cpu = self.visible.device.type == "cpu"
@@ -293,8 +291,18 @@ class GibbsSampler(ChainStates, Clamping):
                 sc = self._scratch(0, n, H, V, dt, tuple(j - i for i, j, _ in groups))
         setup = (groups, parallel, packed, sc)
         # the objects whose ids the key holds stay referenced, so that no id is reused
-        self._last_setup = (key, (self._noises, cal, wts), setup)
+        params = m._parameters
+        self._last_setup = (self._setup_key(k), (self._noises, params["weight"], params["visible_bias"], params["hidden_bias"]), setup)
         return setup
+
+    def _setup_key(self, k: int) -> tuple:
+        """What a call's setup depends on, in a few cheap reads."""
+        params = self.model._parameters
+        w, b, c = params["weight"], params["visible_bias"], params["hidden_bias"]
+        v = self.visible
+        return (k, v.shape[0], v.is_cpu, id(self._noises), len(self._noises), calibrate.generation(), torch.get_num_threads(),
+                self.free_running, self.temperature, id(w), id(b), id(c), w.data_ptr(), b.data_ptr(), c.data_ptr(),
+                w._version + b._version + c._version)  # (versions only grow: their sum changes with any of them)
 
     def _plan(self, k: int, n_groups: int) -> tuple[str, bool]:
         """(the product path, whether chain groups step side by side on worker threads) for a
@@ -338,16 +346,15 @@ class GibbsSampler(ChainStates, Clamping):
         return self._packed
 
     def _rows_steps(self, k: int, groups: list[tuple[int, int, NoiseSource]], out_h: Tensor, out_mean: Tensor, out_v: Tensor,
-                    packed: PackedRBM | None = None, sc: "_Scratch | None" = None, views: tuple | None = None) -> None:
+                    packed: PackedRBM | None = None, sc: "_Scratch | None" = None) -> None:
         """k Gibbs steps of the chains of consecutive `groups` (rows a..b in all), each group
-        drawing from its own stream; the last step writes rows a..b of the out_* tensors
-        (`views`: their [groups, rows, units] views where the scratch keeps them).
+        drawing from its own stream; the last step writes rows a..b of the out_* tensors.
 
         Each half-step is its product and, on the CPU, a few passes over memory with no
         temporaries (`_Scratch`): the step's uniforms of every group into one float32 buffer
-        (one call into each stream and one copy per group for both halves, one scaling for
-        all), bfloat16 probabilities copied to float32, one comparison over every group, and
-        for bfloat16 products the sample converted to their input. A few buffers reused from
+        laid out row for row as the chains (one call into each stream for both halves, one
+        scaling for all), bfloat16 probabilities copied to float32, one comparison over every
+        group, and for bfloat16 products the sample converted to their input. A few buffers reused from
         call to call: the weights (a megabyte for 1,024×256 in both layouts) stay in the
         core's cache, where fresh temporaries evicted them; and little Python per call, which
         a viewer's one-step calls pay every frame."""
@@ -372,27 +379,7 @@ class GibbsSampler(ChainStates, Clamping):
             hidden_probs, visible_mean = packed.hidden_probs, packed.visible_probs
         if sc is None:
             sc = self._scratch(a, b, m.n_hidden, m.n_visible, dt, tuple(j - i for i, j, _ in groups))
-        bf16 = sc.bf16
-        x = sc.x_v.copy_(v) if bf16 else v  # the visible input of the next product
-        h3, mean3, v3 = views if views is not None else (None, None, None)
-        for step in range(k):
-            last = step == k - 1
-            sc.draw(groups)  # this step's uniforms, hidden half then visible half of each group
-            if last:
-                h = sc.sample_h(hidden_probs(x), out_h, h3)  # h ~ p(h | v), 0/1 float32
-                h_in = sc.h_in.copy_(h) if bf16 else h
-                mean = out_mean.copy_(visible_mean(h_in))  # E[v | h]
-                sc.sample_v(mean, out_v, v3, mean3)  # v ~ E[v | h]
-                if mask is not None:
-                    torch.where(mask, vals, out_v, out=out_v)
-                    torch.where(mask, vals, out_mean, out=out_mean)
-            else:
-                h = sc.sample_h(hidden_probs(x), sc.h, sc.h3)
-                h_in = sc.h_in.copy_(h) if bf16 else h
-                v = sc.sample_v(visible_mean(h_in), sc.v, sc.v3)
-                if mask is not None:
-                    torch.where(mask, vals, v, out=v)
-                x = sc.x_v.copy_(v) if bf16 else v
+        sc.steps(k, v, groups, hidden_probs, visible_mean, mask, vals, (out_h, out_mean, out_v))
 
     def _device_steps(self, k: int, noise: NoiseSource, v: Tensor, out_h: Tensor, out_mean: Tensor, out_v: Tensor,
                       mask: Tensor | None, vals: Tensor | None) -> None:
@@ -466,47 +453,64 @@ class GibbsSampler(ChainStates, Clamping):
 
 class _Scratch:
     """Reused buffers of one block of chains' Gibbs steps, whose chain groups have `sizes` rows:
-    the uniforms of a step (`u`: each group's hidden half, then its visible half, in the order
-    its stream draws them), the samples before the last step's (`h`, `v`), and for bfloat16
-    products the inputs converted (`h_in`, `x_v`). Groups of one size (64 chains: two of 32)
-    are compared in one op over [groups, rows, units] views; others one group at a time."""
+    the uniforms of a step (`u_h` [g, H] and `u_v` [g, V], row for row the chains': each group's
+    stream draws its hidden half then its visible half in one call, copied to its rows of each),
+    the samples before the last step's (`h`, `v`), and for bfloat16 products the inputs converted
+    (`h_in`, `x_v`). CPU only."""
 
     def __init__(self, sizes: tuple[int, ...], H: int, V: int, dt: torch.dtype, device: torch.device):
         new = lambda *shape, dtype=torch.float32: torch.empty(*shape, device=device, dtype=dtype)  # noqa: E731
-        g = sum(sizes)
-        self.H, self.V, self.device = H, V, device
+        self.g = g = sum(sizes)
+        self.H, self.V = H, V
         self.u = new(g * (H + V))
+        self.u_h, self.u_v = self.u[: g * H].view(g, H), self.u[g * H :].view(g, V)
         self.h, self.v = new(g, H), new(g, V)
         self.bf16 = dt != torch.float32
         self.h_in, self.x_v = (new(g, H, dtype=dt), new(g, V, dtype=dt)) if self.bf16 else (None, None)
-        # each group's part of `u` (flat), and its rows
-        exact = all(s * H % 4 == 0 and s * V % 4 == 0 for s in sizes)
-        self.words = [s * (H + V) // 4 for s in sizes] if exact else None
-        self.parts, self.rows, o, r = [], [], 0, 0
+        # each group's draw: (64-bit words, where its hidden uniforms go, how many, where its
+        # visible ones start in the draw (a half that leaves its last word part used skips the
+        # rest, as `NoiseSource.uniforms16` does), where they go, how many); numpy views of u
+        flat_h, flat_v = self.u_h.numpy().reshape(-1), self.u_v.numpy().reshape(-1)
+        self.parts, r = [], 0
         for s in sizes:
-            self.parts.append(self.u[o : o + s * (H + V)])
-            self.rows.append((r, r + s))
-            o, r = o + s * (H + V), r + s
-        if len(set(sizes)) == 1:  # one op per comparison: [groups, rows, units] views
-            n_g, s = len(sizes), sizes[0]
-            u2 = self.u.view(n_g, s * (H + V))
-            self.u_h, self.u_v = u2[:, : s * H].view(n_g, s, H), u2[:, s * H :].view(n_g, s, V)
-            self.shape_h, self.shape_v = (n_g, s, H), (n_g, s, V)
-            self.h3, self.v3 = self.h.view(self.shape_h), self.v.view(self.shape_v)
-        else:
-            self.u_h = [p[: (j - i) * H].view(j - i, H) for p, (i, j) in zip(self.parts, self.rows)]
-            self.u_v = [p[(j - i) * H :].view(j - i, V) for p, (i, j) in zip(self.parts, self.rows)]
-            self.shape_h = self.shape_v = self.h3 = self.v3 = None
-    def new_state(self) -> tuple[tuple[Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor] | None]:
-        """New chain state tensors (hidden [g, H], mean and visible [g, V], float32) and, for
-        groups of one size, their views as [groups, rows, units], through which the steps
-        write them (else None)."""
-        g = self.h.shape[0]
-        st = (torch.empty(g, self.H, device=self.device), torch.empty(g, self.V, device=self.device),
-              torch.empty(g, self.V, device=self.device))
-        if self.shape_h is None:
-            return st, None
-        return st, (st[0].view(self.shape_h), st[1].view(self.shape_v), st[2].view(self.shape_v))
+            wh, wv = (s * H + 3) >> 2, (s * V + 3) >> 2
+            self.parts.append((wh + wv, flat_h[r * H : (r + s) * H], s * H, 4 * wh, flat_v[r * V : (r + s) * V], s * V))
+            r += s
+
+    def steps(self, k: int, v: Tensor, groups: list[tuple[int, int, NoiseSource]], hidden_probs, visible_mean,
+              mask: Tensor | None = None, vals: Tensor | None = None,
+              out: tuple[Tensor, Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """k Gibbs steps of these chains from the visible states `v` [g, V] (float32); the last
+        step's hidden sample [g, H], E[v | h] and visible sample [g, V] (float32) go into `out`,
+        or into new tensors (a viewer may still hold the previous ones), which are returned.
+        `mask`, `vals`: clamped units and their values, or None.
+
+        Each draw is [u < p] into a float32 tensor, bfloat16 probabilities copied there first
+        (exact; comparing bfloat16 with float32 in one op takes three times as long)."""
+        bf16, draw, lt, u_h, u_v = self.bf16, self.draw, torch.lt, self.u_h, self.u_v
+        x = self.x_v.copy_(v) if bf16 else v  # the visible input of the next product
+        for _ in range(k - 1):
+            draw(groups)  # this step's uniforms
+            p = hidden_probs(x)
+            h = lt(u_h, self.h.copy_(p) if bf16 else p, out=self.h)  # h ~ p(h | v), 0/1 float32
+            p = visible_mean(self.h_in.copy_(h) if bf16 else h)
+            v = lt(u_v, self.v.copy_(p) if bf16 else p, out=self.v)  # v ~ E[v | h]
+            if mask is not None:
+                torch.where(mask, vals, v, out=v)
+            x = self.x_v.copy_(v) if bf16 else v
+        draw(groups)
+        if out is None:
+            empty = torch.empty  # (on the CPU)
+            out = empty(self.g, self.H), empty(self.g, self.V), empty(self.g, self.V)
+        out_h, out_mean, out_v = out
+        p = hidden_probs(x)
+        lt(u_h, out_h.copy_(p) if bf16 else p, out=out_h)
+        out_mean.copy_(visible_mean(self.h_in.copy_(out_h) if bf16 else out_h))  # E[v | h]
+        lt(u_v, out_mean, out=out_v)
+        if mask is not None:
+            torch.where(mask, vals, out_v, out=out_v)
+            torch.where(mask, vals, out_mean, out=out_mean)
+        return out
 
     @staticmethod
     def kept(n: int, H: int, V: int) -> bool:
@@ -515,38 +519,10 @@ class _Scratch:
         return 24 * n * (H + V) <= 32 << 20
 
     def draw(self, groups: list[tuple[int, int, NoiseSource]]) -> None:
-        """A step's uniforms: one call into each group's stream for both halves, then one
-        scaling of them all."""
-        if self.words is not None:  # each half fills whole 64-bit words: one copy per stream
-            for part, w, group in zip(self.parts, self.words, groups):
-                part.copy_(group[2].words16(w))
-        else:
-            H, V = self.H, self.V
-            for part, (i, j, noise) in zip(self.parts, groups):
-                noise.raw16_into(part, (j - i) * H, (j - i) * V)
+        """A step's uniforms: one call into each group's stream for both halves, copied (as
+        float32) to the group's rows of u_h and u_v, then one scaling of them all."""
+        for (words, dh, nh, ov, dv, nv), group in zip(self.parts, groups):
+            r = group[2].raw16(words)
+            dh[...] = r[:nh]
+            dv[...] = r[ov : ov + nv]
         to_uniform(self.u, self.u)
-
-    def sample_h(self, p: Tensor, out: Tensor, out3: Tensor | None = None) -> Tensor:
-        """out ← [u_h < p], hidden draws with P(1) = p (bfloat16 p copied into `out` first:
-        exact; comparing bfloat16 with float32 in one op takes three times as long). `out3`:
-        out's [groups, rows, units] view where one is kept."""
-        return self._lt(self.u_h, self.shape_h, p, out, out3)
-
-    def sample_v(self, p: Tensor, out: Tensor, out3: Tensor | None = None, p3: Tensor | None = None) -> Tensor:
-        """out ← [u_v < p] (p may be `out` itself), visible draws with P(1) = p; `out3`, `p3`:
-        their kept views, if any."""
-        return self._lt(self.u_v, self.shape_v, p, out, out3, p3)
-
-    def _lt(self, u, shape, p: Tensor, out: Tensor, out3: Tensor | None = None, p3: Tensor | None = None) -> Tensor:
-        if p.dtype != torch.float32:
-            p, p3 = out.copy_(p), out3
-        if shape is not None:
-            if out3 is None:
-                out3 = out.view(shape)
-            if p3 is None:
-                p3 = out3 if p is out else p.view(shape)
-            torch.lt(u, p3, out=out3)
-        else:
-            for (i, j), ug in zip(self.rows, u):
-                torch.lt(ug, p[i:j], out=out[i:j])
-        return out

@@ -280,19 +280,28 @@ def test_only_large_free_running_models_are_packed():
 
 
 # ------------------------------------------------------------ the one-step call's fast path
-def test_words_drawn_into_a_buffer_are_the_integers_uniforms16_returns():
-    """`raw16_into` (and `words16`, one call of whole words) fill a float32 buffer with the
-    16-bit integers `uniforms16` returns for the same sizes (sizes that leave part of their
-    last 64-bit word unused included), and leave the stream where it leaves it."""
-    for sizes in ((32 * 8, 32 * 16), (7, 13), (5, 4), (6,)):
-        a, b = source(6), source(6)
-        want = torch.cat(a.uniforms16(*sizes)).float()
-        buf = torch.full((sum(sizes) + 3,), -1.0)
-        b.raw16_into(buf, *sizes)
-        assert torch.equal(buf[: sum(sizes)], want) and (buf[sum(sizes) :] == -1).all()
-        assert torch.equal(a.state_tensor(), b.state_tensor())
-    c, d = source(2), source(2)
-    assert torch.equal(c.words16(10), torch.cat(d.uniforms16(40)))
+def test_a_steps_uniforms_go_row_for_row_to_the_chains_and_are_the_ones_uniforms16_returns():
+    """The scratch's draw: each group's stream drawn once for both halves, its hidden uniforms
+    to its rows of u_h and its visible ones to its rows of u_v, exactly those `uniforms16`
+    returns (after `to_uniform`), halves that leave part of their last 64-bit word unused
+    included; and `raw16` leaves the stream where `uniforms16` leaves it."""
+    from models.noise import to_uniform
+    from models.sampling import _Scratch
+
+    for sizes, H, V in (((32, 32, 6), 16, 64), ((5, 3), 3, 5), ((4,), 2, 6)):
+        sc = _Scratch(sizes, H, V, torch.float32, torch.device("cpu"))
+        sc.u.fill_(-1.0)
+        groups, r = [], 0
+        for i, s in enumerate(sizes):
+            groups.append((r, r + s, source(8, stream=i)))
+            r += s
+        sc.draw(groups)
+        for i, (x, y, noise) in enumerate(groups):
+            want_h, want_v = (to_uniform(t.float()) for t in source(8, stream=i).uniforms16((y - x) * H, (y - x) * V))
+            assert torch.equal(sc.u_h[x:y].reshape(-1), want_h) and torch.equal(sc.u_v[x:y].reshape(-1), want_v)
+    a, b = source(2), source(2)
+    assert torch.equal(torch.from_numpy(a.raw16(10)), torch.cat(b.uniforms16(40)))
+    assert torch.equal(a.state_tensor(), b.state_tensor())
 
 
 def test_groups_whose_halves_leave_words_part_used_follow_the_generic_chain(one_thread):
@@ -309,7 +318,7 @@ def test_groups_whose_halves_leave_words_part_used_follow_the_generic_chain(one_
 
 @pytest.mark.parametrize("path", ["addmm", "packed_bf16"])
 def test_one_step_calls_never_write_over_what_a_viewer_holds(path, one_thread):
-    """A one-step call writes the new state into new tensors: what a viewer held of the
+    """A call writes the new state into new tensors: what a viewer held of the
     previous one (a reference, a view, a numpy array, an image of the chains) keeps its
     values. Held or not, the chains are the same draw for draw."""
     from models import calibrate
@@ -324,12 +333,13 @@ def test_one_step_calls_never_write_over_what_a_viewer_holds(path, one_thread):
         held.step(1)
         kept = []
         for i in range(12):
-            free.step(1)
+            k = 1 if i % 3 else 3  # calls of several steps too (their steps before the last use buffers of their own)
+            free.step(k)
             holders = [lambda: held.visible, lambda: held.mean.view(-1), lambda: held.hidden.numpy(), lambda: held.images("samples")]
             h = holders[i % 4]()  # one holder at a time
             kept.append((h, torch.as_tensor(h).clone()))
             before = h.data_ptr() if isinstance(h, torch.Tensor) else h.ctypes.data
-            held.step(1)
+            held.step(k)
             assert before not in (held.hidden.data_ptr(), held.mean.data_ptr(), held.visible.data_ptr())
         free.step(1)
         held.step(1)
@@ -364,3 +374,24 @@ def test_what_a_call_depends_on_is_taken_up_by_the_next_call(path, one_thread):
             assert torch.equal(a.visible, b.visible) and torch.equal(a.mean, b.mean)
         a.reset(7)
         assert a.step(1).visible.shape == (7, 64) and a.hidden.shape == (7, 16)
+
+
+def test_a_calibration_put_in_place_is_taken_up_by_the_next_call(one_thread):
+    """The remembered setup also gives way to a calibration injected (or withdrawn) between
+    two calls of one sampler: its products take the path the new one picks."""
+    from models import calibrate
+    from models.sampling import onednn_available
+
+    if not onednn_available():
+        pytest.skip("this torch has no oneDNN linear")
+    m = rbm(V=64, H=16)
+    s = GibbsSampler(m, n_chains=40, seed=1)
+    with calibrate.use(calibrate.only("addmm")):
+        s.step(1)
+        assert s._setup(1)[2] is None  # no packed weights
+    with calibrate.use(calibrate.only("packed_bf16")):
+        s.step(1)
+        assert s._setup(1)[2] is not None and s._setup(1)[2].dtype == torch.bfloat16
+    with calibrate.use(calibrate.only("packed")):
+        s.step(1)
+        assert s._setup(1)[2].dtype == torch.float32
