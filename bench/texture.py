@@ -3,7 +3,7 @@ against what the canvas does today.
 
     .venv/bin/python bench/texture.py                       # brick, grass, gravel, immunohistochemistry
     .venv/bin/python bench/texture.py --textures brick --threads 1 --budget 60
-    .venv/bin/python bench/texture.py --study               # quality against Gibbs sweeps
+    .venv/bin/python bench/texture.py --study --textures brick --threads 1   # quality against Gibbs sweeps
 
 Textures: scikit-image's brick, grass and gravel (grey, 512×512) and immunohistochemistry (colour,
 512×512), all shipped with the package (nothing is downloaded). Each is split by columns: the
@@ -29,8 +29,12 @@ ones; same estimator, same numbers of patches, so the same bias); the seam measu
 (`conv_rbm.seam_ratio`: the mean |difference| across the wrap-around edge over the same across
 interior neighbours; about 1 = seamless); grain (mean |difference| of neighbouring pixels over the
 held-out region's: 1 = as sharp as the photograph; the patch MMD² with the median bandwidth
-hardly sees blur); seconds to train, to sample 512² and 2048² (and 512² again with the sweeps in
-float32, as on a CPU without bfloat16 convolutions). Beside them, as references:
+hardly sees blur; beside it the grain of the display at the photograph itself, E[v | h] of one
+hidden draw given the held-out region, and of its mean field: what the shown image adds by itself,
+apart from where the chain went; `--study` follows every figure against the number of sweeps,
+which tells a texture the model holds from one its chains only pass through); seconds to train,
+to sample 512² and 2048² (and 512² again with the sweeps in float32, as on a CPU without
+bfloat16 convolutions). Beside them, as references:
 the training region blurred by a 9-px box (on brick it scores BELOW the floor: the median
 bandwidth rewards blur, so a blurry baseline can beat the photograph itself), and every MMD²
 again at a quarter of that bandwidth, where fine structure counts, as a ratio to the floor.
@@ -202,23 +206,64 @@ def grain(images: torch.Tensor) -> float:
     return float(((x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()) / 2)
 
 
+@torch.no_grad()
+def display_grain(model: ConvRBM, held: torch.Tensor, seed: int) -> tuple[float, float]:
+    """The grain the shown image has when the chain sits exactly at the photograph: (E[v | h] of
+    one draw h ~ p(h | held-out region), as `synthesize` shows its last sweep; the mean field
+    E[v | p(h | v)]), over the held-out region's grain. Above 1: the display of one binary
+    hidden draw through the filters adds grain by itself; the rest of a sample's grain is the
+    chain's (brick, issue 15: 1.45 of the sample's 1.67; grass 0.69, gravel 0.87)."""
+    p = model.pooling
+    held = held[..., : held.shape[-2] - held.shape[-2] % p, : held.shape[-1] - held.shape[-1] % p]
+    v = model.images_to_visible(held)
+    probs = model.hidden_probs(v)
+    one = model.visible_mean(model.draw_hidden(probs, torch.Generator().manual_seed(seed)))
+    base = grain(held)
+    return grain(model.visible_to_images(one)) / base, grain(model.visible_to_images(model.visible_mean(probs))) / base
+
+
 def mark(ok: bool) -> str:
     return "✔" if ok else "✘"
 
 
-def study(args) -> None:
-    """Patch MMD² of 256² samples against the number of sweeps (and annealing), per texture."""
+def study(args, overrides: dict) -> None:
+    """Quality of 256² samples against the number of sweeps (and annealing), per texture: patch
+    MMD² as a ratio to the floor at both bandwidths, grain, and the contrast of the shown E[v | h]
+    (its std over the held-out region's, standardised units). A model whose own equilibrium is
+    the texture holds its figures as the sweeps grow; one whose figures (and contrast) keep
+    climbing past DEFAULT_SWEEPS is only caught on its way to something else (brick, issue 15,
+    annealed: ×0.7 floor at 40 sweeps, ×5 at 80, ×12 at 160, ×16 at 320; grain 1.7 -> 2.3,
+    contrast 1.1 -> 1.4: ever denser mortar stripes)."""
+    from models.conv_rbm import ConvGibbsSampler
+
     for name in args.textures:
         train, held = load(name)
-        model, _, secs, _ = train_texture(train, args.budget, args.threads, args.seed)
+        model, _, secs, _ = train_texture(train, args.budget, args.threads, args.seed, **overrides)
+        model.eval()
         hp = patches(held, N_PATCHES, 1)
         bw = median_bandwidth(hp)
-        floor = mmd2(patches(train, N_PATCHES, 2), hp, bw)
-        print(f"{name}: trained {secs:.0f} s; floor {floor:.4f}", flush=True)
+        tp = patches(train, N_PATCHES, 2)
+        floor, fine_floor = mmd2(tp, hp, bw), mmd2(tp, hp, bw / 4)
+        held_std = float(model.images_to_visible(held).std())
+        print(f"{name}: trained {secs:.0f} s, σ {model.variance.sqrt().mean():.2f}; floor {floor:.4f}, at ¼ bandwidth "
+              f"{fine_floor:.4f}", flush=True)
         for anneal in (None, 2.0):
-            for steps in (5, 10, 20, 40, 80, 160):
-                x = synthesize(model, 256, 256, steps=steps, seed=args.seed, anneal_from=anneal)
-                print(f"  sweeps {steps:4d} anneal {anneal}: MMD² {mmd2(patches(x, N_PATCHES, 3), hp, bw):.4f}", flush=True)
+            with torch.no_grad():
+                s = ConvGibbsSampler(model, n_chains=1, seed=args.seed, size=(256, 256))
+                done = 0
+                if anneal:  # as synthesize: annealed over the first half of DEFAULT_SWEEPS, then at T = 1
+                    done = DEFAULT_SWEEPS // 2
+                    s.anneal(done, start=anneal)
+                for steps in (5, 10, 20, 40, 80, 160, 320):
+                    if steps < done:
+                        continue
+                    s.step(steps - done)
+                    done = steps
+                    x = s.images("probs")
+                    p = patches(x, N_PATCHES, 3)
+                    print(f"  sweeps {steps:4d} anneal {anneal}: MMD² ×{mmd2(p, hp, bw) / floor:5.1f} floor, "
+                          f"at ¼ bandwidth ×{mmd2(p, hp, bw / 4) / fine_floor:4.1f}; grain {grain(x) / grain(held):.2f}; "
+                          f"contrast {float(s.mean.std()) / held_std:.2f}", flush=True)
 
 
 def main() -> None:
@@ -238,7 +283,7 @@ def main() -> None:
         k, v = kv.split("=", 1)
         overrides[k] = json.loads(v)
     if args.study:
-        study(args)
+        study(args, overrides)
         return
     OUT.mkdir(parents=True, exist_ok=True)
     load_avg = os.getloadavg()
@@ -286,6 +331,7 @@ def main() -> None:
             "sample_512_s": t512, "sample_2048_s": t2048, "sigma": model.variance.sqrt().tolist(),
             "sample_512_float32_s": t512_f32, "texture_rbm_float32": ours_f32,
         }
+        r["grain_display_on_heldout"], r["grain_mean_field_on_heldout"] = display_grain(model, held, args.seed)
         r["targets"] = {"mmd_within_3x_floor": ours <= 3 * floor, "better_than_pixel_rbm": ours < rbm_mmd,
                         "seamless": r["seam_texture_rbm"] <= 1.25, "sample_512_le_5s": t512 <= 5.0}
         results[name] = r
@@ -306,7 +352,8 @@ def main() -> None:
               f"| training region, 9-px box blur (reference) | {r['floor_blurred']:.4f} | {r['floor_blurred'] / floor:.1f} | {fine['floor_blurred'] / fine['floor']:.1f} | | {grain(blurred) / grain(held):.2f} |\n"
               f"texture RBM {mark(t['better_than_pixel_rbm'])} better than the pixel RBM; trained {secs:.0f} s "
               f"({trainer.step} steps{', cut by --budget' if cut else ''}); pixel RBM trained {rbm_secs:.0f} s"
-              f"{' (cut)' if rbm_cut else ''}; sample 512² {t512:.2f} s {mark(t['sample_512_le_5s'])} (float32 sweeps {t512_f32:.2f} s), 2048² {t2048:.1f} s",
+              f"{' (cut)' if rbm_cut else ''}; grain of the display at the photograph itself (E[v | h], one h ~ p(h | held-out)) "
+              f"{r['grain_display_on_heldout']:.2f}, its mean field {r['grain_mean_field_on_heldout']:.2f}; sample 512² {t512:.2f} s {mark(t['sample_512_le_5s'])} (float32 sweeps {t512_f32:.2f} s), 2048² {t2048:.1f} s",
               flush=True)
     load_avg = os.getloadavg()
     print(f"\nload average at the end {load_avg[0]:.2f}, {load_avg[1]:.2f}")
