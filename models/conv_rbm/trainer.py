@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ..training import TrainConfig, Trainer
 from .model import KIND, ConvRBM, ConvRBMConfig, ConvRBMError
-from .sampler import ConvGibbsSampler
+from .sampler import DEFAULT_ANNEAL, DEFAULT_SWEEPS, ConvGibbsSampler
 
 @dataclass
 class ConvRBMTrainConfig(TrainConfig):
@@ -38,13 +38,31 @@ class ConvRBMTrainConfig(TrainConfig):
     sparsity_cost: float = 1.0  # its weight (0: off)
     restart_every: int = 20  # PCD: every this many steps one chain (in turn) restarts from noise (0: never)
     average: float = 0.99  # the model keeps this moving average of the trained parameters (0: the last ones)
+    # Short-run chains (Nijkamp et al. 2019): every `short_run_every` steps, `short_run` chains
+    # start from noise and run `short_run_sweeps` sweeps as `synthesize` does (the first half
+    # annealed from T = 2); their final states take `short_run_weight` of the negative phase,
+    # the persistent chains the rest (weight 1, the default: the persistent chains do not run;
+    # k, n_chains, restart_every and persistent then go unused). 0: PCD / CD alone. The model
+    # learns what its sampler makes in 40 sweeps from noise, not its equilibrium: bench/texture.py
+    # (tiles, seed 0, one thread) at 40 sweeps, ×floor PCD -> short-run 1: brick 41 -> 1.8,
+    # immunohistochemistry 0.96 -> 0.71 (at ¼ bandwidth 2.8 -> 0.65: the colours), grass 9.4 ->
+    # 1.1, gravel 4.8 -> 2.7, in as long; but chains swept on past 80 sweeps drift further
+    # than PCD's (at 320: immunohistochemistry ×9 instead of ×1.1, gravel ×14 instead of ×3.6).
+    # Half and half (weight 0.5) did not help brick (×36), and 20 sweeps in training with 40
+    # in `synthesize` made it worse (×79).
+    short_run: int = 1
+    short_run_sweeps: int = DEFAULT_SWEEPS
+    short_run_every: int = 1
+    short_run_size: int = 0  # side of their torus (0: the persistent chains')
+    short_run_weight: float = 1.0
     frame_every: int = 10
 
 
 class ConvRBMTrainer(Trainer):
-    """PCD-k / CD-k for a `ConvRBM` on random crops of `data` (uint8 [N, C, H, W], or float in
-    [0, 1]; one image is enough). `trainer.sampler` holds the persistent chains, whose means
-    are the training page's dreams."""
+    """Short-run chains from noise (by default), PCD-k or CD-k for a `ConvRBM` on random crops
+    of `data` (uint8 [N, C, H, W], or float in [0, 1]; one image is enough). `trainer.sampler`
+    holds the persistent chains, whose means are the training page's dreams (the last
+    short-run chains' when they alone train: `frame`)."""
 
     config: ConvRBMTrainConfig
 
@@ -67,7 +85,13 @@ class ConvRBMTrainer(Trainer):
             v = getattr(config, name)
             if type(v) is not int or v < 1:
                 raise ConvRBMError(f"{name} must be a whole number of at least 1 (got {v!r})")
-        for name in ("chain_size", "restart_every"):
+        for name in ("short_run_sweeps", "short_run_every"):
+            v = getattr(config, name)
+            if type(v) is not int or v < 1:
+                raise ConvRBMError(f"{name} must be a whole number of at least 1 (got {v!r})")
+        if not 0 <= config.short_run_weight <= 1:
+            raise ConvRBMError(f"short_run_weight must be from 0 to 1 (got {config.short_run_weight!r})")
+        for name in ("chain_size", "restart_every", "short_run", "short_run_size"):
             v = getattr(config, name)
             if type(v) is not int or v < 0:
                 raise ConvRBMError(f"{name} must be a whole number, 0 or more (got {v!r})")
@@ -85,6 +109,10 @@ class ConvRBMTrainer(Trainer):
                                         k=config.k, seed=self.seed, size=(side, side))
         self.sampler.free_running = False
         self._chains = (self.sampler.n_chains, side)
+        short_side = max(int(config.short_run_size) or side, f)
+        self._short_side = short_side + (-short_side) % p
+        self.short_chains: Tensor | None = None  # the last short-run chains' final states
+        self._short_sampler: ConvGibbsSampler | None = None
         self._last_recon = float("nan")
         if not 0 <= config.average < 1:
             raise ConvRBMError(f"average must be from 0 up to (not including) 1 (got {config.average!r})")
@@ -203,8 +231,11 @@ class ConvRBMTrainer(Trainer):
     def train_step(self, batch: Tensor) -> dict[str, float]:
         m, cfg = self.model, self.config
         v0 = m.images_to_visible(self._crops(batch, self.step))
+        short_now = bool(cfg.short_run) and self.step % cfg.short_run_every == 0
         with torch.no_grad():
-            if cfg.persistent:
+            if short_now and cfg.short_run_weight == 1:
+                vk = None  # the short-run chains alone make the negative phase this step
+            elif cfg.persistent:
                 if cfg.restart_every and self.step % cfg.restart_every == cfg.restart_every - 1:
                     self._restart_chain((self.step // cfg.restart_every) % self.sampler.n_chains)
                 self.sampler.step(cfg.k)
@@ -214,8 +245,16 @@ class ConvRBMTrainer(Trainer):
                 self.sampler.reset(v0.shape[0], visible=v0[..., :side, :side])
                 self.sampler.step(cfg.k)
                 vk = self.sampler.visible
+            short = self._short_run() if short_now else None
         logits0 = m.hidden_logits(v0, periodic=False)
-        loss = m.free_energy_density(v0, periodic=False, logits=logits0).mean() - m.free_energy_density(vk).mean()
+        if short is None:
+            negative = m.free_energy_density(vk).mean()
+        elif vk is None:
+            negative = m.free_energy_density(short).mean()
+        else:
+            w = cfg.short_run_weight
+            negative = (1.0 - w) * m.free_energy_density(vk).mean() + w * m.free_energy_density(short).mean()
+        loss = m.free_energy_density(v0, periodic=False, logits=logits0).mean() - negative
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         with torch.no_grad():
@@ -232,6 +271,23 @@ class ConvRBMTrainer(Trainer):
                 self._last_recon = m.reconstruction_error(v0).item()
         return {"recon_error": self._last_recon, "free_energy_gap": loss.item(), "activation": q.mean().item(),
                 "lr": self.optimizer.param_groups[0]["lr"]}
+
+    @torch.no_grad()
+    def _short_run(self) -> Tensor:
+        """`short_run` chains from noise run as `synthesize` runs its sampler (`short_run_sweeps`
+        sweeps, the first half annealed from `DEFAULT_ANNEAL` down to 1) with the current
+        parameters; their final visible states. The noise is fixed by (seed, step), so a resumed
+        run draws what an uninterrupted one draws."""
+        cfg = self.config
+        seed = zlib.crc32(f"{self.seed}:short-run:{self.step}".encode())
+        s = ConvGibbsSampler(self.model, n_chains=cfg.short_run, seed=seed, size=(self._short_side, self._short_side))
+        s.free_running = False
+        steps = cfg.short_run_sweeps
+        s.anneal(steps // 2, start=DEFAULT_ANNEAL)
+        s.step(steps - steps // 2)
+        self.short_chains = s.visible
+        self._short_sampler = s
+        return s.visible
 
     def _restart_chain(self, i: int) -> None:
         """Chain i starts again from noise. Persistent chains alone settle in the modes the
@@ -260,7 +316,10 @@ class ConvRBMTrainer(Trainer):
                 "sigma": m.variance.sqrt().mean().item()}
 
     def frame(self) -> Tensor | None:
-        """The persistent chains' E[v | h] as images (CD: the last negative states)."""
+        """The persistent chains' E[v | h] as images (CD: the last negative states; the last
+        short-run chains' when they alone make the negative phase, `short_run_weight` 1)."""
+        if self.config.short_run and self.config.short_run_weight == 1 and self._short_sampler is not None:
+            return self._short_sampler.images("probs")
         return self.sampler.images("probs")
 
     def on_rollback(self) -> None:
