@@ -46,7 +46,9 @@ class ConvRBMTrainConfig(TrainConfig):
     # learns what its sampler makes in 40 sweeps from noise, not its equilibrium: bench/texture.py
     # (tiles, seed 0, one thread) at 40 sweeps, ×floor PCD -> short-run 1: brick 41 -> 1.8,
     # immunohistochemistry 0.96 -> 0.71 (at ¼ bandwidth 2.8 -> 0.65: the colours), grass 9.4 ->
-    # 1.1, gravel 4.8 -> 2.7, in as long; but chains swept on past 80 sweeps drift further
+    # 1.1, gravel 4.8 -> 2.7, in as long (brick is seed-sensitive: seeds 1, 2 gave PCD 4.1, 22
+    # against 5.0, 2.3; immunohistochemistry seed 1 1.35 against 1.15, at ¼ bandwidth 0.86
+    # against 0.88); but chains swept on past 80 sweeps drift further
     # than PCD's (at 320: immunohistochemistry ×9 instead of ×1.1, gravel ×14 instead of ×3.6).
     # Half and half (weight 0.5) did not help brick (×36), and 20 sweeps in training with 40
     # in `synthesize` made it worse (×79).
