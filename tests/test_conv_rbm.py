@@ -466,3 +466,35 @@ def test_draw_pooled_is_exact_for_logits_that_overflow_exp():
     exact = torch.softmax(torch.cat([blocks.reshape(3, 9).double(), torch.zeros(3, 1, dtype=torch.float64)], 1), 1).float()
     assert freq[1, 9] == 1.0  # block b: always off
     _binomial_ok(freq, exact, n)
+
+
+def test_a_cycling_sampler_warms_up_again_from_where_it_is_every_cycle_sweeps():
+    """`cycle` (the Dreams tab's texture): every `cycle` sweeps the annealing from T = 2 runs
+    again on the current state, not from noise; a reset starts the count again."""
+    from models.conv_rbm.sampler import DEFAULT_ANNEAL
+
+    s = ConvGibbsSampler(random_model(), n_chains=1, seed=0, size=(12, 12))
+    s.warm_up, s.cycle = 3, 5
+    s.reset()
+    temps, states = [], []
+    real = s._sweep
+
+    def sweep(t):
+        temps.append(round(t, 6))
+        states.append(s.visible.clone())
+        real(t)
+
+    s._sweep = sweep
+    s.step(12)
+    hot = [i for i, t in enumerate(temps) if t > 1.0]
+    assert hot == [0, 1, 5, 6, 10, 11] and temps[0] == temps[5] == temps[10] == DEFAULT_ANNEAL
+    assert temps[2] == temps[7] == 1.0
+    assert not torch.equal(states[5], states[0])  # warmed again from the state reached, not from noise
+    s.reset()  # a reset counts from 0 again
+    temps.clear()
+    s.step(4)
+    assert [t > 1.0 for t in temps] == [True, True, False, False]
+    s.cycle = 0  # off: once warmed, it stays at T
+    temps.clear()
+    s.step(10)
+    assert set(temps) == {1.0}

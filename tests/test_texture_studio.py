@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from models.conv_rbm import ConvRBM, ConvRBMConfig, ConvRBMTrainConfig, ConvRBMTrainer, seam_ratio
+from models.conv_rbm import DEFAULT_SWEEPS, ConvRBM, ConvRBMConfig, ConvRBMTrainConfig, ConvRBMTrainer, seam_ratio
 from studio.canvas.sources import LayerSourceError, canvas_texture
 from studio.dreams import BrushUnavailable, DreamSession
 from studio.dreams.session import TEXTURE_DREAM_SIDE, TEXTURE_MAX_CHAINS
@@ -55,6 +55,7 @@ def test_a_texture_dreams_one_large_seamless_chain_with_temperature_and_the_brus
     s = session.sampler
     assert session.settings.n_chains == 1 and s.size == (TEXTURE_DREAM_SIDE, TEXTURE_DREAM_SIDE)
     assert s.warm_up > 0 and session.image_chw() == (1, TEXTURE_DREAM_SIDE, TEXTURE_DREAM_SIDE)
+    assert s.cycle == DEFAULT_SWEEPS  # warmed again every 40 sweeps, the runs its model trained on
     assert session.can_brush and session.brush_refusal is None
     session.step()
     frame = session.latest()

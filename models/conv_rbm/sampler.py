@@ -271,6 +271,15 @@ class ConvGibbsSampler(ChainStates, Clamping):
         # instead of sitting in the flat grey that chains started at T = 1 can keep.
         self.warm_up = 0
         self._warm_left = 0
+        # Every `cycle` sweeps the warm-up runs again from the chains' current state (0: never):
+        # the Dreams tab's texture, which sweeps on and on. A model trained on short runs
+        # (`ConvRBMTrainConfig.short_run`: what 40 sweeps from noise make) drifts past them:
+        # gravel (bench/texture.py's tiles, 256² chain) ×floor 2.9 after 40 sweeps, 4.3, 5.8,
+        # 6.4, 10.8 after 80-200 and 9.9 after 320; warmed again every 40 sweeps, 2.5-4.1 all
+        # along (from fresh noise every 40: 2.6-4.0, but each a new texture, not the same one
+        # moving on).
+        self.cycle = 0
+        self._since_warm = 0
         if size is None:  # the training images' size, rounded up to whole pooling blocks
             size = tuple(int(s) + (-int(s)) % model.pooling for s in model.config.image_shape[1:])
         self.height, self.width = self._checked_size(*size, n=n_chains)
@@ -338,6 +347,7 @@ class ConvGibbsSampler(ChainStates, Clamping):
         self._apply_clamp()
         self.steps_taken = 0
         self._warm_left = self.warm_up if visible is None and start is None else 0
+        self._since_warm = 0
         return self
 
     # ----------------------------------------------------------------------------- clamping
@@ -366,6 +376,10 @@ class ConvGibbsSampler(ChainStates, Clamping):
         k = self.k if k is None else int(k)
         for _ in range(k):
             t = self.temperature
+            if self.cycle > 0 and self.warm_up > 0:
+                if self._since_warm >= self.cycle:
+                    self._warm_left, self._since_warm = self.warm_up, 0
+                self._since_warm += 1
             if self._warm_left > 0:  # the warm-up after a reset from noise (`warm_up`)
                 frac = (self.warm_up - self._warm_left) / max(1, self.warm_up - 1)
                 t = max(t, DEFAULT_ANNEAL * (t / DEFAULT_ANNEAL) ** frac)

@@ -174,7 +174,9 @@ class DreamSession:
 
         A texture RBM dreams one seamless texture of `TEXTURE_DREAM_SIDE` px (whatever
         `n_chains` says; `set_n_chains` takes up to `TEXTURE_MAX_CHAINS`), annealed from noise
-        over its first sweeps (`ConvGibbsSampler.warm_up`)."""
+        over its first sweeps (`ConvGibbsSampler.warm_up`) and warmed again from where it is
+        every `DEFAULT_SWEEPS` sweeps (`ConvGibbsSampler.cycle`), the length of the runs its
+        model was trained on: past them it would drift."""
         from models.factory import make_sampler
         from models.rbm import RBMBase
         from models.tempering import base_from_checkpoint
@@ -202,6 +204,7 @@ class DreamSession:
                 from models.conv_rbm import DEFAULT_SWEEPS
 
                 sampler.warm_up = DEFAULT_SWEEPS // 2
+                sampler.cycle = DEFAULT_SWEEPS  # warmed again every 40 sweeps: past them a texture drifts
                 sampler.reset()
         except ValueError as e:
             if was_training and hasattr(model, "train"):
