@@ -91,6 +91,7 @@ TRAIN_FLAGS: dict[str, tuple[str, dict[str, str]]] = {
     "centering": ("centering of the binary RBM", {"rbm": "centering"}),
     "tempering": ("parallel tempering of PCD's chains", {"rbm": "tempering", "grbm": "tempering"}),
     "restart": ("restarts of PCD's chains from noise", {"rbm": "restart_every", "grbm": "restart_every"}),
+    "short_run": ("short-run chains from noise", {"texture": "short_run"}),
     "optimizer": ("the RBM's optimiser", {"rbm": "optimizer", "grbm": "optimizer"}),
     "rbm_epochs": ("epochs of the hybrid's RBM phase", {"hybrid": "rbm_epochs"}),
     "beta": ("the VAE's KL weight", {"vae": "beta"}),
@@ -144,6 +145,7 @@ def train_settings(args: argparse.Namespace, kind: str) -> dict[str, object]:
         ("momentum", lambda v: 0 <= v < 1, "in [0, 1)"), ("weight_decay", lambda v: 0 <= v <= 1e6, "0 to 1e6"),
         ("tempering", lambda v: v == 0 or 2 <= v <= 128, "0 (off) or 2 to 128 replicas"),
         ("restart", lambda v: 0 <= v <= 10**9, "0 (never) or a number of updates"),
+        ("short_run", lambda v: 0 <= v <= 256, "0 (PCD or CD) to 256 chains"),
         ("lr", lambda v: 0 < v <= 1e6 or v == math.inf, "above 0 and at most 1e6"),
         ("rbm_epochs", lambda v: v >= 1, "at least 1"), ("beta", lambda v: v >= 0, "0 or more"),
         ("hidden", lambda v: v >= 1, "at least 1"), ("latent", lambda v: v >= 1, "at least 1"),
@@ -207,6 +209,15 @@ def _check_resume(args: argparse.Namespace, ckpt, settings: dict[str, object]) -
     return overrides
 
 
+def _check_short_run(settings: dict[str, object], short_run: int) -> None:
+    """A texture model trained on short runs from noise has no PCD or CD chains to set."""
+    given = [flag for flag, field in (("--k", "k"), ("--chains", "n_chains"), ("--cd / --pcd", "persistent"))
+             if field in settings]
+    if short_run > 0 and given:
+        raise ValueError(f"{', '.join(given)} set{'s' if len(given) == 1 else ''} PCD's or CD's chains, but the texture "
+                         "RBM trains on short runs from noise (as its dreams run); add --short-run 0 to train by PCD or CD")
+
+
 def _check_chains(settings: dict[str, object], persistent: bool) -> None:
     if persistent:
         return
@@ -216,6 +227,12 @@ def _check_chains(settings: dict[str, object], persistent: bool) -> None:
         raise ValueError("--tempering mixes PCD's persistent chains; with --cd there are none")
     if int(settings.get("restart_every") or 0) > 0:
         raise ValueError("--restart restarts PCD's persistent chains; with --cd there are none")
+
+
+def _texture_short_run() -> int:
+    from models.conv_rbm import ConvRBMTrainConfig
+
+    return int(ConvRBMTrainConfig.short_run)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -241,6 +258,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides = _check_resume(args, ckpt, settings)
         saved_cfg = (ckpt.meta.get("trainer") or {}).get("train_config", {})
         _check_chains(settings, bool(overrides.get("persistent", saved_cfg.get("persistent", True))))
+        if kind == "texture":
+            _check_short_run(settings, int(overrides.get("short_run", saved_cfg.get("short_run", _texture_short_run()))))
         pre = Preprocess.from_dict(ckpt.preprocess or {})
         images = _load(args.folder, pre, args.quiet, args.follow_links)
         trainer = ckpt.make_trainer(torch.from_numpy(images.images), device, **overrides)
@@ -251,6 +270,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         kind = args.model or "rbm"
         settings = train_settings(args, kind)
         _check_chains(settings, bool(settings.get("persistent", True)))
+        if kind == "texture":
+            _check_short_run(settings, int(settings.get("short_run", _texture_short_run())))
         if kind == "texture":  # crops of its photos at their own grain (studio.dataset.texture)
             from studio.cli_texture import texture_preprocess
 
@@ -669,6 +690,9 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--restart", type=int, default=None, metavar="N",
                    help="each of PCD's chains restarts from noise once every N updates, in turn (0: never; "
                    "rbm, grbm; default: grbm on images of more than 4,096 values 100, else 0)")
+    a.add_argument("--short-run", type=int, default=None, metavar="N",
+                   help="texture: N chains per update start from noise and run as its dreams do (40 sweeps, "
+                   "annealed); the default 1; 0: PCD or CD with --k, --chains, --cd")
     a.add_argument("--optimizer", choices=["sgd", "adam"], default=None,
                    help="rbm: sgd only; grbm: either")
     a.add_argument("--rbm-epochs", type=int, default=None, metavar="N",

@@ -88,14 +88,19 @@ def _rbm_items(items: _Items, cfg: Any, n_visible: int, n_hidden: int, batch: in
 
 
 def _texture_items(items: _Items, cfg: Any, model_cfg: Any, trainer: Any) -> None:
-    """The texture RBM's settings (a `models.conv_rbm.ConvRBMTrainConfig`): its filters, PCD on
-    random crops, the sparsity target."""
+    """The texture RBM's settings (a `models.conv_rbm.ConvRBMTrainConfig`): its filters, short
+    runs from noise (or PCD / CD) on random crops, the sparsity target."""
     f, p = model_cfg.filter_size, model_cfg.pooling
     items.items.append(items.mark(f"{model_cfg.n_filters:,} filters", "hidden") + " "
                        + items.mark(f"{f}×{f}", "filter_size") + (items.mark(f", max-pooled {p}×{p}", "pooling") if p > 1 else ""))
-    algo = items.mark(f"{'PCD' if cfg.persistent else 'CD'}-{cfg.k}", "persistent", "k")
-    if cfg.persistent:
-        algo += ", " + items.mark(f"{cfg.n_chains:,} chains", "n_chains")
+    short = int(getattr(cfg, "short_run", 0) or 0)
+    if short and getattr(cfg, "short_run_weight", 1.0) >= 1.0:
+        algo = items.mark(f"short runs from noise ({short} chain{'s' if short > 1 else ''} of "
+                          f"{cfg.short_run_sweeps} sweeps a step)", "short_run")
+    else:
+        algo = items.mark(f"{'PCD' if cfg.persistent else 'CD'}-{cfg.k}", "persistent", "k")
+        if cfg.persistent:
+            algo += ", " + items.mark(f"{cfg.n_chains:,} chains", "n_chains")
     items.items.append(algo)
     items.items.append(_lr(items, cfg, "adam "))
     items.add(f"{trainer.batch_size:,} crops of {trainer.crop} px a step", "batch_size", "crop")

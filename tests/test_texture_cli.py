@@ -46,7 +46,7 @@ def texture_png(tmp_path_factory):
 def train(source, out, *extra) -> int:
     """A short texture run (one epoch: 100 steps of 8 crops, PCD-1 on two chains, 4 filters)."""
     return main(["train", str(source), "--model", "texture", "--size", "32", "--hidden", "4", "--epochs", "1",
-                 "--k", "1", "--chains", "2", "--seed", "0", "--out", str(out), "-q", *extra])
+                 "--short-run", "0", "--k", "1", "--chains", "2", "--seed", "0", "--out", str(out), "-q", *extra])
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_a_folder_of_one_image_trains_and_the_settings_are_said(texture_png, tmp
     (folder / "t.png").write_bytes(texture_png.read_bytes())
     out = tmp_path / "t.safetensors"
     assert main(["train", str(folder), "--model", "texture", "--size", "24", "--hidden", "3", "--epochs", "1",
-                 "--k", "1", "--chains", "2", "--seed", "1", "--out", str(out)]) == 0
+                 "--short-run", "0", "--k", "1", "--chains", "2", "--seed", "1", "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert "1 images from" in err
     assert "1×24×24: 3 filters* 9×9, max-pooled 2×2 · PCD-1*, 2 chains*" in err and "8 crops of 24 px a step" in err
@@ -132,3 +132,19 @@ def test_width_and_height_are_refused_for_a_kind_that_dreams_at_its_own_size(tmp
     err = capsys.readouterr().err.strip()
     assert err == ("harmonium: --width and --height apply to texture models only: a rbm model dreams at its "
                    "training images' size (4×4)")
+
+
+def test_short_runs_are_the_default_and_pcd_flags_need_them_off(texture_png, tmp_path, capsys):
+    """The texture RBM trains on short runs from noise by default (said in the settings line);
+    PCD's flags while they are on are refused in one sentence, nothing trained or written."""
+    out = tmp_path / "sr.safetensors"
+    assert main(["train", str(texture_png), "--model", "texture", "--size", "24", "--hidden", "3", "--epochs", "1",
+                 "--seed", "2", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "short runs from noise (1 chain of 40 sweeps a step)" in err and "PCD" not in err
+    assert load_checkpoint(out).meta["trainer"]["train_config"]["short_run"] == 1
+    refused = tmp_path / "no.safetensors"
+    assert main(["train", str(texture_png), "--model", "texture", "--chains", "4", "--out", str(refused)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--chains sets PCD's or CD's chains" in err and "--short-run 0" in err and len(err.splitlines()) == 1
+    assert not refused.exists()

@@ -165,10 +165,14 @@ def _texture_params(default, lr: float) -> list[HyperParam]:
         HyperParam("learning_rate", "Learning rate", "float", lr, 0.0, 10.0, step=lr / 2 or 1e-4,
                    decimals=5, special="model default",
                    tooltip="Step size of the optimiser (Adam). Lower it if training diverges."),
+        HyperParam("short_run", "Short-run chains", "int", default("short_run"), 0, 256, target="extra",
+                   tooltip="Chains per update that start from noise and run as the dreams do (40 sweeps, "
+                           "annealed), so the model learns what its dreams make. 0: persistent chains (PCD-k) "
+                           "with the two settings below."),
         HyperParam("k", "Gibbs sweeps (k)", "int", default("k"), 1, 100, target="extra",
-                   tooltip="Gibbs sweeps of the persistent chains per update (PCD-k)."),
+                   tooltip="PCD only (short-run chains 0): Gibbs sweeps of the persistent chains per update."),
         HyperParam("n_chains", "Chains", "int", default("n_chains"), 1, 256, target="extra",
-                   tooltip="Persistent chains, each a torus of the crop's size: the dreams shown while it trains."),
+                   tooltip="PCD only (short-run chains 0): persistent chains, each a torus of the crop's size."),
         HyperParam("seed", "Seed", "int", -1, -1, 2**31 - 1, special="random",
                    tooltip="Fix it to repeat a run exactly; 'random' draws a new one."),
     ]
