@@ -24,12 +24,17 @@ The model
     matrix is the convolution unrolled (`unrolled_weight`).
 
 Training (`ConvRBMTrainer`, a `models.training.Trainer`: training is a generator of events)
-    PCD-k (or CD-k) on random crops of the training images: a batch is `batch_size` crops of
+    Short runs from noise (by default), PCD-k or CD-k on random crops of the training images: a batch is `batch_size` crops of
     `crop` px from random images at random places, so one photograph is a whole training set.
     The model is stationary, so the gradient is taken per position: the data's statistics come
     from the hidden units whose field lies wholly inside a crop ("valid" correlation: the crop's
-    edges are not a seam the model should learn) and the model's from persistent chains on a
-    torus of `chain_size` px; the loss is the difference of the two free energies per position,
+    edges are not a seam the model should learn) and the model's from chains on a torus of the
+    crop's size. By default (`short_run` = 1) they are short runs (Nijkamp, Hill, Zhu & Wu
+    2019, "Learning non-convergent non-persistent short-run MCMC toward energy-based model"):
+    each step one chain starts from noise and runs exactly as `synthesize` and the Dreams tab
+    run theirs (40 sweeps, the first half annealed from T = 2), so the model learns what its
+    sampler makes from noise in 40 sweeps; with `short_run` = 0, persistent chains (PCD-k,
+    `chain_size`, `restart_every`) or CD-k. The loss is the difference of the two free energies per position,
     differentiated by autograd. Adam (a step size per parameter: the weights, biases and log σ²
     have gradients of very different sizes), gradient-norm clipping, weight decay on the
     filters, a floor on σ² (Liao et al. 2022), and Lee et al.'s sparsity target on the hidden
@@ -44,7 +49,13 @@ Training (`ConvRBMTrainer`, a `models.training.Trainer`: training is a generator
       sampler meets from noise (persistent chains alone never visit the flat mode);
     - PCD's weights never settle: the model's samples swung between good and washed-out from
       one hundred steps to the next, so the model keeps the moving average of its parameters
-      (`average`, Polyak averaging) whenever training is not running.
+      (`average`, Polyak averaging) whenever training is not running;
+    - PCD's equilibrium was not the texture: brick's chains swept on drew ever denser mortar
+      stripes (×floor 1 at 40 sweeps, 12 at 160), and the stain scan's chains from noise took
+      600-1,300 sweeps to find its colours; trained on short runs, the 40-sweep samples scored
+      (bench/texture.py, tiles, seed 0) brick 41 -> 1.8× the floor, grass 9.4 -> 1.1, gravel
+      4.8 -> 2.7, the stain scan 0.96 -> 0.71, in as long. Past 40 sweeps they drift further
+      than PCD's, so the Dreams tab warms its texture again every 40 sweeps (`cycle`).
 
 Sampling (`ConvGibbsSampler`, `synthesize`)
     n chains on an H×W torus (any size from the filter size up, 64 to 2048 px and beyond),
