@@ -57,7 +57,7 @@ from studio.worker import TaskQueue
 TRAINING_FRAMES = {
     "rbm": "the persistent chains of training",
     "grbm": "the persistent chains of training",
-    "texture": "the persistent chains of training",
+    "texture": "its last short run from noise, as it dreams (or PCD's chains)",
     "ae": "its reconstructions of a fixed batch of images",
     "vae": "the same prior draws, decoded as it learns",
     "hybrid": "reconstructions of a fixed batch (phase 1), then its RBM's persistent chains, decoded (phase 2)",
@@ -697,7 +697,7 @@ class DreamsView(DreamsBuilder, DreamsControls, FollowRun, QWidget):
             else:
                 # Training frames come every few steps, often less than once in the half second
                 # the painted rate is counted over: their own rate, over the last seconds.
-                unit = "chains" if s.meta.get("kind") in ("rbm", "grbm", "texture") else "images"
+                unit = ("chain" if s.meta.get("kind") in ("rbm", "grbm", "texture") else "image") + ("" if f.n_chains == 1 else "s")
                 text = f"{f.n_chains} {unit} · training step {f.steps:,} · {arrival_text(s.frames(), now)}"
             if s.has_mask:
                 text += " · brush on"
