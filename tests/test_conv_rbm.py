@@ -469,9 +469,10 @@ def test_draw_pooled_is_exact_for_logits_that_overflow_exp():
 
 
 def test_a_cycling_sampler_warms_up_again_from_where_it_is_every_cycle_sweeps():
-    """`cycle` (the Dreams tab's texture): every `cycle` sweeps the annealing from T = 2 runs
-    again on the current state, not from noise; a reset starts the count again."""
-    from models.conv_rbm.sampler import DEFAULT_ANNEAL
+    """`cycle` (the Dreams tab's texture): every `cycle` sweeps an annealing runs again on the
+    current state (from `CYCLE_ANNEAL`, gentler than the first from noise), not from noise; a
+    reset starts the count again."""
+    from models.conv_rbm.sampler import CYCLE_ANNEAL, DEFAULT_ANNEAL
 
     s = ConvGibbsSampler(random_model(), n_chains=1, seed=0, size=(12, 12))
     s.warm_up, s.cycle = 3, 5
@@ -487,7 +488,7 @@ def test_a_cycling_sampler_warms_up_again_from_where_it_is_every_cycle_sweeps():
     s._sweep = sweep
     s.step(12)
     hot = [i for i, t in enumerate(temps) if t > 1.0]
-    assert hot == [0, 1, 5, 6, 10, 11] and temps[0] == temps[5] == temps[10] == DEFAULT_ANNEAL
+    assert hot == [0, 1, 5, 6, 10, 11] and temps[0] == DEFAULT_ANNEAL and temps[5] == temps[10] == CYCLE_ANNEAL
     assert temps[2] == temps[7] == 1.0
     assert not torch.equal(states[5], states[0])  # warmed again from the state reached, not from noise
     s.reset()  # a reset counts from 0 again

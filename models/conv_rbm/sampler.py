@@ -271,15 +271,18 @@ class ConvGibbsSampler(ChainStates, Clamping):
         # instead of sitting in the flat grey that chains started at T = 1 can keep.
         self.warm_up = 0
         self._warm_left = 0
-        # Every `cycle` sweeps the warm-up runs again from the chains' current state (0: never):
-        # the Dreams tab's texture, which sweeps on and on. A model trained on short runs
-        # (`ConvRBMTrainConfig.short_run`: what 40 sweeps from noise make) drifts past them:
-        # gravel (bench/texture.py's tiles, 256² chain) ×floor 2.9 after 40 sweeps, 4.3, 5.8,
-        # 6.4, 10.8 after 80-200 and 9.9 after 320; warmed again every 40 sweeps, 2.5-4.1 all
-        # along (from fresh noise every 40: 2.6-4.0, but each a new texture, not the same one
-        # moving on).
+        # Every `cycle` sweeps the warm-up runs again from the chains' current state (0: never),
+        # annealed from `cycle_from` (gentler than from noise): the Dreams tab's texture, which
+        # sweeps on and on. A model trained on short runs (`ConvRBMTrainConfig.short_run`: what
+        # 40 sweeps from noise make) drifts past them: gravel (bench/texture.py's tiles, 256²
+        # chain) ×floor 2.9 after 40 sweeps, 4.3, 5.8, 6.4, 10.8 after 80-200, 9.9 after 320;
+        # warmed again every 40 sweeps from T = 2 it ends each cycle at 2.2-3.2 but dissolves
+        # in between (×29 five sweeps in: the dream would flash to noise); from T = 1.25 it
+        # stays within 2.8-6.1 at every sweep of 160.
         self.cycle = 0
+        self.cycle_from = CYCLE_ANNEAL
         self._since_warm = 0
+        self._warm_from = DEFAULT_ANNEAL
         if size is None:  # the training images' size, rounded up to whole pooling blocks
             size = tuple(int(s) + (-int(s)) % model.pooling for s in model.config.image_shape[1:])
         self.height, self.width = self._checked_size(*size, n=n_chains)
@@ -347,7 +350,7 @@ class ConvGibbsSampler(ChainStates, Clamping):
         self._apply_clamp()
         self.steps_taken = 0
         self._warm_left = self.warm_up if visible is None and start is None else 0
-        self._since_warm = 0
+        self._since_warm, self._warm_from = 0, DEFAULT_ANNEAL
         return self
 
     # ----------------------------------------------------------------------------- clamping
@@ -378,11 +381,12 @@ class ConvGibbsSampler(ChainStates, Clamping):
             t = self.temperature
             if self.cycle > 0 and self.warm_up > 0:
                 if self._since_warm >= self.cycle:
-                    self._warm_left, self._since_warm = self.warm_up, 0
+                    self._warm_left, self._since_warm, self._warm_from = self.warm_up, 0, self.cycle_from
                 self._since_warm += 1
             if self._warm_left > 0:  # the warm-up after a reset from noise (`warm_up`)
                 frac = (self.warm_up - self._warm_left) / max(1, self.warm_up - 1)
-                t = max(t, DEFAULT_ANNEAL * (t / DEFAULT_ANNEAL) ** frac)
+                start = self._warm_from
+                t = max(t, start * (t / start) ** frac)
                 self._warm_left -= 1
             self._sweep(t)
         return self
@@ -469,6 +473,7 @@ class ConvGibbsSampler(ChainStates, Clamping):
 MIN_TEXTURE_SIDE, MAX_TEXTURE_SIDE = 64, 2048
 DEFAULT_SWEEPS = 40  # sweeps of `synthesize` (see bench/texture.py)
 DEFAULT_ANNEAL = 2.0  # `synthesize` anneals from this temperature over its first half
+CYCLE_ANNEAL = 1.25  # a cycling sampler's warm-ups after the first start here (`ConvGibbsSampler.cycle`)
 
 
 @torch.no_grad()
