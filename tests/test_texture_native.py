@@ -89,7 +89,7 @@ def test_a_600px_photo_trains_at_its_own_grain_its_crops_and_dreams_keep_the_per
 
     monkeypatch.setattr(ConvRBMTrainer, "_crops", recording)
     out = tmp_path / "stripes.safetensors"
-    assert main(["train", str(photo), "--model", "texture", "--hidden", "4", "--epochs", "1", "--k", "1",
+    assert main(["train", str(photo), "--model", "texture", "--hidden", "4", "--epochs", "1", "--short-run", "0", "--k", "1",
                  "--chains", "2", "--seed", "0", "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert "texture images: stripes.png: its middle 600×600 square, at its own grain" in err
