@@ -45,31 +45,29 @@ def two_colour_texture(size: int = 64, seed: int = 0) -> torch.Tensor:
     return (img.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
-@pytest.fixture(scope="module")
-def colour_model():
+def train_colour_model(**settings):
+    """A small model trained on `two_colour_texture` (the trainer's defaults but for `settings`):
+    (model, trainer, the data's channel means)."""
     torch.set_num_threads(1)
     data = two_colour_texture()
     torch.manual_seed(0)
     model = ConvRBM(ConvRBMConfig(channels=3, n_filters=8, filter_size=5, image_shape=(3, 64, 64)))
     cfg = ConvRBMTrainConfig(epochs=1, steps_per_epoch=100, batch_size=4, crop=24, learning_rate=0.01, k=2, seed=0,
-                             threads=1, frame_every=0)
+                             threads=1, frame_every=0, **settings)
     trainer = ConvRBMTrainer(model, data, cfg)
     trainer.fit()
     return model, trainer, (data.float() / 255).mean((0, 2, 3))
+
+
+@pytest.fixture(scope="module")
+def colour_model():
+    return train_colour_model()
 
 
 @pytest.fixture(scope="module")
 def pcd_colour_model():
     """The colour model trained by PCD alone (no short-run chains: its persistent chains train)."""
-    torch.set_num_threads(1)
-    data = two_colour_texture()
-    torch.manual_seed(0)
-    model = ConvRBM(ConvRBMConfig(channels=3, n_filters=8, filter_size=5, image_shape=(3, 64, 64)))
-    cfg = ConvRBMTrainConfig(epochs=1, steps_per_epoch=100, batch_size=4, crop=24, learning_rate=0.01, k=2, seed=0,
-                             threads=1, frame_every=0, short_run=0)
-    trainer = ConvRBMTrainer(model, data, cfg)
-    trainer.fit()
-    return model, trainer, (data.float() / 255).mean((0, 2, 3))
+    return train_colour_model(short_run=0)
 
 
 def test_the_persistent_chains_hold_the_training_colours(pcd_colour_model):
