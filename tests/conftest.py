@@ -106,3 +106,16 @@ def make_main_window(qtbot, settings, monkeypatch, tmp_path):
         monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, _r=reply, **k: _r))
         w.close()
         qtbot.waitUntil(lambda: not w.busy_threads(), timeout=10_000)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test (as the studio's jobs run; results do not depend on the
+    machine's cores), the previous count restored after it. Files use it with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -20,12 +20,7 @@ from models.conv_rbm import ConvGibbsSampler, ConvRBM, ConvRBMConfig, ConvRBMTra
 from models.conv_rbm import sampler as sampler_module
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def two_colour_texture(size: int = 64, seed: int = 0) -> torch.Tensor:

@@ -10,12 +10,7 @@ from models.conv_rbm import ConvRBM, ConvRBMConfig, ConvRBMError, ConvRBMTrainCo
 from models.conv_rbm import trainer as trainer_module
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_trainer(**cfg) -> ConvRBMTrainer:

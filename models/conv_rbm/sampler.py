@@ -384,9 +384,7 @@ class ConvGibbsSampler(ChainStates, Clamping):
                     self._warm_left, self._since_warm, self._warm_from = self.warm_up, 0, self.cycle_from
                 self._since_warm += 1
             if self._warm_left > 0:  # the warm-up after a reset from noise (`warm_up`)
-                frac = (self.warm_up - self._warm_left) / max(1, self.warm_up - 1)
-                start = self._warm_from
-                t = max(t, start * (t / start) ** frac)
+                t = max(t, annealed(self._warm_from, t, self.warm_up - self._warm_left, self.warm_up))
                 self._warm_left -= 1
             self._sweep(t)
         return self
@@ -423,9 +421,20 @@ class ConvGibbsSampler(ChainStates, Clamping):
         end = self.temperature if end is None else float(end)
         steps = int(steps)
         for i in range(steps):
-            frac = i / max(1, steps - 1)
-            self._sweep(start * (end / start) ** frac)
+            self._sweep(annealed(start, end, i, steps))
         return self
+
+    @torch.no_grad()
+    def run(self, steps: int, anneal_from: float | None = None) -> "ConvGibbsSampler":
+        """`steps` sweeps as `synthesize` makes a texture: the first half annealed from
+        `anneal_from` (default `DEFAULT_ANNEAL`) down to `temperature`, unless it is not above
+        it, the rest at `temperature`. The texture trainer's short runs are this too."""
+        steps = int(steps)
+        start = DEFAULT_ANNEAL if anneal_from is None else float(anneal_from)
+        if start > self.temperature:
+            self.anneal(steps // 2, start=start)
+            steps -= steps // 2
+        return self.step(steps)
 
     # ------------------------------------------------------------------------------ reading
     # ------------------------------------------------------------------------ persistence
@@ -473,6 +482,11 @@ class ConvGibbsSampler(ChainStates, Clamping):
 MIN_TEXTURE_SIDE, MAX_TEXTURE_SIDE = 64, 2048
 DEFAULT_SWEEPS = 40  # sweeps of `synthesize` (see bench/texture.py)
 DEFAULT_ANNEAL = 2.0  # `synthesize` anneals from this temperature over its first half
+
+
+def annealed(start: float, end: float, i: int, n: int) -> float:
+    """The i-th (from 0) of n temperatures falling geometrically from `start` to `end`."""
+    return start * (end / start) ** (i / max(1, n - 1))
 CYCLE_ANNEAL = 1.25  # a cycling sampler's warm-ups after the first start here (`ConvGibbsSampler.cycle`)
 
 
@@ -498,13 +512,9 @@ def synthesize(model: ConvRBM, height: int, width: int, *, n: int = 1, steps: in
         if values is not None:
             vals = model.images_to_visible(seed_to_size(values if values.dim() == 4 else values[None], height, width))
         s.clamp(mask, vals)
-    steps = int(steps)
     if anneal_from is None:
         anneal_from = DEFAULT_ANNEAL if start is None else temperature
-    if anneal_from > temperature:
-        s.anneal(steps // 2, start=float(anneal_from))
-        steps -= steps // 2
-    s.step(steps)
+    s.run(steps, anneal_from)
     return s.images(show)
 
 

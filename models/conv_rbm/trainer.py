@@ -113,7 +113,6 @@ class ConvRBMTrainer(Trainer):
         self._chains = (self.sampler.n_chains, side)
         short_side = max(int(config.short_run_size) or side, f)
         self._short_side = short_side + (-short_side) % p
-        self.short_chains: Tensor | None = None  # the last short-run chains' final states
         self._short_sampler: ConvGibbsSampler | None = None
         self._last_recon = float("nan")
         if not 0 <= config.average < 1:
@@ -284,12 +283,13 @@ class ConvRBMTrainer(Trainer):
         seed = zlib.crc32(f"{self.seed}:short-run:{self.step}".encode())
         s = ConvGibbsSampler(self.model, n_chains=cfg.short_run, seed=seed, size=(self._short_side, self._short_side))
         s.free_running = False
-        steps = cfg.short_run_sweeps
-        s.anneal(steps // 2, start=DEFAULT_ANNEAL)
-        s.step(steps - steps // 2)
-        self.short_chains = s.visible
-        self._short_sampler = s
+        self._short_sampler = s.run(cfg.short_run_sweeps, DEFAULT_ANNEAL)
         return s.visible
+
+    @property
+    def short_chains(self) -> Tensor | None:
+        """The last short-run chains' final visible states (None before the first)."""
+        return None if self._short_sampler is None else self._short_sampler.visible
 
     def _restart_chain(self, i: int) -> None:
         """Chain i starts again from noise. Persistent chains alone settle in the modes the
