@@ -577,7 +577,7 @@ class Checkpoint:
                 except Invalid as e:
                     raise ValueError(f"cannot resume {self.path.name} with that setting: {e.sentence()}") from None
         _check_data(self.model, data, self.path.name)
-        cfg = dict(tmeta.get("train_config", {}), **overrides)
+        cfg = {**info.train_config_class.SAVED_DEFAULTS, **tmeta.get("train_config", {}), **overrides}
         try:
             trainer = info.resume(self.model, data, cfg, device)
         except Exception as e:  # the saved settings, not the data (checked above)

@@ -29,7 +29,7 @@ import threading
 import time
 import zlib
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Iterator
+from typing import Any, ClassVar, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -86,7 +86,13 @@ class TrainEvent:
 
 @dataclass
 class TrainConfig:
-    """What every trainer takes. Subclasses add the method's own knobs."""
+    """What every trainer takes. Subclasses add the method's own knobs.
+
+    `SAVED_DEFAULTS`: what a field added later is for a checkpoint saved before it (the runs of
+    then did without it); a resumed run takes these where its saved config lacks the field, a
+    new run the class's defaults."""
+
+    SAVED_DEFAULTS: ClassVar[dict[str, Any]] = {}
 
     epochs: int = 50
     batch_size: int = 64

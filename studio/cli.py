@@ -229,12 +229,6 @@ def _check_chains(settings: dict[str, object], persistent: bool) -> None:
         raise ValueError("--restart restarts PCD's persistent chains; with --cd there are none")
 
 
-def _texture_short_run() -> int:
-    from models.conv_rbm import ConvRBMTrainConfig
-
-    return int(ConvRBMTrainConfig.short_run)
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
@@ -242,6 +236,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from models.checkpoint import save_checkpoint
     from models.device import default_device, describe_device, seed_everything
     from models.factory import Options, build
+    from models.kinds import KINDS
     from models.training import TrainingDiverged
     from studio.dataset import Preprocess
     from studio.train_summary import describe_training
@@ -259,7 +254,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         saved_cfg = (ckpt.meta.get("trainer") or {}).get("train_config", {})
         _check_chains(settings, bool(overrides.get("persistent", saved_cfg.get("persistent", True))))
         if kind == "texture":
-            _check_short_run(settings, int(overrides.get("short_run", saved_cfg.get("short_run", _texture_short_run()))))
+            saved = {**KINDS[kind].train_config_class.SAVED_DEFAULTS, **saved_cfg}
+            _check_short_run(settings, int(overrides.get("short_run", saved["short_run"])))
         pre = Preprocess.from_dict(ckpt.preprocess or {})
         images = _load(args.folder, pre, args.quiet, args.follow_links)
         trainer = ckpt.make_trainer(torch.from_numpy(images.images), device, **overrides)
@@ -270,10 +266,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         kind = args.model or "rbm"
         settings = train_settings(args, kind)
         _check_chains(settings, bool(settings.get("persistent", True)))
-        if kind == "texture":
-            _check_short_run(settings, int(settings.get("short_run", _texture_short_run())))
         if kind == "texture":  # crops of its photos at their own grain (studio.dataset.texture)
             from studio.cli_texture import texture_preprocess
+
+            _check_short_run(settings, int(settings.get("short_run", KINDS[kind].train_config_class.short_run)))
 
             pre = texture_preprocess(args)
         else:

@@ -148,3 +148,15 @@ def test_short_runs_are_the_default_and_pcd_flags_need_them_off(texture_png, tmp
     err = capsys.readouterr().err.strip()
     assert "--chains sets PCD's or CD's chains" in err and "--short-run 0" in err and len(err.splitlines()) == 1
     assert not refused.exists()
+
+
+def test_a_checkpoint_saved_before_short_runs_resumes_by_pcd(trained):
+    """A saved training config without `short_run` predates short runs: the run trained by PCD
+    and resumes so (`ConvRBMTrainConfig.SAVED_DEFAULTS`), not by the new default."""
+    ck = load_checkpoint(trained)
+    saved = ck.meta["trainer"]["train_config"]
+    assert saved["short_run"] == 0
+    del saved["short_run"]
+    images = torch.randint(0, 256, (1, 1, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    trainer = ck.make_trainer(images, "cpu")
+    assert trainer.config.short_run == 0 and trainer.config.k == 1 and trainer.config.n_chains == 2

@@ -7,7 +7,7 @@ import dataclasses
 import math
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -58,6 +58,8 @@ class ConvRBMTrainConfig(TrainConfig):
     short_run_size: int = 0  # side of their torus (0: the persistent chains')
     short_run_weight: float = 1.0
     frame_every: int = 10
+    # a checkpoint saved before short runs trained by PCD or CD, and resumes so
+    SAVED_DEFAULTS: ClassVar[dict[str, Any]] = {"short_run": 0}
 
 
 class ConvRBMTrainer(Trainer):
