@@ -29,6 +29,10 @@ Models and baselines, each making a 512×512 texture:
   `models.factory.sample_images` (1,000 Gibbs steps, tempered toward the data's base rate), each
   scaled ×4 bicubic (the canvas's texture scale) to 128 px and mirror-tiled across 512×512.
   Patches are pooled from the 4 canvases.
+* PCA + GMM, the simple peer (`bench/quality.py`'s `peer_pca_gmm`: PCA to 32 components and a
+  full-covariance Gaussian mixture, fitted in a fraction of a second), twice: on the pixel RBM's
+  300 crops shrunk to 32 px, 4 draws ×4 and mirror-tiled as the canvas lays them; and on 300
+  crops of 32 px at the photo's own grain, 4 draws mirror-tiled at ×1 (NAME-pca-gmm.png).
 * training crops tiled: 16 random 128-px crops of the training region laid 4×4 (real pixels;
   seams where crops meet).
 
@@ -225,9 +229,25 @@ def train_pixel_rbm(split: Split, budget: float | None, threads: int | None, see
 def pixel_rbm_canvases(model, small: torch.Tensor, seed: int, n: int = 4) -> torch.Tensor:
     from models.factory import sample_images
 
-    dreams = sample_images(model, n, seed=seed, data=small)  # [n, C, 32, 32] in [0, 1]
-    big = F.interpolate(dreams, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)
-    return torch.stack([mirror_tile(b, SIZE) for b in big])
+    return canvases(sample_images(model, n, seed=seed, data=small), 4)  # dreams [n, C, 32, 32] in [0, 1]
+
+
+def canvases(dreams: torch.Tensor, scale: int) -> torch.Tensor:
+    """Dreams [n, C, h, w] in [0, 1] as the canvas lays a texture: scaled ×scale bicubic and
+    mirror-tiled across SIZE × SIZE, one canvas each."""
+    big = dreams if scale == 1 else F.interpolate(dreams, scale_factor=scale, mode="bicubic", align_corners=False)
+    return torch.stack([mirror_tile(b, SIZE) for b in big.clamp(0, 1)])
+
+
+def pca_gmm_canvases(split: Split, small: torch.Tensor, seed: int, n: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """The simple peer (bench/quality.py's PCA + Gaussian mixture, fitted in a fraction of a
+    second): on the pixel RBM's 300 crops shrunk to 32 px, its draws ×4 as the canvas lays
+    them; and on 300 crops of 32 px at the photo's own grain, its draws mirror-tiled ×1."""
+    from bench.quality import peer_pca_gmm
+
+    shrunk, _ = peer_pca_gmm(small.numpy(), n, seed)
+    native, _ = peer_pca_gmm(split.crops(300, 32, seed + 3).numpy(), n, seed)
+    return canvases(torch.from_numpy(shrunk), 4), canvases(torch.from_numpy(native), 1)
 
 
 def timed_synthesis(model: ConvRBM, size: int, seed: int) -> tuple[torch.Tensor, float]:
@@ -376,8 +396,10 @@ def main() -> None:
         ours_f32 = mmd2(patches(tex32, N_PATCHES, 3), hp, bw)
 
         rbm, small, rbm_secs, rbm_cut = train_pixel_rbm(split, args.budget, args.threads, args.seed)
-        canvases = pixel_rbm_canvases(rbm, small, args.seed)
-        rbm_mmd = mmd2(patches(canvases, N_PATCHES, 3), hp, bw)
+        rbm_canvases = pixel_rbm_canvases(rbm, small, args.seed)
+        rbm_mmd = mmd2(patches(rbm_canvases, N_PATCHES, 3), hp, bw)
+        gmm4, gmm1 = pca_gmm_canvases(split, small, args.seed)
+        gmm4_mmd, gmm1_mmd = mmd2(patches(gmm4, N_PATCHES, 3), hp, bw), mmd2(patches(gmm1, N_PATCHES, 3), hp, bw)
 
         crops = split.crops(16, 128, args.seed + 2)
         mosaic = crops.reshape(4, 4, c, 128, 128).permute(2, 0, 3, 1, 4).reshape(1, c, SIZE, SIZE)
@@ -388,25 +410,29 @@ def main() -> None:
         # fine structure counts (there the real region beats its blurred copy again).
         blurred = F.avg_pool2d(train.float() / 255, 9, 1, 4, count_include_pad=False)
         fine = {key: mmd2(patches(x, N_PATCHES, sd), hp, bw / 4) for key, x, sd in (
-            ("floor", train, 2), ("texture_rbm", tex, 3), ("pixel_rbm_canvas", canvases, 3),
-            ("crops_tiled", mosaic, 3), ("floor_blurred", blurred, 2))}
+            ("floor", train, 2), ("texture_rbm", tex, 3), ("pixel_rbm_canvas", rbm_canvases, 3),
+            ("pca_gmm_canvas", gmm4, 3), ("pca_gmm_native", gmm1, 3), ("crops_tiled", mosaic, 3), ("floor_blurred", blurred, 2))}
         r = {
             "floor": floor, "texture_rbm": ours, "pixel_rbm_canvas": rbm_mmd, "crops_tiled": crops_mmd,
+            "pca_gmm_canvas": gmm4_mmd, "pca_gmm_native": gmm1_mmd,
             "floor_blurred": mmd2(patches(blurred, N_PATCHES, 2), hp, bw), "fine_bandwidth": fine,
             "seam_texture_rbm": seam_ratio(tex), "seam_crops_tiled": seam_ratio(mosaic.float() / 255),
             "seam_edge_texture_rbm": seam_edge(tex), "seam_edge_crops_tiled": seam_edge(mosaic),
             "train_s": secs, "train_steps": trainer.step, "train_cut": cut, "rbm_train_s": rbm_secs, "rbm_train_cut": rbm_cut,
-            "grain_texture_rbm": grain(tex) / grain(held), "grain_pixel_rbm_canvas": grain(canvases) / grain(held),
+            "grain_texture_rbm": grain(tex) / grain(held), "grain_pixel_rbm_canvas": grain(rbm_canvases) / grain(held),
+            "grain_pca_gmm_canvas": grain(gmm4) / grain(held), "grain_pca_gmm_native": grain(gmm1) / grain(held),
             "grain_crops_tiled": grain(mosaic) / grain(held), "grain_floor": grain(train) / grain(held),
             "sample_512_s": t512, "sample_2048_s": t2048, "sigma": model.variance.sqrt().tolist(),
             "sample_512_float32_s": t512_f32, "texture_rbm_float32": ours_f32,
         }
         r["grain_display_on_heldout"], r["grain_mean_field_on_heldout"] = display_grain(model, held, args.seed)
         r["targets"] = {"mmd_within_3x_floor": ours <= 3 * floor, "better_than_pixel_rbm": ours < rbm_mmd,
+                        "better_than_pca_gmm": ours < min(gmm4_mmd, gmm1_mmd),
                         "seamless": r["seam_edge_texture_rbm"] <= 1.0, "sample_512_le_5s": t512 <= 5.0}
         results[name] = r
         to_png(tex[0], OUT / f"{name}-texture.png")
-        to_png(canvases[0], OUT / f"{name}-rbm.png")
+        to_png(rbm_canvases[0], OUT / f"{name}-rbm.png")
+        to_png(gmm1[0], OUT / f"{name}-pca-gmm.png")
         to_png(mosaic[0], OUT / f"{name}-crops.png")
         to_png(split.held_image(), OUT / f"{name}-heldout.png")
         to_png(filter_grid(model), OUT / f"{name}-filters.png", scale=4)
@@ -418,9 +444,11 @@ def main() -> None:
               f"| texture RBM | {ours:.4f} | {ours / floor:.1f} {mark(t['mmd_within_3x_floor'])} | {fine['texture_rbm'] / fine['floor']:.1f} | {r['seam_texture_rbm']:.2f} ({r['seam_edge_texture_rbm']:.2f}) {mark(t['seamless'])} | {r['grain_texture_rbm']:.2f} |\n"
               f"| texture RBM, float32 sweeps (a CPU without bfloat16) | {ours_f32:.4f} | {ours_f32 / floor:.1f} | | | |\n"
               f"| pixel RBM 32 px ×4 mirror-tiled | {rbm_mmd:.4f} | {rbm_mmd / floor:.1f} | {fine['pixel_rbm_canvas'] / fine['floor']:.1f} | (mirror) | {r['grain_pixel_rbm_canvas']:.2f} |\n"
+              f"| PCA + GMM 32 px ×4 mirror-tiled (the same crops as the pixel RBM) | {gmm4_mmd:.4f} | {gmm4_mmd / floor:.1f} | {fine['pca_gmm_canvas'] / fine['floor']:.1f} | (mirror) | {r['grain_pca_gmm_canvas']:.2f} |\n"
+              f"| PCA + GMM on 32-px crops at the photo's grain, mirror-tiled | {gmm1_mmd:.4f} | {gmm1_mmd / floor:.1f} | {fine['pca_gmm_native'] / fine['floor']:.1f} | (mirror) | {r['grain_pca_gmm_native']:.2f} |\n"
               f"| training crops tiled | {crops_mmd:.4f} | {crops_mmd / floor:.1f} | {fine['crops_tiled'] / fine['floor']:.1f} | {r['seam_crops_tiled']:.2f} ({r['seam_edge_crops_tiled']:.2f}) | {r['grain_crops_tiled']:.2f} |\n"
               f"| training region, 9-px box blur (reference) | {r['floor_blurred']:.4f} | {r['floor_blurred'] / floor:.1f} | {fine['floor_blurred'] / fine['floor']:.1f} | | {grain(blurred) / grain(held):.2f} |\n"
-              f"texture RBM {mark(t['better_than_pixel_rbm'])} better than the pixel RBM; trained {secs:.0f} s "
+              f"texture RBM {mark(t['better_than_pixel_rbm'])} better than the pixel RBM, {mark(t['better_than_pca_gmm'])} than PCA + GMM; trained {secs:.0f} s "
               f"({trainer.step} steps{', cut by --budget' if cut else ''}); pixel RBM trained {rbm_secs:.0f} s"
               f"{' (cut)' if rbm_cut else ''}; grain of the display at the photograph itself (E[v | h], one h ~ p(h | held-out)) "
               f"{r['grain_display_on_heldout']:.2f}, its mean field {r['grain_mean_field_on_heldout']:.2f}; sample 512² {t512:.2f} s {mark(t['sample_512_le_5s'])} (float32 sweeps {t512_f32:.2f} s), 2048² {t2048:.1f} s",
